@@ -1,0 +1,44 @@
+"""leaseq: an at-least-once asyncio work queue on Redis with fenced lease timeouts."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._codec import JsonSerializer, Serializer
+from .exceptions import (
+    InvalidInput,
+    JobDead,
+    JobNotFound,
+    LeaseLost,
+    LeaseqError,
+    SerializationError,
+    WaitTimeout,
+)
+from .models import JobInfo, JobState, Lease, QueueStats
+from .queue import Queue
+from .reaper import Reaper, SweepReport
+
+try:
+    __version__ = version("leaseq")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = (
+    "InvalidInput",
+    "JobDead",
+    "JobInfo",
+    "JobNotFound",
+    "JobState",
+    "JsonSerializer",
+    "Lease",
+    "LeaseLost",
+    "LeaseqError",
+    "Queue",
+    "QueueStats",
+    "Reaper",
+    "SerializationError",
+    "Serializer",
+    "SweepReport",
+    "WaitTimeout",
+    "__version__",
+)

@@ -1,0 +1,61 @@
+"""The only place where Redis key names are built.
+
+Every key of a queue starts with ``leaseq:{NAME}:`` so that all of them carry the same
+hash tag and land in one Redis Cluster slot: that is what lets every script and
+transaction of a queue run on a cluster.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .exceptions import InvalidInput
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+
+
+def validate_queue_name(name: object) -> str:
+    """Return ``name`` if it is a usable queue name, else raise :class:`InvalidInput`."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInput(
+            f"bad queue name {name!r}: use 1-128 characters from A-Z a-z 0-9 _ . : -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class QueueKeys:
+    """Key names of one queue. Attributes are the fixed keys; methods build per-job keys."""
+
+    __slots__ = (
+        "dead",
+        "delayed",
+        "done",
+        "done_at",
+        "fence",
+        "in_progress",
+        "meta",
+        "prefix",
+        "todos",
+        "wake",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.prefix = f"leaseq:{{{name}}}:"
+        self.todos = self.prefix + "todos"
+        self.in_progress = self.prefix + "in_progress"
+        self.done = self.prefix + "done"
+        self.dead = self.prefix + "dead"
+        self.delayed = self.prefix + "delayed"
+        self.done_at = self.prefix + "done_at"
+        self.fence = self.prefix + "fence"
+        self.wake = self.prefix + "wake"
+        self.meta = self.prefix + "meta"
+
+    def job(self, job_id: str) -> str:
+        """The hash holding a job's task, payload, counters, result and error."""
+        return f"{self.prefix}job:{job_id}"
+
+    def lease(self, job_id: str) -> str:
+        """The lease key: exists (with an expiry) exactly while a claimer holds the job."""
+        return f"{self.prefix}lease:{job_id}"

@@ -1,0 +1,87 @@
+"""Lua scripts of the protocol: loaded once from the package, called by SHA.
+
+redis-py's own ``Script`` objects run ``SCRIPT EXISTS`` before every pipeline execution;
+that costs a round trip per batch, so scripts here are called with ``EVALSHA`` directly
+and loaded only when the server answers ``NOSCRIPT`` (first use, or after a restart or a
+``SCRIPT FLUSH``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from ._types import AnyPipeline, AnyRedis
+
+KeyT = str | bytes
+ArgT = str | bytes | int | float
+
+
+class Script:
+    """One Lua script of the package, identified by its SHA1."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = resources.files(__package__).joinpath(f"scripts/{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+
+    async def __call__(
+        self, client: AnyRedis, keys: Sequence[KeyT], args: Sequence[ArgT]
+    ) -> Any:
+        """Run the script; on ``NOSCRIPT`` load it and run it once more."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    def queue(self, pipe: AnyPipeline, keys: Sequence[KeyT], args: Sequence[ArgT]) -> None:
+        """Add a call to a (non-transactional) pipeline; see :func:`execute`."""
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def execute(
+    client: AnyRedis, calls: Sequence[tuple[Script, Sequence[KeyT], Sequence[ArgT]]]
+) -> list[Any]:
+    """Run many script calls in one round trip and return their replies in order.
+
+    Calls answered ``NOSCRIPT`` did not run, so after loading the missing scripts exactly
+    those are sent again; no call runs twice. Other errors are raised.
+    """
+    replies = await _run(client, calls)
+    missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    if missing:
+        for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
+            await client.script_load(script.source)
+        again = await _run(client, [calls[i] for i in missing])
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+async def _run(
+    client: AnyRedis, calls: Sequence[tuple[Script, Sequence[KeyT], Sequence[ArgT]]]
+) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for script, keys, args in calls:
+            script.queue(pipe, keys, args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+ENQUEUE = Script("enqueue")
+CLAIM = Script("claim")
+EXTEND = Script("extend")
+SETTLE = Script("settle")
+REAP = Script("reap")
+PROMOTE = Script("promote")
+TRIM = Script("trim")
+ALL = (ENQUEUE, CLAIM, EXTEND, SETTLE, REAP, PROMOTE, TRIM)

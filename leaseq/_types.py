@@ -1,0 +1,28 @@
+"""Type aliases shared by the modules (kept apart to avoid import cycles)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import redis.asyncio as aioredis
+
+# Clients may be created with or without ``decode_responses``; leaseq copes with both.
+AnyRedis: TypeAlias = "aioredis.Redis"
+AnyPipeline: TypeAlias = "aioredis.client.Pipeline"
+
+
+def text(value: Any) -> str:
+    """A reply value as ``str`` whether the client decodes responses or not."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def opt_text(value: Any) -> str | None:
+    """Like :func:`text`, keeping ``None``."""
+    return None if value is None else text(value)
+
+
+def opt_int(value: Any) -> int | None:
+    """An integer reply or hash field, keeping ``None``."""
+    return None if value is None else int(value)

@@ -1,0 +1,117 @@
+"""Frozen values that leaseq hands to its users."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["JobInfo", "JobState", "Lease", "QueueStats"]
+
+JobState = Literal["todo", "in_progress", "done", "dead", "delayed"]
+"""Where a job is: which one of the queue's sets holds its id."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claimed job, held until ``deadline`` unless extended.
+
+    ``token`` fences every later call: ``ack``, ``fail``, ``extend`` and ``release`` succeed
+    only while the lease key in Redis still holds this token. ``fence`` is a number that
+    grows with every claim of the queue; pass it to downstream stores that can reject
+    writes from older owners.
+    """
+
+    queue: str
+    """Name of the queue the job belongs to."""
+    job_id: str
+    """The job's id."""
+    token: str
+    """The fencing token of this claim."""
+    task: str
+    """The task name given at enqueue."""
+    payload: Any = field(compare=False)
+    """The decoded payload."""
+    attempt: int
+    """1 for the first claim, 2 for the second, ... (releases do not count)."""
+    max_attempts: int
+    """Claims allowed before the job goes to ``dead``."""
+    lease_timeout: float
+    """Length of this lease in seconds (the queue's default or the job's own)."""
+    deadline: float
+    """Redis server time (Unix seconds) at which the lease expires unless extended."""
+    fence: int
+    """Monotonic claim counter of the queue."""
+    local_deadline: float = field(default=0.0, repr=False, compare=False)
+    """``time.monotonic()`` by which the lease is certainly still valid: measured from
+    before the request that set it was sent, so it errs early, never late."""
+    server_offset: float = field(default=0.0, repr=False, compare=False)
+    """Redis time minus local monotonic time, measured at claim (for timestamps)."""
+
+    @property
+    def remaining(self) -> float:
+        """Seconds the lease is certainly still held, by the local monotonic clock."""
+        return max(0.0, self.local_deadline - time.monotonic())
+
+    def server_now(self) -> float:
+        """Estimate of Redis's clock now, from the claim's reading plus local elapsed time."""
+        return time.monotonic() + self.server_offset
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Sizes of a queue's sets at one instant (read in one round trip)."""
+
+    todos: int
+    """Jobs waiting to be claimed."""
+    in_progress: int
+    """Jobs claimed and not yet settled (including expired leases not yet reaped)."""
+    done: int
+    """Finished jobs still retained."""
+    dead: int
+    """Jobs that ran out of attempts or could not be run; kept until requeued or purged."""
+    delayed: int
+    """Jobs waiting for their due time (delays and retry backoff)."""
+
+    @property
+    def total(self) -> int:
+        """All jobs the queue currently holds."""
+        return self.todos + self.in_progress + self.done + self.dead + self.delayed
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """Everything the queue records about one job."""
+
+    job_id: str
+    """The job's id."""
+    state: JobState | None
+    """Which set holds the id; ``None`` when the hash exists but no set holds the id."""
+    task: str | None
+    """Task name (``None`` if the job hash is missing or corrupt)."""
+    payload: Any = field(compare=False)
+    """Decoded payload, or the raw bytes when they cannot be decoded."""
+    attempts: int
+    """Claims so far (releases not counted)."""
+    max_attempts: int | None
+    """Claims allowed before ``dead``."""
+    failures: int
+    """Handler failures recorded by ``fail``."""
+    lease_expiries: int
+    """Leases that expired and were reaped (the claimer died or hung)."""
+    result: Any = field(compare=False)
+    """Decoded result of a ``done`` job, else ``None``."""
+    error: str | None
+    """Last error recorded by ``fail``."""
+    dead_reason: str | None
+    """Why the job is dead, when it is."""
+    enqueued_at: float | None
+    """Redis time of the enqueue (Unix seconds)."""
+    finished_at: float | None
+    """Redis time of the ack or of the move to dead (Unix seconds)."""
+    lease_token: str | None
+    """Token of the live lease, when one exists."""
+    lease_ttl: float | None
+    """Seconds left on the live lease, when one exists."""
+    owner: str | None
+    """Name of the last claimer (``host:pid`` by default)."""

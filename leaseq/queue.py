@@ -1,0 +1,476 @@
+"""The queue: producer calls, the lease calls of consumers, and read-only views."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError, ResponseError, WatchError
+
+from . import _scripts, _validate
+from ._codec import JsonSerializer, Serializer, encode
+from ._keys import QueueKeys, validate_queue_name
+from ._types import AnyRedis, opt_int, opt_text, text
+from ._wait import wait_all
+from .exceptions import InvalidInput, LeaseLost, LeaseqError
+from .models import JobInfo, JobState, Lease, QueueStats
+
+__all__ = ["Queue"]
+
+log = structlog.get_logger(__name__)
+
+# Jobs per script call of enqueue_many: keeps each call well under a millisecond of
+# server time while one pipeline still carries the whole batch in one round trip.
+_ENQUEUE_CHUNK = 256
+# An ack transaction is retried when a watched lease key changed (a heartbeat of the same
+# worker renewing it, for example); more retries than this means something is wrong.
+_MAX_WATCH_RETRIES = 32
+_SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "dead": "dead"}
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Queue:
+    """A named queue on one Redis server (or one Redis Cluster slot).
+
+    ``redis`` is a ``redis.asyncio.Redis`` client, with or without ``decode_responses``;
+    the queue never closes it. ``lease_timeout`` (seconds) is the default length of a
+    lease; ``max_attempts`` the default number of claims a job gets before it goes to
+    ``dead``. Done jobs are forgotten by the reaper after ``done_ttl`` seconds or beyond the
+    newest ``done_max`` (either may be ``None`` to disable it).
+
+    Safe to share between tasks of one event loop; create one per process.
+    """
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        name: str,
+        *,
+        lease_timeout: float = 30.0,
+        max_attempts: int = 5,
+        serializer: Serializer | None = None,
+        done_ttl: float | None = 86_400.0,
+        done_max: int | None = 100_000,
+        owner: str | None = None,
+    ) -> None:
+        self.name = validate_queue_name(name)
+        self.redis = redis
+        self.lease_timeout = _validate.seconds(lease_timeout, "lease_timeout", allow_zero=False)
+        self.lease_ms = _validate.millis(lease_timeout, "lease_timeout")
+        self.max_attempts = _validate.positive_int(max_attempts, "max_attempts")
+        self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
+        if not isinstance(self.serializer, Serializer):
+            raise LeaseqError("serializer must have dumps() and loads() methods")
+        self.done_ttl = (
+            None if done_ttl is None else _validate.seconds(done_ttl, "done_ttl", allow_zero=True)
+        )
+        if done_max is not None and (isinstance(done_max, bool) or not isinstance(done_max, int)
+                                     or done_max < 0):
+            raise InvalidInput(f"done_max must be an integer >= 0, got {done_max!r}")
+        self.done_max = done_max
+        self.owner = owner or _default_owner()
+        self.keys = QueueKeys(self.name)
+        self._server_checked = False
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r}, lease_timeout={self.lease_timeout})"
+
+    # -- producers ----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        job_id: str | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        lease_timeout: float | None = None,
+    ) -> str:
+        """Add one job and return its id.
+
+        With an explicit ``job_id`` that the queue already holds (waiting, delayed, in
+        flight, done and retained, or dead) nothing is written and the id is returned:
+        enqueue is idempotent per id. ``delay`` defers the job by that many seconds;
+        ``max_attempts`` and ``lease_timeout`` override the queue's defaults for this job.
+        """
+        ids = await self._enqueue(
+            task, [payload], None if job_id is None else [job_id], delay, max_attempts,
+            lease_timeout,
+        )
+        return ids[0]
+
+    async def enqueue_many(
+        self,
+        task: str,
+        payloads: Iterable[Any],
+        *,
+        job_ids: Sequence[str] | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        lease_timeout: float | None = None,
+    ) -> list[str]:
+        """Add many jobs of one task in one round trip; return their ids in order.
+
+        Every payload is serialised (and rejected on error) before anything is written.
+        ``job_ids``, when given, must have one id per payload; known ids are skipped
+        as in :meth:`enqueue`.
+        """
+        return await self._enqueue(task, list(payloads), job_ids, delay, max_attempts,
+                                   lease_timeout)
+
+    async def _enqueue(
+        self,
+        task: str,
+        payloads: list[Any],
+        job_ids: Sequence[str] | None,
+        delay: float | None,
+        max_attempts: int | None,
+        lease_timeout: float | None,
+    ) -> list[str]:
+        _validate.task_name(task)
+        delay_ms = _validate.optional_millis(delay, "delay")
+        attempts = self.max_attempts if max_attempts is None else _validate.positive_int(
+            max_attempts, "max_attempts")
+        lease_ms: int | str = "" if lease_timeout is None else _validate.millis(
+            lease_timeout, "lease_timeout")
+        if job_ids is None:
+            ids = [uuid.uuid4().hex for _ in payloads]
+        else:
+            ids = [_validate.job_id(j) for j in job_ids]
+            if len(ids) != len(payloads):
+                raise InvalidInput(
+                    f"{len(ids)} job ids for {len(payloads)} payloads")
+        data = [encode(self.serializer, p, "payload") for p in payloads]
+        if not ids:
+            return ids
+        await self._check_server()
+        k = self.keys
+        fixed = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake]
+        calls: list[tuple[_scripts.Script, Sequence[_scripts.KeyT], Sequence[_scripts.ArgT]]] = []
+        for start in range(0, len(ids), _ENQUEUE_CHUNK):
+            chunk = range(start, min(start + _ENQUEUE_CHUNK, len(ids)))
+            keys = fixed + [k.job(ids[i]) for i in chunk]
+            args: list[_scripts.ArgT] = []
+            for i in chunk:
+                args += (ids[i], task, data[i], attempts, delay_ms, lease_ms)
+            calls.append((_scripts.ENQUEUE, keys, args))
+        if len(calls) == 1:
+            await _scripts.ENQUEUE(self.redis, calls[0][1], calls[0][2])
+        else:
+            await _scripts.execute(self.redis, calls)
+        return ids
+
+    # -- consumers ----------------------------------------------------------------------
+
+    async def claim(self) -> Lease | None:
+        """Claim one job, or return ``None`` when none is waiting."""
+        leases = await self.claim_many(1)
+        return leases[0] if leases else None
+
+    async def claim_many(self, n: int) -> list[Lease]:
+        """Claim up to ``n`` waiting jobs in one atomic step (one round trip).
+
+        Each job gets a lease of its own length (the job's ``lease_timeout`` or the
+        queue's). Due delayed jobs are promoted first. A job whose hash is missing or
+        corrupt, or whose payload cannot be decoded, goes to ``dead`` with the reason
+        recorded and is not returned.
+        """
+        _validate.positive_int(n, "n")
+        await self._check_server()
+        k = self.keys
+        nonce = os.urandom(6).hex()
+        t0 = time.monotonic()
+        reply = await _scripts.CLAIM(
+            self.redis,
+            [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence],
+            [k.prefix, n, self.lease_ms, nonce, self.owner],
+        )
+        t1 = time.monotonic()
+        now = int(reply[0]) / 1000
+        fence_base = int(reply[1])
+        offset = now - (t0 + t1) / 2
+        leases: list[Lease] = []
+        for i in range(2, len(reply), 8):
+            job_id, token, attempt, task, payload, max_attempts, lease_ms, status = reply[i:i + 8]
+            jid = text(job_id)
+            if text(status) != "ok":
+                log.warning("job_dead", queue=self.name, job_id=jid,
+                            reason="job hash missing or corrupt at claim")
+                continue
+            tok = text(token)
+            lease_s = int(lease_ms) / 1000
+            lease = Lease(
+                queue=self.name, job_id=jid, token=tok, task=text(task), payload=None,
+                attempt=int(attempt), max_attempts=int(max_attempts), lease_timeout=lease_s,
+                deadline=now + lease_s, fence=fence_base + (i - 2) // 8 + 1,
+                local_deadline=t0 + lease_s, server_offset=offset,
+            )
+            try:
+                decoded = self.serializer.loads(payload)
+            except Exception as exc:
+                reason = f"payload cannot be decoded: {type(exc).__name__}: {exc}"
+                log.warning("job_dead", queue=self.name, job_id=jid, attempt=lease.attempt,
+                            token=tok, reason=reason)
+                await self._settle(lease, "bury", reason, 0)
+                continue
+            leases.append(replace(lease, payload=decoded))
+        return leases
+
+    async def ack(self, lease: Lease, result: Any = None) -> None:
+        """Mark the job done with ``result``, if ``lease`` still holds it.
+
+        A ``WATCH``/``MULTI``/``EXEC`` transaction: it commits only while the lease key
+        holds this lease's token. Raises :class:`LeaseLost` otherwise. Idempotent: a
+        retry of an ack that already committed (a lost reply) returns normally.
+        """
+        (ok,) = await self.ack_many([(lease, result)])
+        if not ok:
+            raise LeaseLost(self.name, lease.job_id, lease.token)
+
+    async def ack_many(self, acks: Sequence[tuple[Lease, Any]]) -> list[bool]:
+        """Ack many leases in one transaction; return, per lease, whether it was acked.
+
+        ``False`` means the lease was lost (see :meth:`ack`); those jobs are untouched.
+        Results are serialised (and rejected on error) before anything is written.
+        """
+        data = [encode(self.serializer, result, "result") for _, result in acks]
+        if not acks:
+            return []
+        k = self.keys
+        lease_keys = [k.lease(lease.job_id) for lease, _ in acks]
+        owned: list[int] = []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(_MAX_WATCH_RETRIES):
+                try:
+                    await pipe.watch(*lease_keys)
+                    current = await pipe.mget(lease_keys)
+                    owned = [i for i, v in enumerate(current)
+                             if v is not None and text(v) == acks[i][0].token]
+                    if not owned:
+                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        break
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    done_at: dict[str, float] = {}
+                    for i in owned:
+                        lease = acks[i][0]
+                        ms = int(lease.server_now() * 1000)
+                        done_at[lease.job_id] = ms
+                        pipe.smove(k.in_progress, k.done, lease.job_id)
+                        pipe.hset(k.job(lease.job_id), mapping={
+                            "result": data[i], "finished_at": ms,
+                            "settled": lease.token, "outcome": "done", "settled_by": "ack",
+                        })
+                    pipe.delete(*[lease_keys[i] for i in owned])
+                    pipe.zadd(k.done_at, done_at)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+            else:
+                raise LeaseqError(
+                    f"ack of {len(acks)} jobs in queue {self.name!r} did not commit after "
+                    f"{_MAX_WATCH_RETRIES} tries: their lease keys kept changing")
+        ok = [False] * len(acks)
+        for i in owned:
+            ok[i] = True
+        lost = [i for i in range(len(acks)) if not ok[i]]
+        if lost:
+            # An ack retried after a lost reply finds its own settlement recorded.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in lost:
+                    pipe.hmget(k.job(acks[i][0].job_id), ["settled", "outcome"])
+                settled = await pipe.execute()
+            for i, (tok, outcome) in zip(lost, settled, strict=True):
+                if tok is not None and text(tok) == acks[i][0].token and text(outcome) == "done":
+                    ok[i] = True
+        return ok
+
+    async def fail(self, lease: Lease, error: str, *, retry_in: float | None = None) -> JobState:
+        """Record a failed attempt with ``error``; return where the job went.
+
+        The job goes back to ``todo`` (or to ``delayed`` for ``retry_in`` seconds), or to
+        ``dead`` when it has used up its attempts. Raises :class:`LeaseLost` if the lease
+        is no longer held. Idempotent for a retried call.
+        """
+        delay_ms = _validate.optional_millis(retry_in, "retry_in")
+        return await self._settle(lease, "fail", str(error), delay_ms)
+
+    async def bury(self, lease: Lease, reason: str) -> None:
+        """Move the job to ``dead`` now with ``reason``, whatever attempts it has left
+        (for work that can never succeed). Raises :class:`LeaseLost` if the lease is lost."""
+        await self._settle(lease, "bury", str(reason), 0)
+
+    async def release(self, lease: Lease) -> None:
+        """Give the job back to ``todo`` at once, without counting the attempt.
+
+        Used by a worker that shuts down before it could run the job. Raises
+        :class:`LeaseLost` if the lease is no longer held. Idempotent for a retried call.
+        """
+        await self._settle(lease, "release", "", 0)
+
+    async def _settle(self, lease: Lease, mode: str, error: str, delay_ms: int) -> JobState:
+        k = self.keys
+        outcome = text(await _scripts.SETTLE(
+            self.redis,
+            [k.lease(lease.job_id), k.job(lease.job_id), k.in_progress, k.todos, k.delayed,
+             k.dead, k.wake],
+            [lease.job_id, lease.token, mode, error, delay_ms],
+        ))
+        if outcome == "lost":
+            raise LeaseLost(self.name, lease.job_id, lease.token)
+        return _SETTLE_OUTCOMES[outcome]
+
+    async def extend(self, lease: Lease, lease_timeout: float | None = None) -> Lease:
+        """Renew the lease for ``lease_timeout`` seconds from now (default: its own length).
+
+        Returns the renewed lease (same token, new deadline). Raises :class:`LeaseLost`
+        if the lease is no longer held; nothing is changed then.
+        """
+        (renewed,) = await self.extend_many([lease], lease_timeout)
+        if renewed is None:
+            raise LeaseLost(self.name, lease.job_id, lease.token)
+        return renewed
+
+    async def extend_many(
+        self, leases: Sequence[Lease], lease_timeout: float | None = None
+    ) -> list[Lease | None]:
+        """Renew many leases of the same length in one round trip; ``None`` marks a lost one."""
+        if not leases:
+            return []
+        if lease_timeout is None:
+            lengths = {lease.lease_timeout for lease in leases}
+            if len(lengths) != 1:
+                raise InvalidInput("extend_many needs leases of one length")
+            lease_timeout = lengths.pop()
+        ms = _validate.millis(lease_timeout, "lease_timeout")
+        t0 = time.monotonic()
+        reply = await _scripts.EXTEND(
+            self.redis, [self.keys.lease(lease.job_id) for lease in leases],
+            [ms, *(lease.token for lease in leases)],
+        )
+        now = int(reply[0]) / 1000
+        secs = ms / 1000
+        return [
+            replace(lease, lease_timeout=secs, deadline=now + secs, local_deadline=t0 + secs)
+            if int(ok) else None
+            for lease, ok in zip(leases, reply[1:], strict=True)
+        ]
+
+    # -- views --------------------------------------------------------------------------
+
+    async def stats(self) -> QueueStats:
+        """Sizes of the queue's sets, read in one round trip."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.scard(k.todos)
+            pipe.scard(k.in_progress)
+            pipe.scard(k.done)
+            pipe.scard(k.dead)
+            pipe.zcard(k.delayed)
+            todos, in_progress, done, dead, delayed = await pipe.execute()
+        return QueueStats(todos=int(todos), in_progress=int(in_progress), done=int(done),
+                          dead=int(dead), delayed=int(delayed))
+
+    async def job(self, job_id: str) -> JobInfo | None:
+        """Everything recorded about one job, or ``None`` if the queue does not know it."""
+        _validate.job_id(job_id)
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.job(job_id))
+            pipe.sismember(k.todos, job_id)
+            pipe.sismember(k.in_progress, job_id)
+            pipe.sismember(k.done, job_id)
+            pipe.sismember(k.dead, job_id)
+            pipe.zscore(k.delayed, job_id)
+            pipe.get(k.lease(job_id))
+            pipe.pttl(k.lease(job_id))
+            raw, todo, inp, done, dead, delayed, token, pttl = await pipe.execute()
+        state: JobState | None = None
+        for flag, name in ((todo, "todo"), (inp, "in_progress"), (done, "done"),
+                           (dead, "dead"), (delayed is not None, "delayed")):
+            if flag:
+                state = name  # type: ignore[assignment]
+        if not raw and state is None:
+            return None
+        h = {text(f): v for f, v in raw.items()}
+        payload = self._decode_or_raw(h.get("payload"))
+        result = self._decode_or_raw(h["result"]) if "result" in h and state == "done" else None
+        return JobInfo(
+            job_id=job_id, state=state, task=opt_text(h.get("task")), payload=payload,
+            attempts=opt_int(h.get("attempts")) or 0,
+            max_attempts=opt_int(h.get("max_attempts")),
+            failures=opt_int(h.get("failures")) or 0,
+            lease_expiries=opt_int(h.get("expiries")) or 0,
+            result=result, error=opt_text(h.get("error")),
+            dead_reason=opt_text(h.get("dead_reason")) if state == "dead" else None,
+            enqueued_at=_ms_to_s(h.get("enqueued_at")),
+            finished_at=_ms_to_s(h.get("finished_at")),
+            lease_token=opt_text(token),
+            lease_ttl=int(pttl) / 1000 if token is not None and int(pttl) >= 0 else None,
+            owner=opt_text(h.get("owner")),
+        )
+
+    def _decode_or_raw(self, data: Any) -> Any:
+        if data is None:
+            return None
+        try:
+            return self.serializer.loads(data)
+        except Exception:
+            return data
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait until the job is done and return its result.
+
+        Raises :class:`JobDead` with the recorded reason if it ends in ``dead``,
+        :class:`JobNotFound` if the queue does not know the id, and :class:`WaitTimeout`
+        after ``timeout`` seconds. Polls with a backoff from 1 ms to 50 ms.
+        """
+        _validate.job_id(job_id)
+        (result,) = await wait_all(self, [job_id], timeout)
+        return result
+
+    async def map(
+        self, task: str, payloads: Iterable[Any], *, timeout: float | None = None,
+        max_attempts: int | None = None, lease_timeout: float | None = None,
+    ) -> list[Any]:
+        """Enqueue one job per payload and return their results in input order.
+
+        Raises :class:`JobDead` for the first job (in input order) that ends dead, and
+        :class:`WaitTimeout` if they are not all done within ``timeout`` seconds.
+        """
+        ids = await self.enqueue_many(task, payloads, max_attempts=max_attempts,
+                                      lease_timeout=lease_timeout)
+        return await wait_all(self, ids, timeout)
+
+    # -- server checks ------------------------------------------------------------------
+
+    async def _check_server(self) -> None:
+        if self._server_checked:
+            return
+        self._server_checked = True
+        try:
+            conf = await self.redis.config_get("maxmemory-policy")
+        except (ResponseError, RedisError):
+            # CONFIG is often disabled on managed Redis; the check is advice, not a gate.
+            log.debug("maxmemory_policy_unknown", queue=self.name)
+            return
+        policy = next((text(v) for v in conf.values()), None)
+        if policy is not None and policy != "noeviction":
+            log.warning(
+                "maxmemory_policy_evicts", queue=self.name, policy=policy,
+                advice="set maxmemory-policy noeviction: eviction drops leases and jobs",
+            )
+
+
+def _ms_to_s(value: Any) -> float | None:
+    return None if value is None else int(value) / 1000

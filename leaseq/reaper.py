@@ -1,0 +1,165 @@
+"""The reaper: returns jobs with expired leases, promotes due delayed jobs, trims done."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+from redis.exceptions import RedisError
+
+from . import _scripts, _validate
+from ._types import text
+from .exceptions import InvalidInput
+from .queue import Queue
+
+__all__ = ["Reaper", "SweepReport"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """What one :meth:`Reaper.sweep_report` pass did."""
+
+    requeued: int
+    """Jobs whose lease had expired, put back to ``todos``."""
+    dead: int
+    """Jobs whose lease had expired with no attempts left, moved to ``dead``."""
+    repaired: int
+    """Lease keys found without an expiry and given one."""
+    promoted: int
+    """Delayed jobs that were due and moved to ``todos``."""
+    trimmed: int
+    """Done jobs forgotten under the retention settings."""
+    seconds: float
+    """Wall time of the pass."""
+    longest_call: float
+    """The longest single Redis call of the pass, in seconds (client-side)."""
+
+
+class _Stopwatch:
+    """Keeps the longest duration of the calls it timed."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.longest = max(self.longest, time.perf_counter() - start)
+
+
+class Reaper:
+    """Sweeps one or more queues: the recovery half of the lease protocol.
+
+    Safe to run anywhere and many times at once (a sidecar, or embedded in each worker):
+    every move is a script that re-checks its condition atomically, so two reapers never
+    requeue one job twice. Cost per sweep grows with ``in_progress`` only, scanned with
+    ``SSCAN`` in batches of ``batch`` ids; the sizes of ``todos`` and ``done`` do not matter.
+    """
+
+    def __init__(self, *queues: Queue, interval: float = 1.0, batch: int = 256) -> None:
+        if not queues:
+            raise InvalidInput("Reaper needs at least one queue")
+        for q in queues:
+            if not isinstance(q, Queue):
+                raise InvalidInput(f"Reaper takes Queue objects, got {q!r}")
+        self.queues = queues
+        self.interval = _validate.seconds(interval, "interval", allow_zero=False)
+        self.batch = _validate.positive_int(batch, "batch")
+
+    async def sweep(self) -> int:
+        """One pass over every queue; return the number of expired leases handled
+        (jobs requeued plus jobs moved to ``dead``)."""
+        report = await self.sweep_report()
+        return report.requeued + report.dead
+
+    async def sweep_report(self) -> SweepReport:
+        """One pass over every queue, with the details of what it did."""
+        start = time.perf_counter()
+        totals = [0, 0, 0, 0, 0]
+        longest = 0.0
+        for q in self.queues:
+            counts, worst = await self._sweep_queue(q)
+            totals = [a + b for a, b in zip(totals, counts, strict=True)]
+            longest = max(longest, worst)
+        requeued, dead, repaired, promoted, trimmed = totals
+        return SweepReport(requeued=requeued, dead=dead, repaired=repaired, promoted=promoted,
+                           trimmed=trimmed, seconds=time.perf_counter() - start,
+                           longest_call=longest)
+
+    async def _sweep_queue(self, q: Queue) -> tuple[list[int], float]:
+        k = q.keys
+        requeued = dead = repaired = promoted = trimmed = 0
+        watch = _Stopwatch()
+
+        cursor: int = 0
+        while True:
+            with watch.call():
+                cursor, raw_ids = await q.redis.sscan(k.in_progress, cursor, count=self.batch)
+            ids = [text(i) for i in raw_ids]
+            if ids:
+                keys = [k.in_progress, k.todos, k.dead, k.wake,
+                        *(k.lease(i) for i in ids), *(k.job(i) for i in ids)]
+                with watch.call():
+                    reply = await _scripts.REAP(q.redis, keys, [q.lease_ms, *ids])
+                requeued += int(reply[0])
+                dead += int(reply[1])
+                repaired += int(reply[2])
+                for job_id in reply[3:]:
+                    log.warning("job_dead", queue=q.name, job_id=text(job_id),
+                                reason="lease expired with no attempts left")
+            if int(cursor) == 0:
+                break
+        while True:
+            with watch.call():
+                n = int(await _scripts.PROMOTE(q.redis, [k.delayed, k.todos, k.wake],
+                                               [self.batch]))
+            promoted += n
+            if n < self.batch:
+                break
+        if q.done_ttl is not None or q.done_max is not None:
+            age = -1 if q.done_ttl is None else math.ceil(q.done_ttl * 1000)
+            count = -1 if q.done_max is None else q.done_max
+            while True:
+                with watch.call():
+                    forgotten, examined = await _scripts.TRIM(
+                        q.redis, [k.done, k.done_at], [k.prefix, age, count, self.batch])
+                trimmed += int(forgotten)
+                if int(examined) < self.batch:
+                    break
+        if requeued or dead or repaired:
+            log.info("job_reaped", queue=q.name, requeued=requeued, dead=dead,
+                     repaired=repaired)
+        return [requeued, dead, repaired, promoted, trimmed], watch.longest
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Sweep every ``interval`` seconds until cancelled.
+
+        Redis errors are logged and retried with a backoff (up to 30 s); the reaper never
+        dies of a lost connection. Reports ready through ``task_status`` after the first
+        sweep attempt, for ``await task_group.start(reaper.run)``.
+        """
+        backoff = self.interval
+        started = False
+        while True:
+            try:
+                await self.sweep_report()
+                backoff = self.interval
+            except (RedisError, OSError) as exc:
+                log.warning("reaper_redis_error", error=repr(exc), retry_in=backoff,
+                            queues=[q.name for q in self.queues])
+                backoff = min(backoff * 2, 30.0)
+            if not started:
+                started = True
+                task_status.started()
+            await anyio.sleep(backoff)

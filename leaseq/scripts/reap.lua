@@ -1,0 +1,53 @@
+-- reap: requeue (or bury) jobs of in_progress whose lease has expired; repair leases
+-- without an expiry. Called by the reaper with one SSCAN batch of ids.
+-- KEYS: 1 in_progress, 2 todos, 3 dead, 4 wake, then n lease keys, then n job hashes
+-- ARGV: 1 lease ms to give a lease key found without expiry, then the n ids
+-- Returns: {requeued, dead, repaired, dead ids...}
+local n = #ARGV - 1
+local requeued, dead, repaired = 0, 0, 0
+local dead_ids = {}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, n do
+  local id = ARGV[i + 1]
+  local lease = KEYS[4 + i]
+  local job = KEYS[4 + n + i]
+  -- Re-check membership: SSCAN may return an id that was settled since.
+  if redis.call('SISMEMBER', KEYS[1], id) == 1 then
+    local ttl = redis.call('PTTL', lease)
+    if ttl == -1 then
+      redis.call('PEXPIRE', lease, ARGV[1])
+      repaired = repaired + 1
+    elseif ttl == -2 then
+      local f = redis.call('HMGET', job, 'attempts', 'max_attempts', 'failures', 'error', 'task')
+      local reason = nil
+      if not f[5] then
+        reason = 'job hash missing at reap'
+      else
+        local expiries = redis.call('HINCRBY', job, 'expiries', 1)
+        if (tonumber(f[1]) or 0) >= (tonumber(f[2]) or 1) then
+          reason = 'lease expired ' .. expiries .. ' times'
+          if (tonumber(f[3]) or 0) > 0 then
+            reason = reason .. ', failed ' .. f[3] .. ' times, last error: ' .. f[4]
+          end
+        end
+      end
+      if reason then
+        redis.call('SMOVE', KEYS[1], KEYS[3], id)
+        redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
+        dead = dead + 1
+        dead_ids[#dead_ids + 1] = id
+      else
+        redis.call('SMOVE', KEYS[1], KEYS[2], id)
+        requeued = requeued + 1
+      end
+    end
+  end
+end
+if requeued > 0 then
+  redis.call('LPUSH', KEYS[4], '1')
+  redis.call('LTRIM', KEYS[4], 0, 63)
+end
+local out = {requeued, dead, repaired}
+for _, id in ipairs(dead_ids) do out[#out + 1] = id end
+return out

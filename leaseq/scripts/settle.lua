@@ -1,0 +1,50 @@
+-- settle: end a lease other than by ack: fail (retry or dead), release, or bury.
+-- KEYS: 1 lease, 2 job hash, 3 in_progress, 4 todos, 5 delayed, 6 dead, 7 wake
+-- ARGV: 1 id, 2 token, 3 mode ('fail' | 'release' | 'bury'), 4 error text,
+--       5 retry delay ms (fail only; 0 = straight back to todos)
+-- Returns: the outcome: 'todo', 'delayed' or 'dead'; 'lost' when the token does not hold
+-- the lease. A retried call (same token, same mode) whose first attempt already settled
+-- this lease returns that first outcome again (idempotent), never a second move.
+local id, token, mode = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('GET', KEYS[1]) ~= token then
+  local s = redis.call('HMGET', KEYS[2], 'settled', 'outcome', 'settled_by')
+  if s[1] == token and s[3] == mode then return s[2] end
+  return 'lost'
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], id)
+local outcome
+if mode == 'release' then
+  redis.call('HINCRBY', KEYS[2], 'attempts', -1)
+  outcome = 'todo'
+elseif mode == 'bury' then
+  redis.call('HSET', KEYS[2], 'dead_reason', ARGV[4])
+  outcome = 'dead'
+else
+  local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
+  redis.call('HSET', KEYS[2], 'error', ARGV[4])
+  local f = redis.call('HMGET', KEYS[2], 'attempts', 'max_attempts')
+  if (tonumber(f[1]) or 0) >= (tonumber(f[2]) or 1) then
+    redis.call('HSET', KEYS[2], 'dead_reason',
+      'failed ' .. failures .. ' times, last error: ' .. ARGV[4])
+    outcome = 'dead'
+  elseif tonumber(ARGV[5]) > 0 then
+    outcome = 'delayed'
+  else
+    outcome = 'todo'
+  end
+end
+if outcome == 'todo' then
+  redis.call('SADD', KEYS[4], id)
+  redis.call('LPUSH', KEYS[7], '1')
+  redis.call('LTRIM', KEYS[7], 0, 63)
+elseif outcome == 'delayed' then
+  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), id)
+else
+  redis.call('SADD', KEYS[6], id)
+  redis.call('HSET', KEYS[2], 'finished_at', now)
+end
+redis.call('HSET', KEYS[2], 'settled', token, 'outcome', outcome, 'settled_by', mode)
+return outcome

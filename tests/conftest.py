@@ -1,0 +1,71 @@
+"""Fixtures: a session-wide private redis-server, and a ``redis`` client fixture that runs
+each protocol test twice, on fakeredis (fast lane) and on the real server (the lane that
+proves Redis semantics)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+
+from leaseq.testing import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private redis-server for the whole session; tests flush it before use."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required in CI (the real-Redis lane may not skip)")
+        pytest.skip("redis-server not installed (Debian: apt-get install redis-server)")
+    with RedisServer() as server:
+        yield server
+
+
+async def _flushed_client(server: RedisServer) -> aioredis.Redis:
+    client = aioredis.Redis.from_url(server.url)
+    await client.flushall()
+    await client.script_flush()
+    return client
+
+
+@pytest.fixture
+async def real_redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client of the session's real redis-server, flushed before the test."""
+    client = await _flushed_client(redis_server)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["fake", "real"])
+async def redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    """A fresh Redis: fakeredis (with Lua) or the real server."""
+    if request.param == "fake":
+        client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 0)))
+    else:
+        client = await _flushed_client(request.getfixturevalue("redis_server"))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], timeout: float = 10.0, step: float = 0.005
+) -> None:
+    """Wait until ``condition()`` is true; fail the test after ``timeout`` seconds.
+
+    Tests wait on conditions with a generous deadline instead of sleeping for a guessed
+    time, so a slow machine makes them slower, never red.
+    """
+    import anyio
+
+    with anyio.fail_after(timeout):
+        while not await condition():
+            await anyio.sleep(step)

@@ -1,0 +1,249 @@
+"""A hypothesis state machine drives the queue and checks it against a model of the protocol.
+
+Rules: enqueue, claim, ack / fail / release / extend with any lease ever issued (stale ones
+included), expire a live lease (what the server does when time runs out) and sweep. After
+every step: each id is in exactly the set the model says, a lease key exists exactly for the
+ids the model says are held, with the holder's token, and attempts are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import fakeredis
+import hypothesis.strategies as st
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from leaseq import Lease, LeaseLost, Queue, Reaper
+from leaseq.testing import RedisServer
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class JobModel:
+    state: str = "todo"
+    attempts: int = 0
+    holder: str | None = None  # token of the live lease, if any
+    lease_live: bool = False
+    failures: int = 0
+    expiries: int = 0
+    settled: tuple[str, str, str] | None = None  # (token, mode, outcome) of the last settle
+    tokens: list[str] = field(default_factory=list)
+
+
+class ProtocolMachine(RuleBasedStateMachine):
+    """Subclassed below with a concrete ``make_client``."""
+
+    def make_client(self) -> aioredis.Redis:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.client = self.make_client()
+        self.run(self.client.flushall())
+        self.q = Queue(self.client, "model", max_attempts=MAX_ATTEMPTS, lease_timeout=60.0)
+        self.reaper = Reaper(self.q, batch=3)
+        self.jobs: dict[str, JobModel] = {}
+        self.leases: list[Lease] = []
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        self.run(self.client.aclose())
+        self.loop.close()
+
+    # -- rules -----------------------------------------------------------------------
+
+    @rule(n=st.integers(1, 4))
+    def enqueue(self, n: int) -> None:
+        for job_id in self.run(self.q.enqueue_many("t", list(range(n)))):
+            self.jobs[job_id] = JobModel()
+
+    @rule(job=st.integers(0, 50))
+    def enqueue_known_id_is_a_no_op(self, job: int) -> None:
+        if not self.jobs:
+            return
+        job_id = sorted(self.jobs)[job % len(self.jobs)]
+        assert self.run(self.q.enqueue("t", "again", job_id=job_id)) == job_id
+
+    @rule(n=st.integers(1, 4))
+    def claim(self, n: int) -> None:
+        todo = [j for j, m in self.jobs.items() if m.state == "todo"]
+        leases = self.run(self.q.claim_many(n))
+        assert len(leases) == min(n, len(todo))
+        for lease in leases:
+            m = self.jobs[lease.job_id]
+            assert m.state == "todo"
+            m.state, m.holder, m.lease_live = "in_progress", lease.token, True
+            m.attempts += 1
+            assert lease.attempt == m.attempts
+            assert lease.token not in m.tokens
+            m.tokens.append(lease.token)
+            self.leases.append(lease)
+
+    def _owned(self, lease: Lease) -> bool:
+        m = self.jobs[lease.job_id]
+        return m.lease_live and m.holder == lease.token
+
+    def _drop_lease(self, m: JobModel) -> None:
+        m.holder, m.lease_live = None, False
+
+    @precondition(lambda self: self.leases)
+    @rule(i=st.integers(0, 10_000))
+    def ack(self, i: int) -> None:
+        lease = self.leases[i % len(self.leases)]
+        m = self.jobs[lease.job_id]
+        if self._owned(lease):
+            self.run(self.q.ack(lease, result=lease.token))
+            m.state = "done"
+            m.settled = (lease.token, "ack", "done")
+            self._drop_lease(m)
+        elif m.settled is not None and m.settled[:2] == (lease.token, "ack"):
+            self.run(self.q.ack(lease, result=lease.token))  # idempotent retry
+        else:
+            with pytest.raises(LeaseLost):
+                self.run(self.q.ack(lease, result="stale"))
+
+    def _settle(self, i: int, mode: str) -> None:
+        lease = self.leases[i % len(self.leases)]
+        m = self.jobs[lease.job_id]
+        call = {"fail": lambda: self.q.fail(lease, "boom"),
+                "release": lambda: self.q.release(lease)}[mode]
+        if self._owned(lease):
+            outcome = self.run(call())
+            if mode == "release":
+                m.attempts -= 1
+                expected = "todo"
+            else:
+                m.failures += 1
+                expected = "dead" if m.attempts >= MAX_ATTEMPTS else "todo"
+                assert outcome == expected
+            m.state = expected
+            m.settled = (lease.token, mode, expected)
+            self._drop_lease(m)
+        elif m.settled is not None and m.settled[:2] == (lease.token, mode):
+            again = self.run(call())
+            if mode == "fail":
+                assert again == m.settled[2]
+        else:
+            with pytest.raises(LeaseLost):
+                self.run(call())
+
+    @precondition(lambda self: self.leases)
+    @rule(i=st.integers(0, 10_000))
+    def fail(self, i: int) -> None:
+        self._settle(i, "fail")
+
+    @precondition(lambda self: self.leases)
+    @rule(i=st.integers(0, 10_000))
+    def release(self, i: int) -> None:
+        self._settle(i, "release")
+
+    @precondition(lambda self: self.leases)
+    @rule(i=st.integers(0, 10_000))
+    def extend(self, i: int) -> None:
+        lease = self.leases[i % len(self.leases)]
+        if self._owned(lease):
+            renewed = self.run(self.q.extend(lease))
+            assert renewed.token == lease.token
+        else:
+            with pytest.raises(LeaseLost):
+                self.run(self.q.extend(lease))
+
+    @rule(i=st.integers(0, 10_000))
+    def expire(self, i: int) -> None:
+        live = sorted(j for j, m in self.jobs.items() if m.lease_live)
+        if not live:
+            return
+        job_id = live[i % len(live)]
+        # Deleting the key is exactly what the server does when the expiry passes.
+        self.run(self.client.delete(self.q.keys.lease(job_id)))
+        self.jobs[job_id].lease_live = False
+
+    @rule()
+    def sweep(self) -> None:
+        expected = 0
+        for m in self.jobs.values():
+            if m.state == "in_progress" and not m.lease_live:
+                m.expiries += 1
+                m.state = "dead" if m.attempts >= MAX_ATTEMPTS else "todo"
+                m.holder = None
+                expected += 1
+        assert self.run(self.reaper.sweep()) == expected
+
+    # -- invariants --------------------------------------------------------------------
+
+    @invariant()
+    def every_id_is_where_the_model_says(self) -> None:
+        k = self.q.keys
+
+        async def read() -> tuple[dict[str, set[str]], dict[str, Any]]:
+            places = {}
+            for label, key in (("todo", k.todos), ("in_progress", k.in_progress),
+                               ("done", k.done), ("dead", k.dead)):
+                places[label] = {m.decode() for m in await self.client.smembers(key)}
+            leases = {}
+            for key in await self.client.keys(k.prefix + "lease:*"):
+                leases[key.decode()[len(k.prefix + "lease:"):]] = await self.client.get(key)
+            return places, leases
+
+        places, leases = self.run(read())
+        for job_id, m in self.jobs.items():
+            holders = [label for label, members in places.items() if job_id in members]
+            assert holders == [m.state], (job_id, holders, m)
+        assert set().union(*places.values()) == set(self.jobs)
+        held = {j: m.holder for j, m in self.jobs.items() if m.lease_live}
+        assert {j: v.decode() for j, v in leases.items()} == held
+
+    @invariant()
+    def attempts_and_counters_match(self) -> None:
+        for job_id in list(self.jobs)[:8]:
+            info = self.run(self.q.job(job_id))
+            m = self.jobs[job_id]
+            assert info is not None
+            assert (info.attempts, info.failures, info.lease_expiries) == (
+                m.attempts, m.failures, m.expiries), (job_id, m)
+
+
+class FakeRedisMachine(ProtocolMachine):
+    def make_client(self) -> aioredis.Redis:
+        return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 0)))
+
+
+TestProtocolOnFakeRedis = FakeRedisMachine.TestCase
+TestProtocolOnFakeRedis.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@pytest.fixture
+def _real_server_url(redis_server: RedisServer) -> Any:
+    RealRedisMachine.url = redis_server.url
+    return redis_server.url
+
+
+class RealRedisMachine(ProtocolMachine):
+    url = ""
+
+    def make_client(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(self.url)
+
+
+@pytest.mark.real_redis
+@pytest.mark.usefixtures("_real_server_url")
+class TestProtocolOnRealRedis(RealRedisMachine.TestCase):  # type: ignore[name-defined,misc]
+    settings = settings(
+        max_examples=40, stateful_step_count=40, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
