@@ -17,6 +17,8 @@ from .exceptions import (
 from .models import JobInfo, JobState, Lease, QueueStats
 from .queue import Queue
 from .reaper import Reaper, SweepReport
+from .task import Backoff, Handler, JobContext, Task
+from .worker import Worker
 
 try:
     __version__ = version("leaseq")
@@ -24,7 +26,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = (
+    "Backoff",
+    "Handler",
     "InvalidInput",
+    "JobContext",
     "JobDead",
     "JobInfo",
     "JobNotFound",
@@ -39,6 +44,8 @@ __all__ = (
     "SerializationError",
     "Serializer",
     "SweepReport",
+    "Task",
     "WaitTimeout",
+    "Worker",
     "__version__",
 )

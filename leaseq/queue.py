@@ -295,15 +295,21 @@ class Queue:
                     ok[i] = True
         return ok
 
-    async def fail(self, lease: Lease, error: str, *, retry_in: float | None = None) -> JobState:
+    async def fail(
+        self, lease: Lease, error: str, *, retry_in: float | None = None,
+        max_attempts: int | None = None,
+    ) -> JobState:
         """Record a failed attempt with ``error``; return where the job went.
 
         The job goes back to ``todo`` (or to ``delayed`` for ``retry_in`` seconds), or to
-        ``dead`` when it has used up its attempts. Raises :class:`LeaseLost` if the lease
-        is no longer held. Idempotent for a retried call.
+        ``dead`` when it has used up its attempts (the job's ``max_attempts``, or the
+        smaller ``max_attempts`` given here). Raises :class:`LeaseLost` if the lease is no
+        longer held. Idempotent for a retried call.
         """
         delay_ms = _validate.optional_millis(retry_in, "retry_in")
-        return await self._settle(lease, "fail", str(error), delay_ms)
+        cap: int | str = "" if max_attempts is None else _validate.positive_int(
+            max_attempts, "max_attempts")
+        return await self._settle(lease, "fail", str(error), delay_ms, cap)
 
     async def bury(self, lease: Lease, reason: str) -> None:
         """Move the job to ``dead`` now with ``reason``, whatever attempts it has left
@@ -318,13 +324,15 @@ class Queue:
         """
         await self._settle(lease, "release", "", 0)
 
-    async def _settle(self, lease: Lease, mode: str, error: str, delay_ms: int) -> JobState:
+    async def _settle(
+        self, lease: Lease, mode: str, error: str, delay_ms: int, cap: int | str = "",
+    ) -> JobState:
         k = self.keys
         outcome = text(await _scripts.SETTLE(
             self.redis,
             [k.lease(lease.job_id), k.job(lease.job_id), k.in_progress, k.todos, k.delayed,
              k.dead, k.wake],
-            [lease.job_id, lease.token, mode, error, delay_ms],
+            [lease.job_id, lease.token, mode, error, delay_ms, cap],
         ))
         if outcome == "lost":
             raise LeaseLost(self.name, lease.job_id, lease.token)

@@ -1,7 +1,8 @@
 -- settle: end a lease other than by ack: fail (retry or dead), release, or bury.
 -- KEYS: 1 lease, 2 job hash, 3 in_progress, 4 todos, 5 delayed, 6 dead, 7 wake
 -- ARGV: 1 id, 2 token, 3 mode ('fail' | 'release' | 'bury'), 4 error text,
---       5 retry delay ms (fail only; 0 = straight back to todos)
+--       5 retry delay ms (fail only; 0 = straight back to todos),
+--       6 a lower cap on attempts for this failure ('' = the job's own max_attempts)
 -- Returns: the outcome: 'todo', 'delayed' or 'dead'; 'lost' when the token does not hold
 -- the lease. A retried call (same token, same mode) whose first attempt already settled
 -- this lease returns that first outcome again (idempotent), never a second move.
@@ -26,7 +27,9 @@ else
   local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
   redis.call('HSET', KEYS[2], 'error', ARGV[4])
   local f = redis.call('HMGET', KEYS[2], 'attempts', 'max_attempts')
-  if (tonumber(f[1]) or 0) >= (tonumber(f[2]) or 1) then
+  local max_attempts = tonumber(f[2]) or 1
+  if tonumber(ARGV[6]) then max_attempts = math.min(max_attempts, tonumber(ARGV[6])) end
+  if (tonumber(f[1]) or 0) >= max_attempts then
     redis.call('HSET', KEYS[2], 'dead_reason',
       'failed ' .. failures .. ' times, last error: ' .. ARGV[4])
     outcome = 'dead'

@@ -1,0 +1,228 @@
+"""One job inside a worker: its handler, its lease renewer, and how it ends.
+
+The handler and the heartbeat share a task group, so a heartbeat that finds the lease
+lost cancels the handler, and the handler's result is never acked. If the worker cancels
+the job from outside (shutdown past the grace period), the lease is released in a shielded
+scope so the job goes back to ``todos`` at once instead of after the lease timeout.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .exceptions import LeaseLost, SerializationError
+from .models import JobState, Lease
+from .task import JobContext, Task
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_MAX_ERROR_CHARS = 4000
+_RELEASE_TIMEOUT = 5.0
+
+
+class RunningJob:
+    """Mutable state of one job while it runs (the heartbeat renews ``lease``)."""
+
+    __slots__ = ("lease", "lost", "settled")
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self.lost = False
+        self.settled = False
+
+    def current(self) -> Lease:
+        return self.lease
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost frames of the traceback, bounded in size."""
+    head = f"{type(exc).__name__}: {exc}"
+    frames = traceback.format_tb(exc.__traceback__)[-3:]
+    text = head + ("\n" + "".join(frames).rstrip() if frames else "")
+    return text[:_MAX_ERROR_CHARS]
+
+
+async def run_job(worker: Worker, lease: Lease) -> None:
+    """Run one claimed job to its end: acked, failed, dead, lost or released."""
+    queue = worker.queue
+    job = RunningJob(lease)
+    log = structlog.get_logger("leaseq.worker").bind(
+        queue=queue.name, job_id=lease.job_id, attempt=lease.attempt, token=lease.token,
+        task=lease.task)
+    started = time.perf_counter()
+    worker.count("claimed")
+    task = worker.tasks.get(lease.task)
+    try:
+        if task is None:
+            reason = (f"unknown task {lease.task!r}; this worker handles "
+                      f"{sorted(worker.tasks)}")
+            await _settle(worker, job, log, lambda: queue.bury(job.lease, reason))
+            worker.count("dead")
+            log.error("job_dead", reason=reason)
+            return
+        async with anyio.create_task_group() as tg:
+            if task.lease_timeout is not None and task.lease_timeout != lease.lease_timeout:
+                await _renew(worker, job, log, tg.cancel_scope, task.lease_timeout)
+            tg.start_soon(_heartbeat, worker, job, log, tg.cancel_scope)
+            ctx = JobContext(queue, job.current, log)
+            ok, value = await _execute(worker, task, ctx, lease.payload)
+            if ok:
+                await _ack(worker, job, log, value, started, task)
+            else:
+                await _fail(worker, job, log, value, task)
+            tg.cancel_scope.cancel()
+        if job.lost and not job.settled:
+            worker.count("lease_lost")
+            log.warning("lease_lost", stage="running",
+                        duration=round(time.perf_counter() - started, 6),
+                        detail="lease expired or re-claimed; handler cancelled, result dropped")
+    except anyio.get_cancelled_exc_class():
+        if not job.settled and not job.lost:
+            with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
+                await _release(worker, job, log)
+        raise
+
+
+async def _execute(
+    worker: Worker, task: Task, ctx: JobContext, payload: Any
+) -> tuple[bool, Any]:
+    """Run the handler; (True, result) or (False, error text). Never raises but on
+    cancellation: a handler's exception, timeout or ``sys.exit`` is the job's failure,
+    never the worker's."""
+    timeout = task.timeout if task.timeout is not None else worker.job_timeout
+    with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+        try:
+            return True, await task.handler(ctx, payload)
+        except (Exception, SystemExit) as exc:
+            return False, describe_error(exc)
+    assert scope.cancelled_caught
+    return False, f"TimeoutError: handler timed out after {timeout} s"
+
+
+async def _ack(
+    worker: Worker, job: RunningJob, log: Any, result: Any, started: float, task: Task
+) -> None:
+    try:
+        acked = await worker.acks.ack(job.current, result)
+    except SerializationError as exc:
+        await _fail(worker, job, log, f"SerializationError: {exc}", task)
+        return
+    except _RETRYABLE as exc:
+        # Redis stayed unreachable until the lease ran out: the job will be redone.
+        job.settled = True
+        worker.count("lease_lost")
+        log.warning("lease_lost", stage="ack", error=repr(exc))
+        return
+    job.settled = True
+    duration = round(time.perf_counter() - started, 6)
+    if acked:
+        worker.count("acked")
+        log.info("job_acked", duration=duration)
+    else:
+        worker.count("lease_lost")
+        log.warning("lease_lost", stage="ack", duration=duration,
+                    detail="ack rejected: the lease expired or was re-claimed")
+
+
+async def _fail(worker: Worker, job: RunningJob, log: Any, error: str, task: Task) -> None:
+    backoff = task.backoff or worker.backoff
+    retry_in = backoff.delay(job.lease.attempt)
+    state: JobState | None = await _settle(
+        worker, job, log,
+        lambda: worker.queue.fail(job.lease, error, retry_in=retry_in,
+                                  max_attempts=task.max_attempts))
+    if state is None:
+        return
+    if state == "dead":
+        worker.count("dead")
+        log.error("job_dead", error=error)
+    else:
+        worker.count("failed")
+        log.warning("job_failed", error=error, retry_in=round(retry_in, 3), state=state)
+
+
+async def _release(worker: Worker, job: RunningJob, log: Any) -> None:
+    try:
+        await worker.queue.release(job.lease)
+    except LeaseLost:
+        log.warning("lease_lost", stage="release")
+    except RedisError as exc:
+        log.warning("release_failed", error=repr(exc),
+                    detail="the lease will expire and the reaper will requeue the job")
+    else:
+        worker.count("released")
+        log.info("job_released")
+    job.settled = True
+
+
+async def _settle(
+    worker: Worker, job: RunningJob, log: Any, call: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Run a fenced settle call, retrying connection errors while the lease lasts.
+
+    Returns the call's value, or None when the lease was lost (logged)."""
+    delay = 0.05
+    while True:
+        try:
+            value = await call()
+        except LeaseLost:
+            job.settled = True
+            worker.count("lease_lost")
+            log.warning("lease_lost", stage="settle")
+            return None
+        except _RETRYABLE as exc:
+            if job.lease.local_deadline <= time.monotonic():
+                job.settled = True
+                worker.count("lease_lost")
+                log.warning("lease_lost", stage="settle", error=repr(exc))
+                return None
+            log.warning("settle_retry", error=repr(exc), retry_in=delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            continue
+        job.settled = True
+        return value
+
+
+async def _renew(
+    worker: Worker, job: RunningJob, log: Any, scope: anyio.CancelScope,
+    lease_timeout: float | None = None,
+) -> bool:
+    """One fenced extend; on a lost lease mark the job lost and cancel its scope."""
+    try:
+        job.lease = await worker.queue.extend(job.lease, lease_timeout)
+    except LeaseLost:
+        job.lost = True
+        scope.cancel()
+        return False
+    except _RETRYABLE as exc:
+        # The lease may well still be valid server-side (a slow or paused Redis): keep
+        # the handler running and try again; the ack will tell.
+        log.warning("heartbeat_failed", error=repr(exc))
+        return False
+    return True
+
+
+async def _heartbeat(
+    worker: Worker, job: RunningJob, log: Any, scope: anyio.CancelScope
+) -> None:
+    while True:
+        length = job.lease.lease_timeout
+        renewed_at = job.lease.local_deadline - length
+        wait = renewed_at + length * worker.heartbeat_fraction - time.monotonic()
+        await anyio.sleep(max(wait, 0.0))
+        if not await _renew(worker, job, log, scope):
+            if job.lost:
+                return
+            await anyio.sleep(min(1.0, length * worker.heartbeat_fraction / 2))

@@ -1,0 +1,141 @@
+"""What a worker runs: handlers, their per-task options, and the context they receive."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from . import _validate
+from .exceptions import InvalidInput
+from .models import Lease
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+__all__ = ["Backoff", "Handler", "JobContext", "Task"]
+
+
+class JobContext:
+    """Passed to a handler as its first argument: which job it runs, and with what lease.
+
+    ``queue`` is the :class:`~leaseq.Queue` the job came from (use it to enqueue follow-up
+    jobs); ``log`` is a structlog logger bound with queue, job id, attempt and token.
+    """
+
+    __slots__ = ("_current", "log", "queue")
+
+    def __init__(self, queue: Queue, current_lease: Callable[[], Lease], log: Any) -> None:
+        self.queue = queue
+        self._current = current_lease
+        self.log = log
+
+    @property
+    def lease(self) -> Lease:
+        """The job's lease as last renewed by the worker's heartbeat."""
+        return self._current()
+
+    @property
+    def _lease(self) -> Lease:
+        return self._current()
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self._lease.job_id
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, 2 on the first retry, ..."""
+        return self._lease.attempt
+
+    @property
+    def task(self) -> str:
+        """The task name the job was enqueued with."""
+        return self._lease.task
+
+    @property
+    def max_attempts(self) -> int:
+        """Runs the job gets before it goes to ``dead``."""
+        return self._lease.max_attempts
+
+    def __repr__(self) -> str:
+        return (f"JobContext(queue={self.queue.name!r}, job_id={self.job_id!r}, "
+                f"attempt={self.attempt}, task={self.task!r})")
+
+
+Handler: TypeAlias = Callable[[JobContext, Any], Awaitable[Any]]
+"""An ``async def handler(ctx, payload)`` returning a result the serializer can encode."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before retry number ``attempt`` of a failed job: ``base * factor**(attempt-1)``
+    seconds, capped at ``max``, then multiplied by a random factor in ``[1 - jitter, 1]``
+    so that jobs failing together do not retry together."""
+
+    base: float = 1.0
+    """Delay after the first failure, in seconds (0 retries at once)."""
+    factor: float = 2.0
+    """Growth per further failure."""
+    max: float = 300.0
+    """Upper bound of the delay, in seconds."""
+    jitter: float = 0.5
+    """Fraction of the delay that is random (0 = none, 1 = full jitter)."""
+
+    def __post_init__(self) -> None:
+        _validate.seconds(self.base, "Backoff.base", allow_zero=True)
+        _validate.seconds(self.max, "Backoff.max", allow_zero=True)
+        if not 1.0 <= self.factor < 1e6:
+            raise InvalidInput(f"Backoff.factor must be >= 1, got {self.factor!r}")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise InvalidInput(f"Backoff.jitter must be within [0, 1], got {self.jitter!r}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before running again after failed attempt ``attempt``."""
+        raw = min(self.max, self.base * self.factor ** max(0, min(attempt - 1, 64)))
+        return raw * (1.0 - self.jitter * random.random())
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A handler with options of its own; use it as a value of the worker's handler map.
+
+    ``timeout``: seconds a run may take before it is cancelled and counted as a failure.
+    ``lease_timeout``: lease length for this task (the worker renews to it right after the
+    claim), so long jobs need not force a long lease on every job. ``max_attempts``: caps
+    the runs of this task on failure, below the job's own limit. ``backoff``: retry delays.
+    """
+
+    handler: Handler
+    """The ``async def handler(ctx, payload)``."""
+    timeout: float | None = None
+    """Per-run time limit in seconds; ``None`` uses the worker's ``job_timeout``."""
+    lease_timeout: float | None = None
+    """Lease length for this task; ``None`` keeps the job's (queue's) lease length."""
+    max_attempts: int | None = None
+    """Cap on runs when the handler fails; ``None`` keeps the job's limit."""
+    backoff: Backoff | None = None
+    """Retry delays; ``None`` uses the worker's."""
+
+    def __post_init__(self) -> None:
+        if not callable(self.handler):
+            raise InvalidInput(f"Task handler must be callable, got {self.handler!r}")
+        if self.timeout is not None:
+            _validate.seconds(self.timeout, "Task.timeout", allow_zero=False)
+        if self.lease_timeout is not None:
+            _validate.seconds(self.lease_timeout, "Task.lease_timeout", allow_zero=False)
+        if self.max_attempts is not None:
+            _validate.positive_int(self.max_attempts, "Task.max_attempts")
+
+
+def normalise_handlers(handlers: Mapping[str, Handler | Task]) -> dict[str, Task]:
+    """Check a handler map and return it with every value as a :class:`Task`."""
+    if not isinstance(handlers, Mapping) or not handlers:
+        raise InvalidInput("handlers must be a non-empty mapping of task name -> handler")
+    out: dict[str, Task] = {}
+    for name, spec in handlers.items():
+        _validate.task_name(name)
+        out[name] = spec if isinstance(spec, Task) else Task(spec)
+    return out

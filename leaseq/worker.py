@@ -1,0 +1,260 @@
+"""The worker: claims jobs into free slots, runs their handlers, shuts down gracefully."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import Mapping
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+from redis.exceptions import RedisError
+
+from . import _validate
+from ._acks import AckBatcher
+from ._job import run_job
+from .exceptions import InvalidInput, LeaseLost, LeaseqError
+from .models import Lease
+from .queue import Queue
+from .reaper import Reaper
+from .task import Backoff, Handler, Task, normalise_handlers
+
+__all__ = ["Worker"]
+
+log = structlog.get_logger(__name__)
+
+_MAX_CLAIM_BATCH = 100
+
+
+class Worker:
+    """Runs the handlers of one queue with at most ``concurrency`` jobs at once.
+
+    ``handlers`` maps task names to ``async def handler(ctx, payload)`` functions or to
+    :class:`~leaseq.Task` values with options of their own. ``reaper=True`` runs a
+    :class:`~leaseq.Reaper` inside the worker (safe with many workers). ``job_timeout``
+    bounds every run (``None``: no limit); ``backoff`` spaces retries of failed jobs;
+    ``grace_period`` is how long a graceful stop lets running handlers finish before it
+    cancels them and releases their leases. ``poll_interval`` bounds how long an idle
+    worker blocks on the wake-up list before it looks again (delayed jobs, lost wake-ups).
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        handlers: Mapping[str, Handler | Task],
+        *,
+        concurrency: int = 10,
+        reaper: bool = True,
+        reaper_interval: float = 1.0,
+        job_timeout: float | None = None,
+        backoff: Backoff | None = None,
+        grace_period: float = 30.0,
+        poll_interval: float = 1.0,
+        heartbeat_fraction: float = 1 / 3,
+    ) -> None:
+        if not isinstance(queue, Queue):
+            raise InvalidInput(f"Worker needs a Queue, got {queue!r}")
+        self.queue = queue
+        self.tasks = normalise_handlers(handlers)
+        self.concurrency = _validate.positive_int(concurrency, "concurrency")
+        self.reaper = Reaper(queue, interval=reaper_interval) if reaper else None
+        self.job_timeout = (None if job_timeout is None
+                            else _validate.seconds(job_timeout, "job_timeout", allow_zero=False))
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.grace_period = _validate.seconds(grace_period, "grace_period", allow_zero=True)
+        self.poll_interval = _validate.seconds(poll_interval, "poll_interval", allow_zero=False)
+        if not 0 < heartbeat_fraction < 1:
+            raise InvalidInput(f"heartbeat_fraction must be in (0, 1), got {heartbeat_fraction}")
+        self.heartbeat_fraction = heartbeat_fraction
+        self.acks = AckBatcher(queue)
+        self._counts: Counter[str] = Counter()
+        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        self._running = False
+        self._stop_requested = False
+        self._claim_scope: anyio.CancelScope | None = None
+        self._drain_scope: anyio.CancelScope | None = None
+        self._job_finished = anyio.Event()
+
+    # -- public control -------------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Jobs this worker has claimed, acked, failed (and retried), sent to dead, lost
+        (lease expired or re-claimed) and released, since it was created."""
+        return {name: self._counts[name] for name in
+                ("claimed", "acked", "failed", "dead", "lease_lost", "released")}
+
+    @property
+    def in_flight(self) -> int:
+        """Handlers running (or settling) right now."""
+        return int(self._limiter.borrowed_tokens)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested (the worker claims nothing more)."""
+        return self._stop_requested
+
+    def _stopping(self) -> bool:
+        # A call, not an attribute read, so type checkers do not assume it cannot change
+        # across an await.
+        return self._stop_requested
+
+    def count(self, event: str) -> None:
+        """Add one to a counter (used by the job runner)."""
+        self._counts[event] += 1
+
+    def stop(self) -> None:
+        """Stop gracefully: claim nothing more, let running handlers finish within the
+        grace period, then cancel the rest and release their leases. Returns at once;
+        :meth:`run` returns when the worker has stopped."""
+        if not self._stop_requested:
+            self._stop_requested = True
+            log.info("worker_stopping", queue=self.queue.name, in_flight=self.in_flight,
+                     grace_period=self.grace_period)
+        if self._claim_scope is not None:
+            self._claim_scope.cancel()
+
+    def kill(self) -> None:
+        """Stop now: cancel running handlers at once (their leases are still released,
+        each within a few seconds at most)."""
+        self.stop()
+        if self._drain_scope is not None:
+            self._drain_scope.cancel()
+
+    # -- main loop ------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        burst: bool = False,
+        handle_signals: bool = True,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until stopped (:meth:`stop`, SIGTERM or SIGINT; a second signal kills).
+
+        ``burst=True`` returns instead once no job is waiting and none is running (jobs
+        delayed for later are left for another run). ``handle_signals=False`` leaves
+        signals to the embedding application. Reports ready through ``task_status``.
+        """
+        if self._running:
+            raise LeaseqError("this worker is already running")
+        self._running = True
+        self._stop_requested = False
+        try:
+            async with anyio.create_task_group() as root:
+                if handle_signals:
+                    await root.start(self._watch_signals)
+                if self.reaper is not None:
+                    root.start_soon(self.reaper.run)
+                root.start_soon(self.acks.run)
+                with anyio.CancelScope() as drain:
+                    self._drain_scope = drain
+                    async with anyio.create_task_group() as jobs:
+                        log.info("worker_started", queue=self.queue.name,
+                                 concurrency=self.concurrency, tasks=sorted(self.tasks))
+                        task_status.started()
+                        await self._claim_loop(jobs, burst)
+                        # Running handlers get the grace period; then the scope cancels
+                        # them and each releases its lease on the way out.
+                        drain.deadline = anyio.current_time() + self.grace_period
+                root.cancel_scope.cancel()
+        finally:
+            self._running = False
+            self._drain_scope = self._claim_scope = None
+            log.info("worker_stopped", queue=self.queue.name, **self.counters)
+
+    async def _claim_loop(self, jobs: TaskGroup, burst: bool) -> None:
+        with anyio.CancelScope() as scope:
+            self._claim_scope = scope
+            backoff = 0.05
+            while not self._stopping():
+                slots = await self._take_slots()
+                try:
+                    # A claim that reached Redis must be seen through: its leases are ours.
+                    with anyio.CancelScope(shield=True):
+                        leases = await self.queue.claim_many(len(slots))
+                        if self._stopping():
+                            await self._release_all(leases)
+                            leases = []
+                    backoff = 0.05
+                except (RedisError, OSError) as exc:
+                    leases = []
+                    log.warning("redis_unavailable", queue=self.queue.name, error=repr(exc),
+                                retry_in=backoff)
+                    self._give_back(slots)
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                for lease, slot in zip(leases, slots, strict=False):
+                    jobs.start_soon(self._run_one, lease, slot)
+                self._give_back(slots[len(leases):])
+                if leases:
+                    continue
+                if burst:
+                    if self.in_flight == 0:
+                        return
+                    await self._job_finished.wait()
+                    continue
+                await self._wait_for_work()
+
+    async def _take_slots(self) -> list[object]:
+        """Block until a slot is free; take it and every other free one (up to a batch)."""
+        first = object()
+        await self._limiter.acquire_on_behalf_of(first)
+        slots = [first]
+        while len(slots) < _MAX_CLAIM_BATCH and self._limiter.available_tokens >= 1:
+            slot = object()
+            self._limiter.acquire_on_behalf_of_nowait(slot)
+            slots.append(slot)
+        return slots
+
+    def _give_back(self, slots: list[object]) -> None:
+        for slot in slots:
+            self._limiter.release_on_behalf_of(slot)
+
+    async def _run_one(self, lease: Lease, slot: object) -> None:
+        try:
+            await run_job(self, lease)
+        finally:
+            self._limiter.release_on_behalf_of(slot)
+            self._job_finished.set()
+            self._job_finished = anyio.Event()
+
+    async def _wait_for_work(self) -> None:
+        """Block on the wake-up list until a job is enqueued or ``poll_interval`` passes."""
+        try:
+            await self.queue.redis.blpop([self.queue.keys.wake], timeout=self.poll_interval)
+        except (RedisError, OSError) as exc:
+            log.warning("redis_unavailable", queue=self.queue.name, error=repr(exc),
+                        retry_in=self.poll_interval)
+            await anyio.sleep(self.poll_interval)
+
+    async def _release_all(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            try:
+                await self.queue.release(lease)
+            except (LeaseLost, RedisError, OSError) as exc:
+                log.warning("release_failed", queue=self.queue.name, job_id=lease.job_id,
+                            error=repr(exc))
+
+    async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
+        try:
+            receiver = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+            signals = receiver.__enter__()
+        except (ValueError, RuntimeError, NotImplementedError) as exc:
+            # Not the main thread, or a loop without signal support: the embedding
+            # application owns signals then.
+            log.info("signals_not_handled", reason=str(exc))
+            task_status.started()
+            return
+        with receiver:
+            task_status.started()
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not self._stop_requested:
+                    log.info("signal_received", signal=name, action="graceful stop")
+                    self.stop()
+                else:
+                    log.warning("signal_received", signal=name, action="immediate stop")
+                    self.kill()
