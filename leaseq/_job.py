@@ -77,6 +77,7 @@ async def run_job(worker: Worker, lease: Lease) -> None:
             tg.start_soon(_heartbeat, worker, job, log, tg.cancel_scope)
             ctx = JobContext(queue, job.current, log)
             ok, value = await _execute(worker, task, ctx, lease.payload)
+            worker.observe(lease.task, time.perf_counter() - started)
             if ok:
                 await _ack(worker, job, log, value, started, task)
             else:

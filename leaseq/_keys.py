@@ -11,6 +11,9 @@ import re
 
 from .exceptions import InvalidInput
 
+QUEUES_KEY = "leaseq:queues"
+"""A set of the names of every queue that was used (a registry for tools, not a queue key)."""
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
 

@@ -72,6 +72,8 @@ class QueueStats:
     """Jobs that ran out of attempts or could not be run; kept until requeued or purged."""
     delayed: int
     """Jobs waiting for their due time (delays and retry backoff)."""
+    done_last_minute: int = 0
+    """Jobs acked in the last 60 seconds (retained ones): the queue's recent throughput."""
 
     @property
     def total(self) -> int:

@@ -13,10 +13,12 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError, ResponseError, WatchError
 
+from . import _admin as admin
 from . import _scripts, _validate
 from ._codec import JsonSerializer, Serializer, encode
-from ._keys import QueueKeys, validate_queue_name
-from ._types import AnyRedis, opt_int, opt_text, text
+from ._inspect import read_jobs
+from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
+from ._types import AnyRedis, text
 from ._wait import wait_all
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .models import JobInfo, JobState, Lease, QueueStats
@@ -377,64 +379,47 @@ class Queue:
     # -- views --------------------------------------------------------------------------
 
     async def stats(self) -> QueueStats:
-        """Sizes of the queue's sets, read in one round trip."""
+        """Sizes of the queue's sets and the jobs acked in the last minute (by Redis's
+        clock), read atomically in one round trip."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.scard(k.todos)
-            pipe.scard(k.in_progress)
-            pipe.scard(k.done)
-            pipe.scard(k.dead)
-            pipe.zcard(k.delayed)
-            todos, in_progress, done, dead, delayed = await pipe.execute()
-        return QueueStats(todos=int(todos), in_progress=int(in_progress), done=int(done),
-                          dead=int(dead), delayed=int(delayed))
+        counts = await _scripts.STATS(
+            self.redis, [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.done_at], [])
+        todos, in_progress, done, dead, delayed, recent = (int(c) for c in counts)
+        return QueueStats(todos=todos, in_progress=in_progress, done=done, dead=dead,
+                          delayed=delayed, done_last_minute=recent)
 
     async def job(self, job_id: str) -> JobInfo | None:
         """Everything recorded about one job, or ``None`` if the queue does not know it."""
-        _validate.job_id(job_id)
-        k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(k.job(job_id))
-            pipe.sismember(k.todos, job_id)
-            pipe.sismember(k.in_progress, job_id)
-            pipe.sismember(k.done, job_id)
-            pipe.sismember(k.dead, job_id)
-            pipe.zscore(k.delayed, job_id)
-            pipe.get(k.lease(job_id))
-            pipe.pttl(k.lease(job_id))
-            raw, todo, inp, done, dead, delayed, token, pttl = await pipe.execute()
-        state: JobState | None = None
-        for flag, name in ((todo, "todo"), (inp, "in_progress"), (done, "done"),
-                           (dead, "dead"), (delayed is not None, "delayed")):
-            if flag:
-                state = name  # type: ignore[assignment]
-        if not raw and state is None:
-            return None
-        h = {text(f): v for f, v in raw.items()}
-        payload = self._decode_or_raw(h.get("payload"))
-        result = self._decode_or_raw(h["result"]) if "result" in h and state == "done" else None
-        return JobInfo(
-            job_id=job_id, state=state, task=opt_text(h.get("task")), payload=payload,
-            attempts=opt_int(h.get("attempts")) or 0,
-            max_attempts=opt_int(h.get("max_attempts")),
-            failures=opt_int(h.get("failures")) or 0,
-            lease_expiries=opt_int(h.get("expiries")) or 0,
-            result=result, error=opt_text(h.get("error")),
-            dead_reason=opt_text(h.get("dead_reason")) if state == "dead" else None,
-            enqueued_at=_ms_to_s(h.get("enqueued_at")),
-            finished_at=_ms_to_s(h.get("finished_at")),
-            lease_token=opt_text(token),
-            lease_ttl=int(pttl) / 1000 if token is not None and int(pttl) >= 0 else None,
-            owner=opt_text(h.get("owner")),
-        )
+        (info,) = await read_jobs(self, [_validate.job_id(job_id)])
+        return info
 
-    def _decode_or_raw(self, data: Any) -> Any:
-        if data is None:
-            return None
-        try:
-            return self.serializer.loads(data)
-        except Exception:
-            return data
+    async def jobs(self, job_ids: Sequence[str]) -> list[JobInfo | None]:
+        """:meth:`job` for many ids in one round trip."""
+        return await read_jobs(self, [_validate.job_id(j) for j in job_ids])
+
+    async def dead_jobs(self, limit: int = 100) -> list[JobInfo]:
+        """Up to ``limit`` dead jobs with their reasons (in no particular order)."""
+        return await admin.dead_jobs(self, _validate.positive_int(limit, "limit"))
+
+    async def oldest_lease_age(self) -> float | None:
+        """Seconds since the oldest live claim was made (by Redis's clock; looks at up to
+        10,000 leases), or ``None`` when nothing is in progress. A large value means a
+        long job or a stuck one."""
+        ages = await admin.lease_ages(self)
+        return ages[0] if ages else None
+
+    async def requeue_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        """Give dead jobs (the given ids, or all when ``None``) a fresh set of attempts
+        and put them back in ``todos``; return how many moved. Ids that are not dead, and
+        dead jobs whose hash is gone (nothing to run), are left alone."""
+        ids = None if job_ids is None else [_validate.job_id(j) for j in job_ids]
+        return await admin.requeue_dead(self, ids)
+
+    async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        """Delete dead jobs (the given ids, or all when ``None``) for good; return how
+        many. Ids that are not dead are left alone."""
+        ids = None if job_ids is None else [_validate.job_id(j) for j in job_ids]
+        return await admin.purge_dead(self, ids)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait until the job is done and return its result.
@@ -467,6 +452,8 @@ class Queue:
             return
         self._server_checked = True
         try:
+            # The registry lets `leaseq stats` and dashboards find queues by name.
+            await self.redis.sadd(QUEUES_KEY, self.name)
             conf = await self.redis.config_get("maxmemory-policy")
         except (ResponseError, RedisError):
             # CONFIG is often disabled on managed Redis; the check is advice, not a gate.
@@ -478,7 +465,3 @@ class Queue:
                 "maxmemory_policy_evicts", queue=self.name, policy=policy,
                 advice="set maxmemory-policy noeviction: eviction drops leases and jobs",
             )
-
-
-def _ms_to_s(value: Any) -> float | None:
-    return None if value is None else int(value) / 1000

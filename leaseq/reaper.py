@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from . import _scripts, _validate
 from ._types import text
 from .exceptions import InvalidInput
+from .metrics import Metrics
 from .queue import Queue
 
 __all__ = ["Reaper", "SweepReport"]
@@ -65,9 +66,13 @@ class Reaper:
     every move is a script that re-checks its condition atomically, so two reapers never
     requeue one job twice. Cost per sweep grows with ``in_progress`` only, scanned with
     ``SSCAN`` in batches of ``batch`` ids; the sizes of ``todos`` and ``done`` do not matter.
+    ``metrics`` (a :class:`~leaseq.metrics.Metrics`) counts what the sweeps did.
     """
 
-    def __init__(self, *queues: Queue, interval: float = 1.0, batch: int = 256) -> None:
+    def __init__(
+        self, *queues: Queue, interval: float = 1.0, batch: int = 256,
+        metrics: Metrics | None = None,
+    ) -> None:
         if not queues:
             raise InvalidInput("Reaper needs at least one queue")
         for q in queues:
@@ -76,6 +81,7 @@ class Reaper:
         self.queues = queues
         self.interval = _validate.seconds(interval, "interval", allow_zero=False)
         self.batch = _validate.positive_int(batch, "batch")
+        self.metrics = metrics
 
     async def sweep(self) -> int:
         """One pass over every queue; return the number of expired leases handled
@@ -137,6 +143,9 @@ class Reaper:
                 trimmed += int(forgotten)
                 if int(examined) < self.batch:
                     break
+        if self.metrics is not None:
+            for outcome, n in (("requeued", requeued), ("dead", dead), ("repaired", repaired)):
+                self.metrics.reaped.labels(q.name, outcome).inc(n)
         if requeued or dead or repaired:
             log.info("job_reaped", queue=q.name, requeued=requeued, dead=dead,
                      repaired=repaired)

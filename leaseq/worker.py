@@ -15,6 +15,7 @@ from . import _validate
 from ._acks import AckBatcher
 from ._job import run_job
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
+from .metrics import Metrics
 from .models import Lease
 from .queue import Queue
 from .reaper import Reaper
@@ -37,6 +38,7 @@ class Worker:
     ``grace_period`` is how long a graceful stop lets running handlers finish before it
     cancels them and releases their leases. ``poll_interval`` bounds how long an idle
     worker blocks on the wake-up list before it looks again (delayed jobs, lost wake-ups).
+    ``metrics`` (a :class:`~leaseq.metrics.Metrics`) receives the worker's counters.
     """
 
     def __init__(
@@ -52,13 +54,16 @@ class Worker:
         grace_period: float = 30.0,
         poll_interval: float = 1.0,
         heartbeat_fraction: float = 1 / 3,
+        metrics: Metrics | None = None,
     ) -> None:
         if not isinstance(queue, Queue):
             raise InvalidInput(f"Worker needs a Queue, got {queue!r}")
         self.queue = queue
         self.tasks = normalise_handlers(handlers)
         self.concurrency = _validate.positive_int(concurrency, "concurrency")
-        self.reaper = Reaper(queue, interval=reaper_interval) if reaper else None
+        self.metrics = metrics
+        self.reaper = (Reaper(queue, interval=reaper_interval, metrics=metrics) if reaper
+                       else None)
         self.job_timeout = (None if job_timeout is None
                             else _validate.seconds(job_timeout, "job_timeout", allow_zero=False))
         self.backoff = backoff if backoff is not None else Backoff()
@@ -75,6 +80,8 @@ class Worker:
         self._claim_scope: anyio.CancelScope | None = None
         self._drain_scope: anyio.CancelScope | None = None
         self._job_finished = anyio.Event()
+        if metrics is not None:
+            metrics.in_flight.labels(queue.name).set_function(lambda: self.in_flight)
 
     # -- public control -------------------------------------------------------------------
 
@@ -103,6 +110,13 @@ class Worker:
     def count(self, event: str) -> None:
         """Add one to a counter (used by the job runner)."""
         self._counts[event] += 1
+        if self.metrics is not None:
+            self.metrics.jobs.labels(self.queue.name, event).inc()
+
+    def observe(self, task: str, seconds: float) -> None:
+        """Record a handler's run time (used by the job runner)."""
+        if self.metrics is not None:
+            self.metrics.duration.labels(self.queue.name, task).observe(seconds)
 
     def stop(self) -> None:
         """Stop gracefully: claim nothing more, let running handlers finish within the
@@ -148,6 +162,8 @@ class Worker:
                 if self.reaper is not None:
                     root.start_soon(self.reaper.run)
                 root.start_soon(self.acks.run)
+                if self.metrics is not None:
+                    root.start_soon(self.metrics.watch, [self.queue])
                 with anyio.CancelScope() as drain:
                     self._drain_scope = drain
                     async with anyio.create_task_group() as jobs:

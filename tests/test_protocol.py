@@ -443,7 +443,64 @@ async def test_every_key_of_a_queue_carries_its_hash_tag(redis: aioredis.Redis):
     lease = await q.claim()
     assert lease is not None
     await q.enqueue("t", None, delay=60)
-    keys = [k.decode() for k in await redis.keys("*")]
+    keys = [k.decode() for k in await redis.keys("*") if k != b"leaseq:queues"]
     assert keys and all(k.startswith("leaseq:{tagged}:") for k in keys), keys
     await q.ack(lease)
     assert job_id
+
+
+async def _make_dead(q: Queue, n: int) -> list[str]:
+    ids = await q.enqueue_many("t", list(range(n)), max_attempts=1)
+    for lease in await q.claim_many(n):
+        assert await q.fail(lease, f"boom {lease.payload}") == "dead"
+    return ids
+
+
+async def test_dead_jobs_can_be_listed_requeued_and_purged(redis: aioredis.Redis):
+    q = Queue(redis, "ops")
+    ids = await _make_dead(q, 5)
+    listed = await q.dead_jobs(limit=3)
+    assert len(listed) == 3
+    assert all(info.state == "dead" and info.dead_reason for info in listed)
+    assert len(await q.dead_jobs()) == 5
+
+    assert await q.requeue_dead([ids[0], "not-dead"]) == 1
+    info = await q.job(ids[0])
+    assert info is not None
+    assert (info.state, info.attempts, info.failures, info.dead_reason) == ("todo", 0, 0, None)
+    lease = await q.claim()
+    assert lease is not None and lease.job_id == ids[0] and lease.attempt == 1
+    await q.ack(lease, "ok")
+
+    assert await q.purge_dead([ids[1]]) == 1
+    assert await q.job(ids[1]) is None
+    assert await q.requeue_dead() == 3
+    assert (await q.stats()).todos == 3
+    assert all(await q.ack_many([(x, None) for x in await q.claim_many(3)]))
+    await _make_dead(q, 4)
+    assert await q.purge_dead() == 4
+    stats = await q.stats()
+    assert (stats.dead, stats.done) == (0, 4)
+
+
+async def test_requeue_dead_leaves_jobs_without_a_hash_alone(redis: aioredis.Redis):
+    q = Queue(redis, "ops")
+    job_id = await q.enqueue("t", 1)
+    await redis.delete(q.keys.job(job_id))
+    assert await q.claim() is None  # dead: hash missing
+    assert await q.requeue_dead() == 0
+    assert (await q.stats()).dead == 1
+
+
+async def test_stats_counts_jobs_acked_in_the_last_minute(redis: aioredis.Redis):
+    q = Queue(redis, "tput")
+    await q.enqueue_many("t", list(range(7)))
+    assert all(await q.ack_many([(x, None) for x in await q.claim_many(7)]))
+    assert (await q.stats()).done_last_minute == 7
+
+
+async def test_jobs_reads_many_at_once(redis: aioredis.Redis):
+    q = Queue(redis, "many")
+    ids = await q.enqueue_many("t", ["a", "b"])
+    infos = await q.jobs([*ids, "missing"])
+    assert [i.payload if i else None for i in infos] == ["a", "b", None]

@@ -1,0 +1,20 @@
+-- revive: give dead jobs a fresh set of attempts and put them back in todos.
+-- KEYS: 1 dead, 2 todos, 3 wake, then one job hash per id
+-- ARGV: the ids
+-- Returns: number of jobs moved. Ids not in dead, and dead ids whose hash has no task
+-- (nothing could run them), are left where they are.
+local moved = 0
+for i, id in ipairs(ARGV) do
+  local job = KEYS[3 + i]
+  if redis.call('SISMEMBER', KEYS[1], id) == 1 and redis.call('HEXISTS', job, 'task') == 1 then
+    redis.call('SMOVE', KEYS[1], KEYS[2], id)
+    redis.call('HSET', job, 'attempts', 0, 'failures', 0, 'expiries', 0)
+    redis.call('HDEL', job, 'dead_reason', 'finished_at', 'settled', 'outcome', 'settled_by')
+    moved = moved + 1
+  end
+end
+if moved > 0 then
+  redis.call('LPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], 0, 63)
+end
+return moved

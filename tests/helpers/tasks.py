@@ -1,0 +1,32 @@
+"""Handlers for CLI tests: ``leaseq worker tests.helpers.tasks:HANDLERS``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+
+from leaseq import JobContext, Queue, Worker
+
+
+async def echo(ctx: JobContext, payload: Any) -> Any:
+    """Return the payload."""
+    return payload
+
+
+async def sleep(ctx: JobContext, payload: Any) -> dict[str, Any]:
+    """Sleep ``payload["s"]`` seconds; return the pid that ran it."""
+    await anyio.sleep(payload.get("s", 0))
+    return {"pid": os.getpid()}
+
+
+HANDLERS = {"echo": echo, "sleep": sleep}
+
+
+def make_worker(queue: Queue) -> Worker:
+    """A Worker factory, as ``leaseq worker tests.helpers.tasks:make_worker`` takes it."""
+    return Worker(queue, HANDLERS, concurrency=3, reaper=False)
+
+
+NOT_HANDLERS = 42
