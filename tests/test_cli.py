@@ -24,13 +24,13 @@ pytestmark = pytest.mark.real_redis
 ROOT = Path(__file__).parent.parent
 
 
-def cli(url: str | None, *args: str, input: str | None = None, timeout: float = 60,
+def cli(url: str | None, *args: str, stdin: str | None = None, timeout: float = 60,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "leaseq"]
     if url is not None:
         argv += ["--redis", url]
     return subprocess.run(
-        [*argv, *args], input=input, capture_output=True, text=True, timeout=timeout,
+        [*argv, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
         cwd=ROOT, env={**os.environ, **(env or {})}, check=False)
 
 
@@ -76,7 +76,7 @@ def test_enqueue_stats_inspect_round_trip(url: str):
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
     lines = "\n".join(json.dumps({"n": i}) for i in range(2500)) + "\n\n"
-    result = cli(url, "enqueue", "-q", "mail", "send", input=lines)
+    result = cli(url, "enqueue", "-q", "mail", "send", stdin=lines)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.split()) == 2500
     result = cli(url, "stats", "--json")
@@ -100,7 +100,7 @@ def test_enqueue_with_explicit_id_is_idempotent_and_bad_json_is_refused(url: str
     bad = cli(url, "enqueue", "-q", "q", "t", "{nope")
     assert bad.returncode == 2
     assert "invalid JSON" in bad.stderr
-    bad_line = cli(url, "enqueue", "-q", "q", "t", input='1\n{"x":\n')
+    bad_line = cli(url, "enqueue", "-q", "q", "t", stdin='1\n{"x":\n')
     assert bad_line.returncode == 2
     assert "stdin line 2" in bad_line.stderr
     bad_queue = cli(url, "enqueue", "-q", "bad{name}", "t", "1")
@@ -141,7 +141,7 @@ def test_redis_url_from_environment(url: str):
 
 
 def test_worker_burst_runs_every_job(url: str, r: syncredis.Redis):
-    cli(url, "enqueue", "-q", "w", "echo", input="\n".join(str(i) for i in range(200)))
+    cli(url, "enqueue", "-q", "w", "echo", stdin="\n".join(str(i) for i in range(200)))
     result = cli(url, "worker", "tests.helpers.tasks:HANDLERS", "-q", "w", "--burst")
     assert result.returncode == 0, result.stderr
     stats = json.loads(cli(url, "stats", "-q", "w", "--json").stdout)[0]
@@ -163,7 +163,7 @@ def test_worker_factory_target_and_bad_targets(url: str):
 
 
 def test_sigterm_during_jobs_leaves_no_lease_behind(url: str, r: syncredis.Redis):
-    cli(url, "enqueue", "-q", "term", "sleep", input="\n".join('{"s": 30}' for _ in range(8)))
+    cli(url, "enqueue", "-q", "term", "sleep", stdin="\n".join('{"s": 30}' for _ in range(8)))
     proc = spawn(url, "worker", "tests.helpers.tasks:HANDLERS", "-q", "term", "-c", "4",
                  "--grace-period", "0.5")
     wait_until(lambda: r.scard("leaseq:{term}:in_progress") == 4)
@@ -215,7 +215,7 @@ def test_sigkilled_worker_job_is_redone_by_another_after_the_lease(url: str, r: 
 def test_processes_option_supervises_children_and_stops_them_together(
     url: str, r: syncredis.Redis,
 ):
-    cli(url, "enqueue", "-q", "multi", "sleep", input="\n".join('{"s": 0.2}' for _ in range(12)))
+    cli(url, "enqueue", "-q", "multi", "sleep", stdin="\n".join('{"s": 0.2}' for _ in range(12)))
     proc = spawn(url, "worker", "tests.helpers.tasks:HANDLERS", "-q", "multi", "-p", "2",
                  "-c", "2")
     try:
@@ -257,7 +257,7 @@ def test_reaper_sidecar_requeues_expired_leases(url: str, r: syncredis.Redis):
 
 
 def test_dead_list_requeue_purge_with_confirmations(url: str, r: syncredis.Redis):
-    ids = cli(url, "enqueue", "-q", "d", "nope", input="1\n2\n3\n").stdout.split()
+    ids = cli(url, "enqueue", "-q", "d", "nope", stdin="1\n2\n3\n").stdout.split()
     cli(url, "worker", "tests.helpers.tasks:HANDLERS", "-q", "d", "--burst", "--no-reaper")
     listed = cli(url, "dead", "list", "-q", "d")
     assert listed.returncode == 0
@@ -274,7 +274,7 @@ def test_dead_list_requeue_purge_with_confirmations(url: str, r: syncredis.Redis
 
 
 def test_doctor_finds_and_repairs_integrity_problems(url: str, r: syncredis.Redis):
-    cli(url, "enqueue", "-q", "doc", "echo", input="1\n2\n3\n")
+    cli(url, "enqueue", "-q", "doc", "echo", stdin="1\n2\n3\n")
     clean = cli(url, "doctor", "-q", "doc")
     assert clean.returncode == 0, clean.stdout
     assert "integrity" in clean.stdout
@@ -306,7 +306,7 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_worker_metrics_and_healthz_over_http(url: str, r: syncredis.Redis):
     port = free_port()
-    cli(url, "enqueue", "-q", "m", "echo", input="1\n2\n3\n")
+    cli(url, "enqueue", "-q", "m", "echo", stdin="1\n2\n3\n")
     proc = spawn(url, "worker", "tests.helpers.tasks:HANDLERS", "-q", "m",
                  "--metrics-port", str(port))
     try:
