@@ -36,8 +36,8 @@ async def main(redis_url: str, workers: int, jobs: int) -> None:
             return f"worker {index} quit"
         return quit_
 
-    for i in range(workers):
-        fleet.append(Worker(q, {"square": square, "quit": make_quit(i)}, reaper=(i == 0)))
+    fleet.extend(Worker(q, {"square": square, "quit": make_quit(i)}, reaper=(i == 0))
+                 for i in range(workers))
     ids = await q.enqueue_many("square", list(range(jobs)))
     async with anyio.create_task_group() as tg:
         for w in fleet:

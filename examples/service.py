@@ -24,16 +24,19 @@ async def resize(ctx: JobContext, payload: dict[str, int]) -> dict[str, int]:
     return {"width": payload["width"] // 2}
 
 
-async def heartbeat_to_monitoring() -> None:
-    while True:  # stands for whatever else the service does
-        await anyio.sleep(5)
+async def report_to_monitoring(q: Queue) -> None:
+    """Stands for whatever else the service does."""
+    while True:
+        stats = await q.stats()
+        await anyio.sleep(5 if stats.todos else 10)
 
 
 async def main(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
-    worker = Worker(Queue(client, "images"), {"resize": resize}, concurrency=20)
+    queue = Queue(client, "images")
+    worker = Worker(queue, {"resize": resize}, concurrency=20)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat_to_monitoring)
+        tg.start_soon(report_to_monitoring, queue)
         await tg.start(lambda task_status: worker.run(handle_signals=False,
                                                       task_status=task_status))
         print("service ready", flush=True)
