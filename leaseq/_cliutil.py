@@ -53,14 +53,15 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def make_client(url: str) -> aioredis.Redis:
+def make_client(url: str, max_connections: int | None = None) -> aioredis.Redis:
     """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs; user and
-    password (ACL) may be given in the URL."""
+    password (ACL) may be given in the URL. ``max_connections`` sizes the pool."""
     if urlsplit(url).scheme not in _SCHEMES:
         raise click.BadParameter(
             f"{redact(url)!r}: use redis://, rediss:// or unix://", param_hint="--redis")
     try:
-        return aioredis.Redis.from_url(url, socket_connect_timeout=5.0)
+        return aioredis.Redis.from_url(url, socket_connect_timeout=5.0,
+                                       max_connections=max_connections)
     except ValueError as exc:
         raise click.BadParameter(f"{redact(url)!r}: {exc}", param_hint="--redis") from exc
 
@@ -71,10 +72,11 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def run(settings: Settings, main: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+def run(settings: Settings, main: Callable[[aioredis.Redis], Awaitable[T]],
+        max_connections: int | None = None) -> T:
     """Run ``main(client)`` on a fresh event loop; turn known errors into one-line
     messages and exit codes (never a traceback)."""
-    client = make_client(settings.redis_url)
+    client = make_client(settings.redis_url, max_connections)
 
     async def wrapper() -> T:
         try:

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import _crash
 from .exceptions import LeaseLost, SerializationError
 from .models import JobState, Lease
 from .task import JobContext, Task
@@ -79,6 +80,7 @@ async def run_job(worker: Worker, lease: Lease) -> None:
             ok, value = await _execute(worker, task, ctx, lease.payload)
             worker.observe(lease.task, time.perf_counter() - started)
             if ok:
+                _crash.point("before_ack")
                 await _ack(worker, job, log, value, started, task)
             else:
                 await _fail(worker, job, log, value, task)
@@ -154,17 +156,33 @@ async def _fail(worker: Worker, job: RunningJob, log: Any, error: str, task: Tas
 
 
 async def _release(worker: Worker, job: RunningJob, log: Any) -> None:
-    try:
-        await worker.queue.release(job.lease)
-    except LeaseLost:
-        log.warning("lease_lost", stage="release")
-    except RedisError as exc:
-        log.warning("release_failed", error=repr(exc),
-                    detail="the lease will expire and the reaper will requeue the job")
-    else:
-        worker.count("released")
-        log.info("job_released")
-    job.settled = True
+    """Give the lease back (shutdown); connection errors are retried until the caller's
+    deadline, after which the lease simply expires and the reaper requeues the job."""
+    delay = 0.02
+    while True:
+        try:
+            async with worker.redis_slots:
+                await worker.queue.release(job.lease)
+        except LeaseLost:
+            log.warning("lease_lost", stage="release")
+        except _RETRYABLE as exc:
+            log.warning("release_retry", error=repr(exc), retry_in=delay)
+            try:
+                await anyio.sleep(delay)
+            except anyio.get_cancelled_exc_class():
+                log.warning("release_failed", error=repr(exc),
+                            detail="the lease will expire and the reaper will requeue the job")
+                raise
+            delay = min(delay * 2, 0.5)
+            continue
+        except RedisError as exc:
+            log.warning("release_failed", error=repr(exc),
+                        detail="the lease will expire and the reaper will requeue the job")
+        else:
+            worker.count("released")
+            log.info("job_released")
+        job.settled = True
+        return
 
 
 async def _settle(
@@ -176,7 +194,8 @@ async def _settle(
     delay = 0.05
     while True:
         try:
-            value = await call()
+            async with worker.redis_slots:
+                value = await call()
         except LeaseLost:
             job.settled = True
             worker.count("lease_lost")
@@ -202,7 +221,8 @@ async def _renew(
 ) -> bool:
     """One fenced extend; on a lost lease mark the job lost and cancel its scope."""
     try:
-        job.lease = await worker.queue.extend(job.lease, lease_timeout)
+        async with worker.redis_slots:
+            job.lease = await worker.queue.extend(job.lease, lease_timeout)
     except LeaseLost:
         job.lost = True
         scope.cancel()

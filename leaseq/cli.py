@@ -121,7 +121,8 @@ def worker(settings: util.Settings, target: str, queue: str, concurrency: int, p
                 raise InvalidInput(f"{target} returned {type(w).__name__}, not a Worker")
         await w.run(burst=burst)
 
-    util.run(settings, go)
+    # Room for every handler to use the client once, plus the worker's own connections.
+    util.run(settings, go, max_connections=2 * concurrency + 64)
 
 
 def _supervise(settings: util.Settings, processes: int, metrics_port: int | None) -> int:
@@ -170,14 +171,15 @@ def reaper(settings: util.Settings, queues: tuple[str, ...], interval: float,
     async def go(client: aioredis.Redis) -> None:
         qs = [Queue(client, name, lease_timeout=lease_timeout) for name in queues]
         r = Reaper(*qs, interval=interval, metrics=metrics)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(r.run)
-            if metrics is not None:
-                tg.start_soon(metrics.watch, qs)
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # Signals first, so the reaper is stoppable by the time it says it started.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(r.run)
+                if metrics is not None:
+                    tg.start_soon(metrics.watch, qs)
                 async for _ in signals:
                     break
-            tg.cancel_scope.cancel()
+                tg.cancel_scope.cancel()
 
     util.run(settings, go)
 

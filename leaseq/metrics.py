@@ -42,6 +42,9 @@ class Metrics:
         self.reaped = Counter(
             "leaseq_reaped", "Expired leases handled by the reaper, by outcome: requeued, "
             "dead, repaired.", ["queue", "outcome"], registry=self.registry)
+        self.data_lost = Counter(
+            "leaseq_data_lost", "Times a reaper found a queue's epoch marker changed or "
+            "gone: the server lost its data.", ["queue"], registry=self.registry)
         self.in_flight = Gauge(
             "leaseq_jobs_in_flight", "Handlers running now.", ["queue"],
             registry=self.registry)

@@ -74,6 +74,9 @@ class QueueStats:
     """Jobs waiting for their due time (delays and retry backoff)."""
     done_last_minute: int = 0
     """Jobs acked in the last 60 seconds (retained ones): the queue's recent throughput."""
+    epoch: str | None = None
+    """The queue's epoch marker; ``None`` when the queue was never used on this server, or
+    the server lost its data since (see ``leaseq doctor``)."""
 
     @property
     def total(self) -> int:

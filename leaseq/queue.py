@@ -14,7 +14,7 @@ import structlog
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from . import _admin as admin
-from . import _scripts, _validate
+from . import _crash, _scripts, _validate
 from ._codec import JsonSerializer, Serializer, encode
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
@@ -82,6 +82,8 @@ class Queue:
         self.owner = owner or _default_owner()
         self.keys = QueueKeys(self.name)
         self._server_checked = False
+        self.epoch: str | None = None
+        """The queue's epoch marker as this object first saw it (see :meth:`prepare`)."""
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, lease_timeout={self.lease_timeout})"
@@ -155,7 +157,7 @@ class Queue:
         data = [encode(self.serializer, p, "payload") for p in payloads]
         if not ids:
             return ids
-        await self._check_server()
+        await self.prepare()
         k = self.keys
         fixed = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake]
         calls: list[tuple[_scripts.Script, Sequence[_scripts.KeyT], Sequence[_scripts.ArgT]]] = []
@@ -188,7 +190,7 @@ class Queue:
         recorded and is not returned.
         """
         _validate.positive_int(n, "n")
-        await self._check_server()
+        await self.prepare()
         k = self.keys
         nonce = os.urandom(6).hex()
         t0 = time.monotonic()
@@ -261,6 +263,7 @@ class Queue:
                     if not owned:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         break
+                    _crash.point("in_ack")
                     pipe.multi()  # type: ignore[no-untyped-call]
                     done_at: dict[str, float] = {}
                     for i in owned:
@@ -382,11 +385,14 @@ class Queue:
         """Sizes of the queue's sets and the jobs acked in the last minute (by Redis's
         clock), read atomically in one round trip."""
         k = self.keys
-        counts = await _scripts.STATS(
-            self.redis, [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.done_at], [])
-        todos, in_progress, done, dead, delayed, recent = (int(c) for c in counts)
+        reply = await _scripts.STATS(
+            self.redis,
+            [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.done_at, k.meta], [])
+        todos, in_progress, done, dead, delayed, recent = (int(c) for c in reply[:6])
+        epoch = reply[6] if len(reply) > 6 else None
         return QueueStats(todos=todos, in_progress=in_progress, done=done, dead=dead,
-                          delayed=delayed, done_last_minute=recent)
+                          delayed=delayed, done_last_minute=recent,
+                          epoch=None if epoch is None else text(epoch))
 
     async def job(self, job_id: str) -> JobInfo | None:
         """Everything recorded about one job, or ``None`` if the queue does not know it."""
@@ -445,15 +451,32 @@ class Queue:
                                       lease_timeout=lease_timeout)
         return await wait_all(self, ids, timeout)
 
-    # -- server checks ------------------------------------------------------------------
+    # -- server checks ---------------------------------------------------------------------
 
-    async def _check_server(self) -> None:
+    def forget_server_state(self) -> None:
+        """Make the next call run :meth:`prepare` again (after the server lost its data)."""
+        self._server_checked = False
+        self.epoch = None
+
+    async def prepare(self) -> None:
+        """Register the queue by name, create or read its epoch marker, and check the
+        server's eviction policy (a structured warning unless ``noeviction``).
+
+        Runs once, before the first enqueue or claim; call it to fail fast at start-up.
+        """
         if self._server_checked:
             return
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # The registry lets `leaseq stats` and dashboards find queues by name.
+            pipe.sadd(QUEUES_KEY, self.name)
+            # The epoch marker tells a reaper when the server lost its data.
+            pipe.hsetnx(k.meta, "epoch", uuid.uuid4().hex)
+            pipe.hget(k.meta, "epoch")
+            *_, epoch = await pipe.execute()
+        self.epoch = text(epoch)
         self._server_checked = True
         try:
-            # The registry lets `leaseq stats` and dashboards find queues by name.
-            await self.redis.sadd(QUEUES_KEY, self.name)
             conf = await self.redis.config_get("maxmemory-policy")
         except (ResponseError, RedisError):
             # CONFIG is often disabled on managed Redis; the check is advice, not a gate.

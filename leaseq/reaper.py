@@ -82,6 +82,8 @@ class Reaper:
         self.interval = _validate.seconds(interval, "interval", allow_zero=False)
         self.batch = _validate.positive_int(batch, "batch")
         self.metrics = metrics
+        self.data_losses = 0
+        """How many times a sweep found a queue's epoch marker changed or gone."""
 
     async def sweep(self) -> int:
         """One pass over every queue; return the number of expired leases handled
@@ -103,8 +105,26 @@ class Reaper:
                            trimmed=trimmed, seconds=time.perf_counter() - start,
                            longest_call=longest)
 
+    async def _check_epoch(self, q: Queue) -> None:
+        """Say loudly when the server lost the queue's data (restart without persistence,
+        FLUSHALL, failover to an empty replica): its epoch marker changed or vanished."""
+        await q.prepare()
+        found = await q.redis.hget(q.keys.meta, "epoch")
+        if found is not None and text(found) == q.epoch:
+            return
+        log.error("redis_data_lost", queue=q.name, expected_epoch=q.epoch,
+                  found_epoch=None if found is None else text(found),
+                  detail="the server lost this queue's data; jobs enqueued before may be "
+                         "gone; check the server's persistence (leaseq doctor)")
+        self.data_losses += 1
+        if self.metrics is not None:
+            self.metrics.data_lost.labels(q.name).inc()
+        q.forget_server_state()
+        await q.prepare()
+
     async def _sweep_queue(self, q: Queue) -> tuple[list[int], float]:
         k = q.keys
+        await self._check_epoch(q)
         requeued = dead = repaired = promoted = trimmed = 0
         watch = _Stopwatch()
 
@@ -160,6 +180,8 @@ class Reaper:
         """
         backoff = self.interval
         started = False
+        log.info("reaper_started", queues=[q.name for q in self.queues],
+                 interval=self.interval)
         while True:
             try:
                 await self.sweep_report()

@@ -11,7 +11,7 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from redis.exceptions import RedisError
 
-from . import _validate
+from . import _crash, _validate
 from ._acks import AckBatcher
 from ._job import run_job
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
@@ -26,6 +26,23 @@ __all__ = ["Worker"]
 log = structlog.get_logger(__name__)
 
 _MAX_CLAIM_BATCH = 100
+_REDIS_SLOTS = 16
+# Connections the worker itself may hold at once besides its handlers': per-job calls,
+# claims, the wake-up wait, acks, the reaper, metrics.
+_OWN_CONNECTIONS = _REDIS_SLOTS + 5
+
+
+def _check_pool(queue: Queue, concurrency: int) -> None:
+    """Warn when the client's pool may run out: redis-py's default pool raises
+    ``MaxConnectionsError`` (at 100 connections) instead of waiting."""
+    pool = queue.redis.connection_pool
+    limit = getattr(pool, "max_connections", None)
+    if isinstance(limit, int) and limit < concurrency + _OWN_CONNECTIONS:
+        log.warning("connection_pool_small", queue=queue.name, max_connections=limit,
+                    concurrency=concurrency,
+                    advice=f"allow at least concurrency + {_OWN_CONNECTIONS} connections "
+                           "(more if handlers use the client), or use a "
+                           "BlockingConnectionPool")
 
 
 class Worker:
@@ -75,6 +92,10 @@ class Worker:
         self.acks = AckBatcher(queue)
         self._counts: Counter[str] = Counter()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
+        # The worker's own per-job Redis calls (heartbeats, fails, releases) share a few
+        # connections, so a thousand running jobs do not need a thousand connections.
+        self.redis_slots = anyio.CapacityLimiter(_REDIS_SLOTS)
+        _check_pool(queue, self.concurrency)
         self._running = False
         self._stop_requested = False
         self._claim_scope: anyio.CancelScope | None = None
@@ -190,6 +211,7 @@ class Worker:
                     # A claim that reached Redis must be seen through: its leases are ours.
                     with anyio.CancelScope(shield=True):
                         leases = await self.queue.claim_many(len(slots))
+                        _crash.point("after_claim")
                         if self._stopping():
                             await self._release_all(leases)
                             leases = []

@@ -418,3 +418,37 @@ async def test_bad_handler_maps_are_refused(redis: aioredis.Redis, bad: Any):
 
     with pytest.raises(InvalidInput):
         Worker(Queue(redis, "q"), bad)
+
+
+async def test_small_connection_pool_is_warned_about_and_shutdown_still_releases(
+    redis_server: RedisServer,
+):
+    client = aioredis.Redis.from_url(redis_server.url, max_connections=12)
+    try:
+        await client.flushall()
+        q = Queue(client, "tight", lease_timeout=60.0)
+        await q.enqueue_many("hang", [None] * 40)
+        started = 0
+        all_started = anyio.Event()
+
+        async def hang(ctx: JobContext, payload: Any) -> None:
+            nonlocal started
+            started += 1
+            if started == 40:
+                all_started.set()
+            await anyio.sleep(60)
+
+        with capture_logs() as logs:
+            worker = Worker(q, {"hang": hang}, concurrency=40, reaper=False, grace_period=0)
+        assert [e["event"] for e in logs] == ["connection_pool_small"]
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: worker.run(handle_signals=False))
+                await all_started.wait()
+                worker.stop()
+        stats = await q.stats()
+        assert (stats.todos, stats.in_progress) == (40, 0)
+        assert not await client.keys(q.keys.prefix + "lease:*")
+        assert worker.counters["released"] == 40
+    finally:
+        await client.aclose()

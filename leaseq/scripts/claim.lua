@@ -42,7 +42,7 @@ for i, id in ipairs(ids) do
     local lease_ms = tonumber(f[4]) or tonumber(ARGV[3])
     local token = (fence + i) .. '-' .. ARGV[4]
     redis.call('PSETEX', prefix .. 'lease:' .. id, lease_ms, token)
-    redis.call('HSET', job, 'owner', ARGV[5], 'claimed_at', now)
+    redis.call('HSET', job, 'token', token, 'owner', ARGV[5], 'claimed_at', now)
     for _, v in ipairs({id, token, attempt, f[1], f[2], f[3], lease_ms, 'ok'}) do
       out[#out + 1] = v
     end

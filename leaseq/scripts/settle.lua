@@ -19,6 +19,7 @@ redis.call('SREM', KEYS[3], id)
 local outcome
 if mode == 'release' then
   redis.call('HINCRBY', KEYS[2], 'attempts', -1)
+  redis.call('HINCRBY', KEYS[2], 'releases', 1)
   outcome = 'todo'
 elseif mode == 'bury' then
   redis.call('HSET', KEYS[2], 'dead_reason', ARGV[4])

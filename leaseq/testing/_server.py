@@ -1,4 +1,4 @@
-"""Test helpers for users and for leaseq's own suite: a private redis-server.
+"""A private redis-server for tests.
 
 ``RedisServer`` starts a real ``redis-server`` on a free loopback port in a temporary
 directory and can stop, kill (SIGKILL) and restart it, keeping its data directory, so
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .exceptions import LeaseqError
+from ..exceptions import LeaseqError
 
 __all__ = ["RedisServer", "RedisServerError", "free_port"]
 

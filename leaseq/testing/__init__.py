@@ -1,0 +1,29 @@
+"""Fault-testing kit for leaseq users: prove "nothing lost" with your own handlers.
+
+- :class:`RedisServer`: a private redis-server on a free port; kill, restart, freeze it.
+- :class:`WorkerProcess` / :class:`ReaperProcess`: real ``leaseq`` processes for your
+  handlers, to SIGKILL, SIGSTOP/SIGCONT or SIGTERM; named crash points; ``faketime``.
+- :func:`check_invariants`: after a run, counts lost, duplicated (and unexplained
+  duplicates), unexpected and stale-ack jobs from Redis and the execution log.
+- The pytest plugin (loaded automatically) provides the ``leaseq_redis_server`` and
+  ``leaseq_worker_processes`` fixtures.
+
+See ``docs/testing.md``.
+"""
+
+from __future__ import annotations
+
+from ._checker import ChaosReport, check_invariants, wait_drained
+from ._procs import ReaperProcess, WorkerProcess
+from ._server import RedisServer, RedisServerError, free_port
+
+__all__ = [
+    "ChaosReport",
+    "ReaperProcess",
+    "RedisServer",
+    "RedisServerError",
+    "WorkerProcess",
+    "check_invariants",
+    "free_port",
+    "wait_drained",
+]

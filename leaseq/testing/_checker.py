@@ -1,0 +1,145 @@
+"""The invariant checker of chaos runs, after the Jepsen "total queue" checker.
+
+After a run has drained, every enqueued job must be ``done`` (or ``dead`` where the
+scenario makes it so). The checker reads the queue's sets, job hashes, lease keys and the
+execution log written by recorded handlers, and counts:
+
+- **lost**: enqueued (the enqueue returned) but neither done nor dead;
+- **duplicated**: jobs whose handler started more than once;
+- **unexplained duplicates**: extra runs not accounted for by a fault the queue recorded
+  (an expired lease, a release at shutdown, a failure);
+- **unexpected**: done ids that were never enqueued;
+- **stale acks accepted**: done jobs whose ack came from a lease other than their last
+  claim's (fencing broken);
+- **misplaced**: ids in zero or several sets; **orphan leases**: lease keys whose id is
+  not in ``in_progress``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+import redis.asyncio as aioredis
+
+from .._keys import QueueKeys
+from .._types import text
+from ._record import log_key
+
+__all__ = ["ChaosReport", "check_invariants", "wait_drained"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosReport:
+    """Counts of one checked run (see the module docstring)."""
+
+    enqueued: int
+    """Ids the run enqueued."""
+    done: int
+    """Of those, done."""
+    dead: int
+    """Of those, dead."""
+    lost: int
+    """Of those, neither done nor dead."""
+    duplicated: int
+    """Jobs whose handler started more than once."""
+    unexplained_duplicates: int
+    """Extra runs beyond 1 + lease expiries + releases + failures of the job."""
+    unexpected: int
+    """Done ids that were never enqueued."""
+    stale_acks: int
+    """Done jobs settled by a token other than their last claim's."""
+    misplaced: int
+    """Ids in zero or several of the sets."""
+    orphan_leases: int
+    """Lease keys whose id is not in ``in_progress``."""
+    executions: int
+    """Handler starts recorded."""
+
+    def problems(self, *, allow_dead: bool = False) -> list[str]:
+        """What is wrong, for an assertion message (empty when all invariants hold)."""
+        out = [f"{name}={getattr(self, name)}"
+               for name in ("lost", "unexplained_duplicates", "unexpected", "stale_acks",
+                            "misplaced", "orphan_leases")
+               if getattr(self, name)]
+        if self.dead and not allow_dead:
+            out.append(f"dead={self.dead}")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts as a dict (for reports)."""
+        return asdict(self)
+
+
+async def wait_drained(redis: aioredis.Redis, queue: str, timeout: float) -> None:
+    """Wait until the queue holds nothing waiting, delayed or in progress."""
+    k = QueueKeys(queue)
+    with anyio.fail_after(timeout):
+        while True:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.scard(k.todos)
+                pipe.scard(k.in_progress)
+                pipe.zcard(k.delayed)
+                if sum(await pipe.execute()) == 0:
+                    return
+            await anyio.sleep(0.05)
+
+
+async def check_invariants(
+    redis: aioredis.Redis, queue: str, enqueued: Iterable[str]
+) -> ChaosReport:
+    """Check a drained queue against the ids whose enqueue returned."""
+    k = QueueKeys(queue)
+    ids = list(dict.fromkeys(enqueued))
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in (k.todos, k.in_progress, k.done, k.dead):
+            pipe.smembers(key)
+        pipe.zrange(k.delayed, 0, -1)
+        pipe.lrange(log_key(k.prefix), 0, -1)
+        replies = await pipe.execute()
+    sets = [{text(m) for m in members} for members in replies[:5]]
+    _, in_progress, done, dead, _ = sets
+    starts: Counter[str] = Counter()
+    for line in replies[5]:
+        parts = text(line).split()
+        if parts and parts[0] == "start":
+            starts[parts[1]] += 1
+    everyone = set().union(*sets)
+    misplaced = sum(1 for i in everyone if sum(i in s for s in sets) != 1)
+    misplaced += sum(1 for i in ids if i not in everyone)
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(k.job(job_id), ["token", "settled", "settled_by", "expiries",
+                                       "releases", "failures"])
+        fields = await pipe.execute()
+    stale = unexplained = 0
+    for job_id, (token, settled, settled_by, expiries, releases, failures) in zip(
+            ids, fields, strict=True):
+        if job_id in done and (settled_by is None or text(settled_by) != "ack"
+                               or settled is None or settled != token):
+            stale += 1
+        allowed = 1 + int(expiries or 0) + int(releases or 0) + int(failures or 0)
+        if starts[job_id] > allowed:
+            unexplained += 1
+    orphan = 0
+    prefix = k.prefix + "lease:"
+    async for key in redis.scan_iter(match=prefix + "*", count=1000):
+        if text(key)[len(prefix):] not in in_progress:
+            orphan += 1
+    enqueued_set = set(ids)
+    return ChaosReport(
+        enqueued=len(ids),
+        done=len(done & enqueued_set),
+        dead=len(dead & enqueued_set),
+        lost=sum(1 for i in ids if i not in done and i not in dead),
+        duplicated=sum(1 for i in ids if starts[i] > 1),
+        unexplained_duplicates=unexplained,
+        unexpected=len(done - enqueued_set),
+        stale_acks=stale,
+        misplaced=misplaced,
+        orphan_leases=orphan,
+        executions=sum(starts.values()),
+    )

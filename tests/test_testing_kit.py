@@ -1,0 +1,75 @@
+"""The fault-testing kit users get: fixtures, processes and a checker that can fail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from leaseq import Queue
+from leaseq.testing import RedisServer, WorkerProcess, check_invariants, wait_drained
+
+pytestmark = pytest.mark.real_redis
+
+
+async def test_plugin_fixtures_run_recorded_workers_and_the_checker_passes(
+    leaseq_redis_server: RedisServer,
+    leaseq_worker_processes: Callable[..., WorkerProcess],
+):
+    client = aioredis.Redis.from_url(leaseq_redis_server.url)
+    try:
+        await client.flushall()
+        ids = await Queue(client, "kit").enqueue_many("work", [{"v": i} for i in range(100)])
+        worker = leaseq_worker_processes("tests.chaos.handlers:HANDLERS", "kit")
+        await wait_drained(client, "kit", timeout=60)
+        report = await check_invariants(client, "kit", ids)
+        assert report.problems() == []
+        assert (report.done, report.executions, report.duplicated) == (100, 100, 0)
+        assert worker.alive
+    finally:
+        await client.aclose()
+
+
+async def test_checker_counts_what_is_wrong(real_redis: aioredis.Redis):
+    q = Queue(real_redis, "broken")
+    lost, stale, twice = await q.enqueue_many("work", [1, 2, 3])
+    leases = {x.job_id: x for x in await q.claim_many(3)}
+    await q.ack(leases[stale], "ok")
+    await q.ack(leases[twice], "ok")
+    await q.release(leases[lost])
+    await real_redis.srem(q.keys.todos, lost)  # lost: in no set any more
+    await real_redis.hset(q.keys.job(stale), "token", "another-claim")  # acked by a stale lease
+    await real_redis.sadd(q.keys.dead, twice)  # in two sets
+    await real_redis.set(q.keys.lease("ghost"), "t")  # an orphan lease
+    await real_redis.sadd(q.keys.done, "never-enqueued")
+    report = await check_invariants(real_redis, "broken", [lost, stale, twice])
+    assert (report.lost, report.stale_acks, report.misplaced, report.orphan_leases,
+            report.unexpected) == (1, 1, 2, 1, 1)
+    assert set(report.problems(allow_dead=True)) == {
+        "lost=1", "stale_acks=1", "misplaced=2", "orphan_leases=1", "unexpected=1"}
+
+
+async def test_worker_process_can_be_frozen_killed_and_restarted(
+    leaseq_redis_server: RedisServer,
+):
+    proc = WorkerProcess(leaseq_redis_server.url, "tests.chaos.handlers:HANDLERS", "frozen")
+    proc.start()
+    try:
+        proc.wait_ready()
+        first = proc.pid
+        proc.stop()
+        await anyio.sleep(0.1)
+        assert proc.alive
+        proc.cont()
+        proc.kill()
+        assert not proc.alive
+        assert proc.returncode == -9
+        proc.start()
+        assert proc.alive
+        assert proc.pid != first
+        assert proc.starts == 2
+        proc.wait_ready()
+    finally:
+        assert proc.terminate() == 0
