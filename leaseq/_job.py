@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _crash
+from ._heartbeat import Renewable
 from .exceptions import LeaseLost, SerializationError
 from .models import JobState, Lease
 from .task import JobContext, Task
@@ -32,18 +33,17 @@ _MAX_ERROR_CHARS = 4000
 _RELEASE_TIMEOUT = 5.0
 
 
-class RunningJob:
+class RunningJob(Renewable):
     """Mutable state of one job while it runs (the heartbeat renews ``lease``)."""
 
-    __slots__ = ("lease", "lost", "settled")
+    __slots__ = ("settled",)
 
     def __init__(self, lease: Lease) -> None:
-        self.lease = lease
-        self.lost = False
+        super().__init__(lease)
         self.settled = False
 
-    def current(self) -> Lease:
-        return self.lease
+
+log = structlog.get_logger("leaseq.worker")
 
 
 def describe_error(exc: BaseException) -> str:
@@ -58,9 +58,10 @@ async def run_job(worker: Worker, lease: Lease) -> None:
     """Run one claimed job to its end: acked, failed, dead, lost or released."""
     queue = worker.queue
     job = RunningJob(lease)
-    log = structlog.get_logger("leaseq.worker").bind(
-        queue=queue.name, job_id=lease.job_id, attempt=lease.attempt, token=lease.token,
-        task=lease.task)
+    # Log context as plain keyword arguments: binding a logger per job costs more than
+    # the job itself when logging is filtered.
+    fields = {"queue": queue.name, "job_id": lease.job_id, "attempt": lease.attempt,
+              "token": lease.token, "task": lease.task}
     started = time.perf_counter()
     worker.count("claimed")
     task = worker.tasks.get(lease.task)
@@ -68,32 +69,39 @@ async def run_job(worker: Worker, lease: Lease) -> None:
         if task is None:
             reason = (f"unknown task {lease.task!r}; this worker handles "
                       f"{sorted(worker.tasks)}")
-            await _settle(worker, job, log, lambda: queue.bury(job.lease, reason))
+            await _settle(worker, job, fields, lambda: queue.bury(job.lease, reason))
             worker.count("dead")
-            log.error("job_dead", reason=reason)
+            log.error("job_dead", reason=reason, **fields)
             return
-        async with anyio.create_task_group() as tg:
-            if task.lease_timeout is not None and task.lease_timeout != lease.lease_timeout:
-                await _renew(worker, job, log, tg.cancel_scope, task.lease_timeout)
-            tg.start_soon(_heartbeat, worker, job, log, tg.cancel_scope)
-            ctx = JobContext(queue, job.current, log)
-            ok, value = await _execute(worker, task, ctx, lease.payload)
-            worker.observe(lease.task, time.perf_counter() - started)
-            if ok:
-                _crash.point("before_ack")
-                await _ack(worker, job, log, value, started, task)
-            else:
-                await _fail(worker, job, log, value, task)
-            tg.cancel_scope.cancel()
-        if job.lost and not job.settled:
+        with anyio.CancelScope() as scope:
+            job.scope = scope
+            worker.heartbeat.add(job)
+            try:
+                if task.lease_timeout is not None and task.lease_timeout != lease.lease_timeout:
+                    await _renew(worker, job, task.lease_timeout)
+                ok, value = await _execute(worker, task, JobContext(queue, job.current, fields),
+                                           lease.payload)
+            finally:
+                # Settling happens outside the heartbeat and outside this scope, so a
+                # renewal racing with the ack cannot cancel it.
+                worker.heartbeat.discard(job)
+        if scope.cancelled_caught:
             worker.count("lease_lost")
             log.warning("lease_lost", stage="running",
                         duration=round(time.perf_counter() - started, 6),
-                        detail="lease expired or re-claimed; handler cancelled, result dropped")
+                        detail="lease expired or re-claimed; handler cancelled, result dropped",
+                        **fields)
+            return
+        worker.observe(lease.task, time.perf_counter() - started)
+        if ok:
+            _crash.point("before_ack")
+            await _ack(worker, job, fields, value, started, task)
+        else:
+            await _fail(worker, job, fields, value, task)
     except anyio.get_cancelled_exc_class():
         if not job.settled and not job.lost:
             with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
-                await _release(worker, job, log)
+                await _release(worker, job, fields)
         raise
 
 
@@ -104,58 +112,67 @@ async def _execute(
     cancellation: a handler's exception, timeout or ``sys.exit`` is the job's failure,
     never the worker's."""
     timeout = task.timeout if task.timeout is not None else worker.job_timeout
-    with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
-        try:
-            return True, await task.handler(ctx, payload)
-        except (Exception, SystemExit) as exc:
-            return False, describe_error(exc)
-    assert scope.cancelled_caught
+    if timeout is None:
+        return await _call(task, ctx, payload)
+    with anyio.move_on_after(timeout):
+        return await _call(task, ctx, payload)
     return False, f"TimeoutError: handler timed out after {timeout} s"
 
 
+async def _call(task: Task, ctx: JobContext, payload: Any) -> tuple[bool, Any]:
+    try:
+        return True, await task.handler(ctx, payload)
+    except (Exception, SystemExit) as exc:
+        return False, describe_error(exc)
+
+
 async def _ack(
-    worker: Worker, job: RunningJob, log: Any, result: Any, started: float, task: Task
+    worker: Worker, job: RunningJob, fields: dict[str, Any], result: Any, started: float,
+    task: Task,
 ) -> None:
     try:
         acked = await worker.acks.ack(job.current, result)
     except SerializationError as exc:
-        await _fail(worker, job, log, f"SerializationError: {exc}", task)
+        await _fail(worker, job, fields, f"SerializationError: {exc}", task)
         return
     except _RETRYABLE as exc:
         # Redis stayed unreachable until the lease ran out: the job will be redone.
         job.settled = True
         worker.count("lease_lost")
-        log.warning("lease_lost", stage="ack", error=repr(exc))
+        log.warning("lease_lost", stage="ack", error=repr(exc), **fields)
         return
     job.settled = True
     duration = round(time.perf_counter() - started, 6)
     if acked:
         worker.count("acked")
-        log.info("job_acked", duration=duration)
+        log.info("job_acked", duration=duration, **fields)
     else:
         worker.count("lease_lost")
         log.warning("lease_lost", stage="ack", duration=duration,
-                    detail="ack rejected: the lease expired or was re-claimed")
+                    detail="ack rejected: the lease expired or was re-claimed", **fields)
 
 
-async def _fail(worker: Worker, job: RunningJob, log: Any, error: str, task: Task) -> None:
+async def _fail(
+    worker: Worker, job: RunningJob, fields: dict[str, Any], error: str, task: Task
+) -> None:
     backoff = task.backoff or worker.backoff
     retry_in = backoff.delay(job.lease.attempt)
     state: JobState | None = await _settle(
-        worker, job, log,
+        worker, job, fields,
         lambda: worker.queue.fail(job.lease, error, retry_in=retry_in,
                                   max_attempts=task.max_attempts))
     if state is None:
         return
     if state == "dead":
         worker.count("dead")
-        log.error("job_dead", error=error)
+        log.error("job_dead", error=error, **fields)
     else:
         worker.count("failed")
-        log.warning("job_failed", error=error, retry_in=round(retry_in, 3), state=state)
+        log.warning("job_failed", error=error, retry_in=round(retry_in, 3), state=state,
+                    **fields)
 
 
-async def _release(worker: Worker, job: RunningJob, log: Any) -> None:
+async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> None:
     """Give the lease back (shutdown); connection errors are retried until the caller's
     deadline, after which the lease simply expires and the reaper requeues the job."""
     delay = 0.02
@@ -164,29 +181,30 @@ async def _release(worker: Worker, job: RunningJob, log: Any) -> None:
             async with worker.redis_slots:
                 await worker.queue.release(job.lease)
         except LeaseLost:
-            log.warning("lease_lost", stage="release")
+            log.warning("lease_lost", stage="release", **fields)
         except _RETRYABLE as exc:
-            log.warning("release_retry", error=repr(exc), retry_in=delay)
+            log.warning("release_retry", error=repr(exc), retry_in=delay, **fields)
             try:
                 await anyio.sleep(delay)
             except anyio.get_cancelled_exc_class():
-                log.warning("release_failed", error=repr(exc),
+                log.warning("release_failed", error=repr(exc), **fields,
                             detail="the lease will expire and the reaper will requeue the job")
                 raise
             delay = min(delay * 2, 0.5)
             continue
         except RedisError as exc:
-            log.warning("release_failed", error=repr(exc),
+            log.warning("release_failed", error=repr(exc), **fields,
                         detail="the lease will expire and the reaper will requeue the job")
         else:
             worker.count("released")
-            log.info("job_released")
+            log.info("job_released", **fields)
         job.settled = True
         return
 
 
 async def _settle(
-    worker: Worker, job: RunningJob, log: Any, call: Callable[[], Awaitable[Any]]
+    worker: Worker, job: RunningJob, fields: dict[str, Any],
+    call: Callable[[], Awaitable[Any]],
 ) -> Any:
     """Run a fenced settle call, retrying connection errors while the lease lasts.
 
@@ -199,15 +217,15 @@ async def _settle(
         except LeaseLost:
             job.settled = True
             worker.count("lease_lost")
-            log.warning("lease_lost", stage="settle")
+            log.warning("lease_lost", stage="settle", **fields)
             return None
         except _RETRYABLE as exc:
             if job.lease.local_deadline <= time.monotonic():
                 job.settled = True
                 worker.count("lease_lost")
-                log.warning("lease_lost", stage="settle", error=repr(exc))
+                log.warning("lease_lost", stage="settle", error=repr(exc), **fields)
                 return None
-            log.warning("settle_retry", error=repr(exc), retry_in=delay)
+            log.warning("settle_retry", error=repr(exc), retry_in=delay, **fields)
             await anyio.sleep(delay)
             delay = min(delay * 2, 2.0)
             continue
@@ -215,35 +233,16 @@ async def _settle(
         return value
 
 
-async def _renew(
-    worker: Worker, job: RunningJob, log: Any, scope: anyio.CancelScope,
-    lease_timeout: float | None = None,
-) -> bool:
-    """One fenced extend; on a lost lease mark the job lost and cancel its scope."""
+async def _renew(worker: Worker, job: RunningJob, lease_timeout: float) -> None:
+    """Extend the lease to the task's own length right after the claim; a lost lease
+    cancels the job (its scope), a connection error leaves it to the heartbeat."""
     try:
         async with worker.redis_slots:
             job.lease = await worker.queue.extend(job.lease, lease_timeout)
     except LeaseLost:
         job.lost = True
-        scope.cancel()
-        return False
+        if job.scope is not None:
+            job.scope.cancel()
     except _RETRYABLE as exc:
-        # The lease may well still be valid server-side (a slow or paused Redis): keep
-        # the handler running and try again; the ack will tell.
-        log.warning("heartbeat_failed", error=repr(exc))
-        return False
-    return True
-
-
-async def _heartbeat(
-    worker: Worker, job: RunningJob, log: Any, scope: anyio.CancelScope
-) -> None:
-    while True:
-        length = job.lease.lease_timeout
-        renewed_at = job.lease.local_deadline - length
-        wait = renewed_at + length * worker.heartbeat_fraction - time.monotonic()
-        await anyio.sleep(max(wait, 0.0))
-        if not await _renew(worker, job, log, scope):
-            if job.lost:
-                return
-            await anyio.sleep(min(1.0, length * worker.heartbeat_fraction / 2))
+        log.warning("heartbeat_failed", error=repr(exc), queue=worker.queue.name,
+                    job_id=job.lease.job_id)

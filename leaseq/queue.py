@@ -213,21 +213,24 @@ class Queue:
                 continue
             tok = text(token)
             lease_s = int(lease_ms) / 1000
+            try:
+                decoded = self.serializer.loads(payload)
+                error = None
+            except Exception as exc:
+                decoded = None
+                error = f"payload cannot be decoded: {type(exc).__name__}: {exc}"
             lease = Lease(
-                queue=self.name, job_id=jid, token=tok, task=text(task), payload=None,
+                queue=self.name, job_id=jid, token=tok, task=text(task), payload=decoded,
                 attempt=int(attempt), max_attempts=int(max_attempts), lease_timeout=lease_s,
                 deadline=now + lease_s, fence=fence_base + (i - 2) // 8 + 1,
                 local_deadline=t0 + lease_s, server_offset=offset,
             )
-            try:
-                decoded = self.serializer.loads(payload)
-            except Exception as exc:
-                reason = f"payload cannot be decoded: {type(exc).__name__}: {exc}"
+            if error is not None:
                 log.warning("job_dead", queue=self.name, job_id=jid, attempt=lease.attempt,
-                            token=tok, reason=reason)
-                await self._settle(lease, "bury", reason, 0)
+                            token=tok, reason=error)
+                await self._settle(lease, "bury", error, 0)
                 continue
-            leases.append(replace(lease, payload=decoded))
+            leases.append(lease)
         return leases
 
     async def ack(self, lease: Lease, result: Any = None) -> None:
@@ -266,15 +269,21 @@ class Queue:
                     _crash.point("in_ack")
                     pipe.multi()  # type: ignore[no-untyped-call]
                     done_at: dict[str, float] = {}
+                    ids = []
                     for i in owned:
                         lease = acks[i][0]
                         ms = int(lease.server_now() * 1000)
                         done_at[lease.job_id] = ms
-                        pipe.smove(k.in_progress, k.done, lease.job_id)
+                        ids.append(lease.job_id)
                         pipe.hset(k.job(lease.job_id), mapping={
                             "result": data[i], "finished_at": ms,
-                            "settled": lease.token, "outcome": "done", "settled_by": "ack",
+                            "settled": lease.token, "settled_by": "ack",
                         })
+                    # The ids are in in_progress: the watched lease keys still hold our
+                    # tokens, and a lease exists only while its id is in in_progress. So
+                    # SREM + SADD here is the batched form of SMOVE in_progress done.
+                    pipe.srem(k.in_progress, *ids)
+                    pipe.sadd(k.done, *ids)
                     pipe.delete(*[lease_keys[i] for i in owned])
                     pipe.zadd(k.done_at, done_at)
                     await pipe.execute()
@@ -293,10 +302,10 @@ class Queue:
             # An ack retried after a lost reply finds its own settlement recorded.
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in lost:
-                    pipe.hmget(k.job(acks[i][0].job_id), ["settled", "outcome"])
+                    pipe.hmget(k.job(acks[i][0].job_id), ["settled", "settled_by"])
                 settled = await pipe.execute()
-            for i, (tok, outcome) in zip(lost, settled, strict=True):
-                if tok is not None and text(tok) == acks[i][0].token and text(outcome) == "done":
+            for i, (tok, by) in zip(lost, settled, strict=True):
+                if tok is not None and text(tok) == acks[i][0].token and text(by) == "ack":
                     ok[i] = True
         return ok
 

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import structlog
+
 from . import _validate
 from .exceptions import InvalidInput
 from .models import Lease
@@ -24,12 +26,23 @@ class JobContext:
     jobs); ``log`` is a structlog logger bound with queue, job id, attempt and token.
     """
 
-    __slots__ = ("_current", "log", "queue")
+    __slots__ = ("_current", "_fields", "_log", "queue")
 
-    def __init__(self, queue: Queue, current_lease: Callable[[], Lease], log: Any) -> None:
+    def __init__(
+        self, queue: Queue, current_lease: Callable[[], Lease], fields: dict[str, Any]
+    ) -> None:
         self.queue = queue
         self._current = current_lease
-        self.log = log
+        self._fields = fields
+        self._log: Any = None
+
+    @property
+    def log(self) -> Any:
+        """A structlog logger bound with queue, job_id, attempt, token and task (made on
+        first use: most handlers never log)."""
+        if self._log is None:
+            self._log = structlog.get_logger("leaseq.job").bind(**self._fields)
+        return self._log
 
     @property
     def lease(self) -> Lease:

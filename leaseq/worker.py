@@ -8,11 +8,13 @@ from collections.abc import Mapping
 
 import anyio
 import structlog
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import RedisError
 
 from . import _crash, _validate
 from ._acks import AckBatcher
+from ._heartbeat import Heartbeat
 from ._job import run_job
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .metrics import Metrics
@@ -100,7 +102,9 @@ class Worker:
         self._stop_requested = False
         self._claim_scope: anyio.CancelScope | None = None
         self._drain_scope: anyio.CancelScope | None = None
-        self._job_finished = anyio.Event()
+        self._job_finished: anyio.Event | None = None
+        self._finished = 0
+        self.heartbeat = Heartbeat(queue, heartbeat_fraction)
         if metrics is not None:
             metrics.in_flight.labels(queue.name).set_function(lambda: self.in_flight)
 
@@ -176,6 +180,9 @@ class Worker:
             raise LeaseqError("this worker is already running")
         self._running = True
         self._stop_requested = False
+        # Claimed leases go to `concurrency` long-lived runner tasks: no task per job.
+        send, receive = anyio.create_memory_object_stream[tuple[Lease, object]](
+            self.concurrency)
         try:
             async with anyio.create_task_group() as root:
                 if handle_signals:
@@ -183,30 +190,65 @@ class Worker:
                 if self.reaper is not None:
                     root.start_soon(self.reaper.run)
                 root.start_soon(self.acks.run)
+                root.start_soon(self.heartbeat.run)
                 if self.metrics is not None:
                     root.start_soon(self.metrics.watch, [self.queue])
                 with anyio.CancelScope() as drain:
                     self._drain_scope = drain
-                    async with anyio.create_task_group() as jobs:
+                    async with anyio.create_task_group() as runners:
+                        for _ in range(self.concurrency):
+                            runners.start_soon(self._runner, receive.clone())
                         log.info("worker_started", queue=self.queue.name,
                                  concurrency=self.concurrency, tasks=sorted(self.tasks))
                         task_status.started()
-                        await self._claim_loop(jobs, burst)
+                        async with send:
+                            await self._claim_loop(send, burst)
                         # Running handlers get the grace period; then the scope cancels
                         # them and each releases its lease on the way out.
                         drain.deadline = anyio.current_time() + self.grace_period
+                with anyio.CancelScope(shield=True):
+                    await self._release_unstarted(receive)
                 root.cancel_scope.cancel()
         finally:
+            receive.close()
             self._running = False
             self._drain_scope = self._claim_scope = None
             log.info("worker_stopped", queue=self.queue.name, **self.counters)
 
-    async def _claim_loop(self, jobs: TaskGroup, burst: bool) -> None:
+    async def _runner(self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]) -> None:
+        async with leases:
+            async for lease, slot in leases:
+                try:
+                    await run_job(self, lease)
+                finally:
+                    self._limiter.release_on_behalf_of(slot)
+                    self._finished += 1
+                    if self._job_finished is not None:
+                        self._job_finished.set()
+
+    async def _release_unstarted(
+        self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]
+    ) -> None:
+        """Leases claimed but never picked up (the runners were cancelled first)."""
+        unstarted = []
+        while True:
+            try:
+                lease, slot = leases.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            unstarted.append(lease)
+            self._limiter.release_on_behalf_of(slot)
+        await self._release_all(unstarted)
+
+    async def _claim_loop(
+        self, runners: MemoryObjectSendStream[tuple[Lease, object]], burst: bool
+    ) -> None:
         with anyio.CancelScope() as scope:
             self._claim_scope = scope
             backoff = 0.05
             while not self._stopping():
                 slots = await self._take_slots()
+                finished_before = self._finished
                 try:
                     # A claim that reached Redis must be seen through: its leases are ours.
                     with anyio.CancelScope(shield=True):
@@ -217,7 +259,6 @@ class Worker:
                             leases = []
                     backoff = 0.05
                 except (RedisError, OSError) as exc:
-                    leases = []
                     log.warning("redis_unavailable", queue=self.queue.name, error=repr(exc),
                                 retry_in=backoff)
                     self._give_back(slots)
@@ -225,14 +266,22 @@ class Worker:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 for lease, slot in zip(leases, slots, strict=False):
-                    jobs.start_soon(self._run_one, lease, slot)
+                    # Never blocks: the buffer holds `concurrency` items and every item
+                    # holds one of `concurrency` slots.
+                    runners.send_nowait((lease, slot))
                 self._give_back(slots[len(leases):])
                 if leases:
                     continue
                 if burst:
-                    if self.in_flight == 0:
+                    # Done only if nothing ran since the claim began: a job that finished
+                    # meanwhile may have gone back to todos (a retry).
+                    if self.in_flight == 0 and self._finished == finished_before:
                         return
+                    if self.in_flight == 0:
+                        continue
+                    self._job_finished = anyio.Event()
                     await self._job_finished.wait()
+                    self._job_finished = None
                     continue
                 await self._wait_for_work()
 
@@ -250,14 +299,6 @@ class Worker:
     def _give_back(self, slots: list[object]) -> None:
         for slot in slots:
             self._limiter.release_on_behalf_of(slot)
-
-    async def _run_one(self, lease: Lease, slot: object) -> None:
-        try:
-            await run_job(self, lease)
-        finally:
-            self._limiter.release_on_behalf_of(slot)
-            self._job_finished.set()
-            self._job_finished = anyio.Event()
 
     async def _wait_for_work(self) -> None:
         """Block on the wake-up list until a job is enqueued or ``poll_interval`` passes."""

@@ -24,8 +24,8 @@ if kind == 'orphan_lease' then
   end
 elseif kind == 'orphan_job' then
   if redis.call('EXISTS', KEYS[8]) == 1 and not in_any_set() then
-    local f = redis.call('HMGET', KEYS[8], 'task', 'outcome', 'settled_by')
-    if f[2] == 'done' and f[3] == 'ack' then
+    local f = redis.call('HMGET', KEYS[8], 'task', 'settled_by')
+    if f[2] == 'ack' then
       redis.call('SADD', KEYS[3], id)
       redis.call('ZADD', KEYS[6], now, id)
     elseif f[1] then
