@@ -30,10 +30,13 @@ import structlog
 from redis.asyncio.connection import Connection
 
 import leaseq
-from leaseq import JobContext, Queue, Reaper, Worker
+from leaseq import JobContext, Queue, Reaper, Weighted, Worker
 from leaseq.testing import RedisServer
 
+from .report import render
+
 RESULTS = Path(__file__).parent / "results"
+PEERS = Path(__file__).parent
 ROOT = Path(__file__).parent.parent
 
 
@@ -247,7 +250,7 @@ class Bench:
         q = Queue(r, "mem", done_max=10_000, done_ttl=None)
         await q.enqueue("t", None)
         base = (await r.info("memory"))["used_memory"]
-        payload = {"data": "x" * 88}  # 100 bytes of JSON
+        payload = {"data": "x" * 89}  # 100 bytes of JSON
         assert len(json.dumps(payload, separators=(",", ":"))) == 100
         for _ in range(0, n, 10_000):
             await q.enqueue_many("t", [payload] * 10_000)
@@ -318,6 +321,101 @@ class Bench:
                 "kill_to_restart_s": seconds, "bound_s": lease + interval}
 
 
+    async def multiqueue(self) -> list[dict[str, Any]]:
+        """One worker (concurrency 100) draining the same N no-op jobs spread over 1 or 10
+        queues, under each policy."""
+        rows = []
+        for queues, policy in ((1, "priority"), (10, "priority"), (10, "weighted")):
+            await self.flush()
+            r = client(self.url)
+            qs = [Queue(r, f"mq{i}") for i in range(queues)]
+            for i, q in enumerate(qs):
+                share = self.n // queues + (1 if i < self.n % queues else 0)
+                await q.enqueue_many("t", [None] * share)
+            chosen = (Weighted({q.name: i + 1 for i, q in enumerate(qs)})
+                      if policy == "weighted" else None)
+            worker = Worker({q: {"t": noop} for q in qs}, policy=chosen, concurrency=100,
+                            reaper=False)
+            t = time.perf_counter()
+            await worker.run(burst=True, handle_signals=False)
+            seconds = time.perf_counter() - t
+            await r.aclose()
+            rows.append({"queues": queues, "policy": policy, "jobs": self.n,
+                         "jobs_per_s": self.n / seconds})
+        return rows
+
+    async def peers(self) -> list[dict[str, Any]]:
+        """No-op drain, one worker process each, timed from the first handler call to the
+        last: leaseq, the bare loop and the peers, same N, same server, one run."""
+        venv = PEERS / ".peers-venv"
+        python = venv / "bin" / "python"
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r",
+                            str(PEERS / "peers" / "requirements.txt")], check=True)
+        rows = [await self._leaseq_first_to_last()]
+        host, port = "127.0.0.1", str(self.server.port)
+        for name, args, n in (
+            ("taskiq", [self.url], self.n), ("saq", [self.url], self.n),
+            ("arq", [host, port], self.n), ("rq", [self.url], max(500, self.n // 10)),
+        ):
+            await self.flush()
+            out = subprocess.run(
+                [str(python), f"{name}_adapter.py", *args, str(n)], cwd=PEERS / "peers",
+                capture_output=True, text=True, timeout=900, check=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+        return rows
+
+    async def _leaseq_first_to_last(self) -> dict[str, Any]:
+        await self.flush()
+        r = client(self.url)
+        q = Queue(r, "peers")
+        await q.enqueue_many("t", [None] * self.n)
+        calls = 0
+        first = last = 0.0
+
+        async def tick(ctx: JobContext, payload: Any) -> None:
+            nonlocal calls, first, last
+            last = time.perf_counter()
+            if calls == 0:
+                first = last
+            calls += 1
+
+        await Worker(q, {"t": tick}, concurrency=100, reaper=True).run(
+            burst=True, handle_signals=False)
+        await r.aclose()
+        return {"name": "leaseq", "jobs": calls, "jobs_per_s": (calls - 1) / (last - first)}
+
+
+    async def profile(self) -> dict[str, Any]:
+        """cProfile of an in-process no-op drain; the top of it goes to profile.txt."""
+        import cProfile
+        import io
+        import pstats
+
+        await self.flush()
+        r = client(self.url)
+        q = Queue(r, "prof")
+        await q.enqueue_many("t", [None] * self.n)
+        worker = Worker(q, {"t": noop}, concurrency=100, reaper=False)
+        prof = cProfile.Profile()
+        prof.enable()
+        await worker.run(burst=True, handle_signals=False)
+        prof.disable()
+        await r.aclose()
+        out = io.StringIO()
+        stats = pstats.Stats(prof, stream=out).sort_stats("tottime")
+        stats.print_stats(30)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "profile.txt").write_text(
+            f"cProfile of a {self.n}-job no-op drain (concurrency 100), by own time\n"
+            + out.getvalue())
+        top = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:8]
+        return {"top_own_time": [
+            {"function": f"{Path(fn).name}:{line}({name})", "own_s": round(tt, 3)}
+            for (fn, line, name), (_, _, tt, _, _) in top]}
+
+
 CASES: dict[str, Callable[[Bench], Awaitable[Any]]] = {
     "floor": Bench.floor,
     "drain": Bench.drain,
@@ -327,6 +425,9 @@ CASES: dict[str, Callable[[Bench], Awaitable[Any]]] = {
     "reaper": Bench.reaper,
     "memory": Bench.memory,
     "recovery": Bench.recovery,
+    "multiqueue": Bench.multiqueue,
+    "peers": Bench.peers,
+    "profile": Bench.profile,
 }
 
 
@@ -359,6 +460,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke size (CI)")
     parser.add_argument("--only", nargs="*", default=[], choices=sorted(CASES))
     parser.add_argument("--out", default=None, help="results file stem (default: latest)")
+    parser.add_argument("--dir", default=str(RESULTS), help="results directory")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     started = time.time()
@@ -368,9 +470,11 @@ def main() -> int:
            "seconds": round(time.time() - started, 1), "machine": machine(),
            "results": results}
     stem = args.out or ("quick" if args.quick else "latest")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    print(f"written to {RESULTS / (stem + '.json')}")
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    (out / f"{stem}.md").write_text(render(json.loads(json.dumps(doc, default=float))))
+    print(f"written to {out / (stem + '.json')} and {stem}.md")
     return 0
 
 

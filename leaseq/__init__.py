@@ -15,8 +15,10 @@ from .exceptions import (
     WaitTimeout,
 )
 from .models import JobInfo, JobState, Lease, QueueStats
+from .policy import Policy, Priority, Weighted
 from .queue import Queue
 from .reaper import Reaper, SweepReport
+from .router import Router
 from .task import Backoff, Handler, JobContext, Task
 from .worker import Worker
 
@@ -38,14 +40,18 @@ __all__ = (
     "Lease",
     "LeaseLost",
     "LeaseqError",
+    "Policy",
+    "Priority",
     "Queue",
     "QueueStats",
     "Reaper",
+    "Router",
     "SerializationError",
     "Serializer",
     "SweepReport",
     "Task",
     "WaitTimeout",
+    "Weighted",
     "Worker",
     "__version__",
 )

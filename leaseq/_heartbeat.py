@@ -34,9 +34,10 @@ _MAX_SLEEP = 1.0
 class Renewable:
     """What the heartbeat needs of a running job."""
 
-    __slots__ = ("lease", "lost", "retry_at", "scope")
+    __slots__ = ("lease", "lost", "queue", "retry_at", "scope")
 
-    def __init__(self, lease: Lease) -> None:
+    def __init__(self, queue: Queue, lease: Lease) -> None:
+        self.queue = queue
         self.lease = lease
         self.lost = False
         self.retry_at = 0.0
@@ -48,10 +49,9 @@ class Renewable:
 
 
 class Heartbeat:
-    """Renews the leases of registered jobs until cancelled (run :meth:`run` in a task)."""
+    """Renews the leases of registered jobs (of any queue) until cancelled."""
 
-    def __init__(self, queue: Queue, fraction: float) -> None:
-        self.queue = queue
+    def __init__(self, fraction: float) -> None:
         self.fraction = fraction
         self.jobs: set[Renewable] = set()
         self._wake = anyio.Event()
@@ -87,17 +87,18 @@ class Heartbeat:
             self._wake = anyio.Event()
 
     async def _renew(self, due: list[Renewable]) -> None:
-        by_length: dict[float, list[Renewable]] = defaultdict(list)
+        groups: dict[tuple[int, float], list[Renewable]] = defaultdict(list)
         for job in due:
-            by_length[job.lease.lease_timeout].append(job)
-        for length, jobs in by_length.items():
+            groups[id(job.queue), job.lease.lease_timeout].append(job)
+        for (_, length), jobs in groups.items():
+            queue = jobs[0].queue
             try:
-                renewed = await self.queue.extend_many([job.lease for job in jobs], length)
+                renewed = await queue.extend_many([job.lease for job in jobs], length)
             except _RETRYABLE as exc:
                 retry_at = time.monotonic() + min(1.0, length * self.fraction / 2)
                 for job in jobs:
                     job.retry_at = retry_at
-                log.warning("heartbeat_failed", queue=self.queue.name, jobs=len(jobs),
+                log.warning("heartbeat_failed", queue=queue.name, jobs=len(jobs),
                             error=repr(exc))
                 continue
             for job, lease in zip(jobs, renewed, strict=True):

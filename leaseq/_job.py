@@ -26,7 +26,7 @@ from .models import JobState, Lease
 from .task import JobContext, Task
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .worker import Served, Worker
 
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _MAX_ERROR_CHARS = 4000
@@ -36,10 +36,11 @@ _RELEASE_TIMEOUT = 5.0
 class RunningJob(Renewable):
     """Mutable state of one job while it runs (the heartbeat renews ``lease``)."""
 
-    __slots__ = ("settled",)
+    __slots__ = ("acks", "settled")
 
-    def __init__(self, lease: Lease) -> None:
-        super().__init__(lease)
+    def __init__(self, served: Served, lease: Lease) -> None:
+        super().__init__(served.queue, lease)
+        self.acks = served.acks
         self.settled = False
 
 
@@ -54,23 +55,23 @@ def describe_error(exc: BaseException) -> str:
     return text[:_MAX_ERROR_CHARS]
 
 
-async def run_job(worker: Worker, lease: Lease) -> None:
+async def run_job(worker: Worker, served: Served, lease: Lease) -> None:
     """Run one claimed job to its end: acked, failed, dead, lost or released."""
-    queue = worker.queue
-    job = RunningJob(lease)
+    queue = served.queue
+    job = RunningJob(served, lease)
     # Log context as plain keyword arguments: binding a logger per job costs more than
     # the job itself when logging is filtered.
     fields = {"queue": queue.name, "job_id": lease.job_id, "attempt": lease.attempt,
               "token": lease.token, "task": lease.task}
     started = time.perf_counter()
-    worker.count("claimed")
-    task = worker.tasks.get(lease.task)
+    worker.count("claimed", queue.name)
+    task = served.tasks.get(lease.task)
     try:
         if task is None:
             reason = (f"unknown task {lease.task!r}; this worker handles "
-                      f"{sorted(worker.tasks)}")
+                      f"{sorted(served.tasks)}")
             await _settle(worker, job, fields, lambda: queue.bury(job.lease, reason))
-            worker.count("dead")
+            worker.count("dead", queue.name)
             log.error("job_dead", reason=reason, **fields)
             return
         with anyio.CancelScope() as scope:
@@ -86,13 +87,13 @@ async def run_job(worker: Worker, lease: Lease) -> None:
                 # renewal racing with the ack cannot cancel it.
                 worker.heartbeat.discard(job)
         if scope.cancelled_caught:
-            worker.count("lease_lost")
+            worker.count("lease_lost", queue.name)
             log.warning("lease_lost", stage="running",
                         duration=round(time.perf_counter() - started, 6),
                         detail="lease expired or re-claimed; handler cancelled, result dropped",
                         **fields)
             return
-        worker.observe(lease.task, time.perf_counter() - started)
+        worker.observe(lease.task, time.perf_counter() - started, queue.name)
         if ok:
             _crash.point("before_ack")
             await _ack(worker, job, fields, value, started, task)
@@ -131,23 +132,23 @@ async def _ack(
     task: Task,
 ) -> None:
     try:
-        acked = await worker.acks.ack(job.current, result)
+        acked = await job.acks.ack(job.current, result)
     except SerializationError as exc:
         await _fail(worker, job, fields, f"SerializationError: {exc}", task)
         return
     except _RETRYABLE as exc:
         # Redis stayed unreachable until the lease ran out: the job will be redone.
         job.settled = True
-        worker.count("lease_lost")
+        worker.count("lease_lost", job.queue.name)
         log.warning("lease_lost", stage="ack", error=repr(exc), **fields)
         return
     job.settled = True
     duration = round(time.perf_counter() - started, 6)
     if acked:
-        worker.count("acked")
+        worker.count("acked", job.queue.name)
         log.info("job_acked", duration=duration, **fields)
     else:
-        worker.count("lease_lost")
+        worker.count("lease_lost", job.queue.name)
         log.warning("lease_lost", stage="ack", duration=duration,
                     detail="ack rejected: the lease expired or was re-claimed", **fields)
 
@@ -159,15 +160,15 @@ async def _fail(
     retry_in = backoff.delay(job.lease.attempt)
     state: JobState | None = await _settle(
         worker, job, fields,
-        lambda: worker.queue.fail(job.lease, error, retry_in=retry_in,
+        lambda: job.queue.fail(job.lease, error, retry_in=retry_in,
                                   max_attempts=task.max_attempts))
     if state is None:
         return
     if state == "dead":
-        worker.count("dead")
+        worker.count("dead", job.queue.name)
         log.error("job_dead", error=error, **fields)
     else:
-        worker.count("failed")
+        worker.count("failed", job.queue.name)
         log.warning("job_failed", error=error, retry_in=round(retry_in, 3), state=state,
                     **fields)
 
@@ -179,7 +180,7 @@ async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> N
     while True:
         try:
             async with worker.redis_slots:
-                await worker.queue.release(job.lease)
+                await job.queue.release(job.lease)
         except LeaseLost:
             log.warning("lease_lost", stage="release", **fields)
         except _RETRYABLE as exc:
@@ -196,7 +197,7 @@ async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> N
             log.warning("release_failed", error=repr(exc), **fields,
                         detail="the lease will expire and the reaper will requeue the job")
         else:
-            worker.count("released")
+            worker.count("released", job.queue.name)
             log.info("job_released", **fields)
         job.settled = True
         return
@@ -216,13 +217,13 @@ async def _settle(
                 value = await call()
         except LeaseLost:
             job.settled = True
-            worker.count("lease_lost")
+            worker.count("lease_lost", job.queue.name)
             log.warning("lease_lost", stage="settle", **fields)
             return None
         except _RETRYABLE as exc:
             if job.lease.local_deadline <= time.monotonic():
                 job.settled = True
-                worker.count("lease_lost")
+                worker.count("lease_lost", job.queue.name)
                 log.warning("lease_lost", stage="settle", error=repr(exc), **fields)
                 return None
             log.warning("settle_retry", error=repr(exc), retry_in=delay, **fields)
@@ -238,11 +239,11 @@ async def _renew(worker: Worker, job: RunningJob, lease_timeout: float) -> None:
     cancels the job (its scope), a connection error leaves it to the heartbeat."""
     try:
         async with worker.redis_slots:
-            job.lease = await worker.queue.extend(job.lease, lease_timeout)
+            job.lease = await job.queue.extend(job.lease, lease_timeout)
     except LeaseLost:
         job.lost = True
         if job.scope is not None:
             job.scope.cancel()
     except _RETRYABLE as exc:
-        log.warning("heartbeat_failed", error=repr(exc), queue=worker.queue.name,
+        log.warning("heartbeat_failed", error=repr(exc), queue=job.queue.name,
                     job_id=job.lease.job_id)

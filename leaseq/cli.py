@@ -24,6 +24,7 @@ from ._types import text
 from .exceptions import InvalidInput
 from .metrics import Metrics
 from .models import JobInfo
+from .policy import Policy, Priority, Weighted
 from .queue import Queue
 from .reaper import Reaper
 from .supervisor import Supervisor
@@ -73,7 +74,12 @@ def main(ctx: click.Context, redis_url: str, log_format: str, log_level: str) ->
 
 @main.command()
 @click.argument("target")
-@QUEUE
+@click.option("--queue", "-q", "queues", multiple=True, required=True, callback=_queue_name,
+              help="Queue name; repeat to serve several (in priority order by default).")
+@click.option("--policy", type=click.Choice(["priority", "weighted"]), default="priority",
+              show_default=True, help="How several queues share the slots.")
+@click.option("--weight", "weights", multiple=True, metavar="QUEUE=N",
+              help="Weight of a queue under --policy weighted (default 1).")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=10, show_default=True,
               help="Handlers running at once per process.")
 @click.option("--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True,
@@ -92,16 +98,21 @@ def main(ctx: click.Context, redis_url: str, log_format: str, log_level: str) ->
               help="Serve /metrics and /healthz on this port (process i uses port + i).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.pass_obj
-def worker(settings: util.Settings, target: str, queue: str, concurrency: int, processes: int,
-           reaper: bool, lease_timeout: float, max_attempts: int, job_timeout: float | None,
+def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy: str,
+           weights: tuple[str, ...], concurrency: int, processes: int, reaper: bool,
+           lease_timeout: float, max_attempts: int, job_timeout: float | None,
            grace_period: float, burst: bool, metrics_port: int | None,
            metrics_host: str) -> None:
     """Run a worker for TARGET, given as MODULE:ATTR.
 
-    ATTR is a dict mapping task names to async handlers, or a function that takes the
-    Queue and returns a Worker. SIGTERM/SIGINT stop gracefully; a second signal at once.
+    ATTR is a dict mapping task names to async handlers (served on every --queue), or a
+    function that takes the Queue and returns a Worker (one --queue). SIGTERM/SIGINT stop
+    gracefully; a second signal at once.
     """
     handlers = util.load_target(target)
+    chosen = _policy(policy, weights, queues)
+    if not isinstance(handlers, Mapping) and len(queues) > 1:
+        raise click.UsageError("a Worker factory serves one --queue")
     if processes > 1:
         sys.exit(_supervise(settings, processes, metrics_port))
     metrics = None
@@ -110,10 +121,13 @@ def worker(settings: util.Settings, target: str, queue: str, concurrency: int, p
         metrics.serve(metrics_port, metrics_host)
 
     async def go(client: aioredis.Redis) -> None:
-        q = Queue(client, queue, lease_timeout=lease_timeout, max_attempts=max_attempts)
+        qs = [Queue(client, name, lease_timeout=lease_timeout, max_attempts=max_attempts)
+              for name in queues]
+        q = qs[0]
         if isinstance(handlers, Mapping):
-            w = Worker(q, handlers, concurrency=concurrency, reaper=reaper,
-                       job_timeout=job_timeout, grace_period=grace_period, metrics=metrics)
+            w = Worker(dict.fromkeys(qs, handlers), policy=chosen, concurrency=concurrency,
+                       reaper=reaper, job_timeout=job_timeout, grace_period=grace_period,
+                       metrics=metrics)
         else:
             made = handlers(q)
             w = await made if inspect.isawaitable(made) else made
@@ -123,6 +137,21 @@ def worker(settings: util.Settings, target: str, queue: str, concurrency: int, p
 
     # Room for every handler to use the client once, plus the worker's own connections.
     util.run(settings, go, max_connections=2 * concurrency + 64)
+
+
+def _policy(name: str, weights: tuple[str, ...], queues: tuple[str, ...]) -> Policy:
+    if name == "priority":
+        if weights:
+            raise click.UsageError("--weight needs --policy weighted")
+        return Priority()
+    table = dict.fromkeys(queues, 1)
+    for spec in weights:
+        queue, _, value = spec.partition("=")
+        if queue not in table or not value.isdigit() or int(value) < 1:
+            raise click.BadParameter(f"{spec!r}: expected QUEUE=N with a served queue and "
+                                     "N >= 1", param_hint="--weight")
+        table[queue] = int(value)
+    return Weighted(table)
 
 
 def _supervise(settings: util.Settings, processes: int, metrics_port: int | None) -> int:

@@ -19,6 +19,7 @@ from ._job import run_job
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .metrics import Metrics
 from .models import Lease
+from .policy import Policy, Priority
 from .queue import Queue
 from .reaper import Reaper
 from .task import Backoff, Handler, Task, normalise_handlers
@@ -34,6 +35,31 @@ _REDIS_SLOTS = 16
 _OWN_CONNECTIONS = _REDIS_SLOTS + 5
 
 
+def _routes(
+    queue: Queue | Mapping[Queue, Mapping[str, Handler | Task]],
+    handlers: Mapping[str, Handler | Task] | None,
+) -> dict[Queue, Mapping[str, Handler | Task]]:
+    if isinstance(queue, Queue):
+        if handlers is None:
+            raise InvalidInput("Worker(queue, handlers) needs the handlers")
+        return {queue: handlers}
+    if isinstance(queue, Mapping) and handlers is None and queue:
+        names = [q.name if isinstance(q, Queue) else q for q in queue]
+        for q in queue:
+            if not isinstance(q, Queue):
+                raise InvalidInput(f"Worker takes Queue objects as keys, got {q!r}")
+        if len(set(names)) != len(names):
+            raise InvalidInput(f"a worker serves each queue once, got {names}")
+        return dict(queue)
+    raise InvalidInput("use Worker(queue, handlers) or Worker({queue: handlers, ...}), "
+                       f"got {queue!r}")
+
+
+def _is_cluster(queue: Queue) -> bool:
+    # A cluster refuses one BLPOP over keys of several slots.
+    return type(queue.redis).__name__ == "RedisCluster"
+
+
 def _check_pool(queue: Queue, concurrency: int) -> None:
     """Warn when the client's pool may run out: redis-py's default pool raises
     ``MaxConnectionsError`` (at 100 connections) instead of waiting."""
@@ -47,24 +73,44 @@ def _check_pool(queue: Queue, concurrency: int) -> None:
                            "BlockingConnectionPool")
 
 
-class Worker:
-    """Runs the handlers of one queue with at most ``concurrency`` jobs at once.
+class Served:
+    """One queue a worker serves: the queue, its handlers and its ack batcher."""
 
-    ``handlers`` maps task names to ``async def handler(ctx, payload)`` functions or to
-    :class:`~leaseq.Task` values with options of their own. ``reaper=True`` runs a
-    :class:`~leaseq.Reaper` inside the worker (safe with many workers). ``job_timeout``
-    bounds every run (``None``: no limit); ``backoff`` spaces retries of failed jobs;
-    ``grace_period`` is how long a graceful stop lets running handlers finish before it
-    cancels them and releases their leases. ``poll_interval`` bounds how long an idle
-    worker blocks on the wake-up list before it looks again (delayed jobs, lost wake-ups).
-    ``metrics`` (a :class:`~leaseq.metrics.Metrics`) receives the worker's counters.
+    __slots__ = ("acks", "queue", "tasks")
+
+    def __init__(self, queue: Queue, handlers: Mapping[str, Handler | Task]) -> None:
+        self.queue = queue
+        self.tasks = normalise_handlers(handlers)
+        self.acks = AckBatcher(queue)
+
+
+class Worker:
+    """Runs the handlers of one queue — or of several — with at most ``concurrency``
+    jobs at once.
+
+    ``Worker(queue, handlers)`` serves one queue; ``handlers`` maps task names to
+    ``async def handler(ctx, payload)`` functions or to :class:`~leaseq.Task` values with
+    options of their own. ``Worker({high: handlers, low: handlers}, policy=...)`` serves
+    several, each with its own handlers (and its own lease length and attempts, from its
+    :class:`~leaseq.Queue`); ``policy`` shares the slots between them:
+    :class:`~leaseq.Priority` (the default: in the given order) or
+    :class:`~leaseq.Weighted`.
+
+    ``reaper=True`` runs a :class:`~leaseq.Reaper` for the served queues inside the
+    worker (safe with many workers). ``job_timeout`` bounds every run (``None``: no
+    limit); ``backoff`` spaces retries of failed jobs; ``grace_period`` is how long a
+    graceful stop lets running handlers finish before it cancels them and releases their
+    leases. ``poll_interval`` bounds how long an idle worker blocks on the wake-up lists
+    before it looks again (delayed jobs, lost wake-ups). ``metrics`` (a
+    :class:`~leaseq.metrics.Metrics`) receives the worker's counters.
     """
 
     def __init__(
         self,
-        queue: Queue,
-        handlers: Mapping[str, Handler | Task],
+        queue: Queue | Mapping[Queue, Mapping[str, Handler | Task]],
+        handlers: Mapping[str, Handler | Task] | None = None,
         *,
+        policy: Policy | None = None,
         concurrency: int = 10,
         reaper: bool = True,
         reaper_interval: float = 1.0,
@@ -75,14 +121,19 @@ class Worker:
         heartbeat_fraction: float = 1 / 3,
         metrics: Metrics | None = None,
     ) -> None:
-        if not isinstance(queue, Queue):
-            raise InvalidInput(f"Worker needs a Queue, got {queue!r}")
-        self.queue = queue
-        self.tasks = normalise_handlers(handlers)
+        routes = _routes(queue, handlers)
+        self.served = {q.name: Served(q, h) for q, h in routes.items()}
+        self.queues = [s.queue for s in self.served.values()]
+        self.queue = self.queues[0]
+        """The (first) served queue."""
+        self.tasks = self.served[self.queue.name].tasks
+        """The handlers of the (first) served queue."""
+        self.policy: Policy = policy if policy is not None else Priority()
+        self._names = list(self.served)
         self.concurrency = _validate.positive_int(concurrency, "concurrency")
         self.metrics = metrics
-        self.reaper = (Reaper(queue, interval=reaper_interval, metrics=metrics) if reaper
-                       else None)
+        self.reaper = (Reaper(*self.queues, interval=reaper_interval, metrics=metrics)
+                       if reaper else None)
         self.job_timeout = (None if job_timeout is None
                             else _validate.seconds(job_timeout, "job_timeout", allow_zero=False))
         self.backoff = backoff if backoff is not None else Backoff()
@@ -91,22 +142,25 @@ class Worker:
         if not 0 < heartbeat_fraction < 1:
             raise InvalidInput(f"heartbeat_fraction must be in (0, 1), got {heartbeat_fraction}")
         self.heartbeat_fraction = heartbeat_fraction
-        self.acks = AckBatcher(queue)
+        self.acks = self.served[self.queue.name].acks
         self._counts: Counter[str] = Counter()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
         # The worker's own per-job Redis calls (heartbeats, fails, releases) share a few
         # connections, so a thousand running jobs do not need a thousand connections.
         self.redis_slots = anyio.CapacityLimiter(_REDIS_SLOTS)
-        _check_pool(queue, self.concurrency)
+        for q in self.queues:
+            _check_pool(q, self.concurrency)
         self._running = False
         self._stop_requested = False
         self._claim_scope: anyio.CancelScope | None = None
         self._drain_scope: anyio.CancelScope | None = None
         self._job_finished: anyio.Event | None = None
         self._finished = 0
-        self.heartbeat = Heartbeat(queue, heartbeat_fraction)
+        self._in_flight = 0
+        self.heartbeat = Heartbeat(heartbeat_fraction)
         if metrics is not None:
-            metrics.in_flight.labels(queue.name).set_function(lambda: self.in_flight)
+            metrics.in_flight.labels(",".join(self._names)).set_function(
+                lambda: self.in_flight)
 
     # -- public control -------------------------------------------------------------------
 
@@ -119,8 +173,9 @@ class Worker:
 
     @property
     def in_flight(self) -> int:
-        """Handlers running (or settling) right now."""
-        return int(self._limiter.borrowed_tokens)
+        """Jobs running (or settling) right now; slots the claim loop holds for a claim in
+        progress do not count."""
+        return self._in_flight
 
     @property
     def stopping(self) -> bool:
@@ -132,16 +187,16 @@ class Worker:
         # across an await.
         return self._stop_requested
 
-    def count(self, event: str) -> None:
+    def count(self, event: str, queue: str | None = None) -> None:
         """Add one to a counter (used by the job runner)."""
         self._counts[event] += 1
         if self.metrics is not None:
-            self.metrics.jobs.labels(self.queue.name, event).inc()
+            self.metrics.jobs.labels(queue or self.queue.name, event).inc()
 
-    def observe(self, task: str, seconds: float) -> None:
+    def observe(self, task: str, seconds: float, queue: str | None = None) -> None:
         """Record a handler's run time (used by the job runner)."""
         if self.metrics is not None:
-            self.metrics.duration.labels(self.queue.name, task).observe(seconds)
+            self.metrics.duration.labels(queue or self.queue.name, task).observe(seconds)
 
     def stop(self) -> None:
         """Stop gracefully: claim nothing more, let running handlers finish within the
@@ -189,17 +244,20 @@ class Worker:
                     await root.start(self._watch_signals)
                 if self.reaper is not None:
                     root.start_soon(self.reaper.run)
-                root.start_soon(self.acks.run)
+                for served in self.served.values():
+                    root.start_soon(served.acks.run)
                 root.start_soon(self.heartbeat.run)
                 if self.metrics is not None:
-                    root.start_soon(self.metrics.watch, [self.queue])
+                    root.start_soon(self.metrics.watch, self.queues)
                 with anyio.CancelScope() as drain:
                     self._drain_scope = drain
                     async with anyio.create_task_group() as runners:
                         for _ in range(self.concurrency):
                             runners.start_soon(self._runner, receive.clone())
-                        log.info("worker_started", queue=self.queue.name,
-                                 concurrency=self.concurrency, tasks=sorted(self.tasks))
+                        log.info("worker_started", queue=",".join(self._names),
+                                 concurrency=self.concurrency,
+                                 tasks=sorted({t for s in self.served.values()
+                                               for t in s.tasks}))
                         task_status.started()
                         async with send:
                             await self._claim_loop(send, burst)
@@ -213,14 +271,16 @@ class Worker:
             receive.close()
             self._running = False
             self._drain_scope = self._claim_scope = None
-            log.info("worker_stopped", queue=self.queue.name, **self.counters)
+            log.info("worker_stopped", queue=",".join(self._names), **self.counters)
 
     async def _runner(self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]) -> None:
         async with leases:
             async for lease, slot in leases:
+                self._in_flight += 1
                 try:
-                    await run_job(self, lease)
+                    await run_job(self, self.served[lease.queue], lease)
                 finally:
+                    self._in_flight -= 1
                     self._limiter.release_on_behalf_of(slot)
                     self._finished += 1
                     if self._job_finished is not None:
@@ -252,15 +312,15 @@ class Worker:
                 try:
                     # A claim that reached Redis must be seen through: its leases are ours.
                     with anyio.CancelScope(shield=True):
-                        leases = await self.queue.claim_many(len(slots))
+                        leases = await self._claim(len(slots))
                         _crash.point("after_claim")
                         if self._stopping():
                             await self._release_all(leases)
                             leases = []
                     backoff = 0.05
                 except (RedisError, OSError) as exc:
-                    log.warning("redis_unavailable", queue=self.queue.name, error=repr(exc),
-                                retry_in=backoff)
+                    log.warning("redis_unavailable", queue=",".join(self._names),
+                                error=repr(exc), retry_in=backoff)
                     self._give_back(slots)
                     await anyio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -275,9 +335,11 @@ class Worker:
                 if burst:
                     # Done only if nothing ran since the claim began: a job that finished
                     # meanwhile may have gone back to todos (a retry).
-                    if self.in_flight == 0 and self._finished == finished_before:
+                    # Borrowed slots: jobs running plus leases on their way to a runner.
+                    busy = self._limiter.borrowed_tokens
+                    if busy == 0 and self._finished == finished_before:
                         return
-                    if self.in_flight == 0:
+                    if busy == 0:
                         continue
                     self._job_finished = anyio.Event()
                     await self._job_finished.wait()
@@ -300,21 +362,49 @@ class Worker:
         for slot in slots:
             self._limiter.release_on_behalf_of(slot)
 
+    async def _claim(self, free: int) -> list[Lease]:
+        """Claim up to ``free`` leases over the served queues, as the policy plans."""
+        if len(self._names) == 1:
+            return await self.queue.claim_many(free)
+        leases: list[Lease] = []
+        for name, n in self.policy.plan(free, self._names):
+            want = min(n, free - len(leases))
+            if want > 0:
+                leases += await self.served[name].queue.claim_many(want)
+            if len(leases) >= free:
+                break
+        return leases
+
     async def _wait_for_work(self) -> None:
-        """Block on the wake-up list until a job is enqueued or ``poll_interval`` passes."""
+        """Block on the wake-up lists until a job is enqueued or ``poll_interval`` passes:
+        one BLPOP over every served queue when they share a client (and a slot-less
+        server), else one per client, the first to wake ends the wait."""
+        groups: dict[int, list[Queue]] = {}
+        for q in self.queues:
+            groups.setdefault(id(q.redis), []).append(q)
         try:
-            await self.queue.redis.blpop([self.queue.keys.wake], timeout=self.poll_interval)
+            if len(groups) == 1 and not _is_cluster(self.queue):
+                await self.queue.redis.blpop([q.keys.wake for q in self.queues],
+                                             timeout=self.poll_interval)
+                return
+            async with anyio.create_task_group() as tg:
+                for q in self.queues:
+                    tg.start_soon(self._blpop_then_cancel, q, tg.cancel_scope)
         except (RedisError, OSError) as exc:
-            log.warning("redis_unavailable", queue=self.queue.name, error=repr(exc),
+            log.warning("redis_unavailable", queue=",".join(self._names), error=repr(exc),
                         retry_in=self.poll_interval)
             await anyio.sleep(self.poll_interval)
+
+    async def _blpop_then_cancel(self, q: Queue, scope: anyio.CancelScope) -> None:
+        await q.redis.blpop([q.keys.wake], timeout=self.poll_interval)
+        scope.cancel()
 
     async def _release_all(self, leases: list[Lease]) -> None:
         for lease in leases:
             try:
-                await self.queue.release(lease)
+                await self.served[lease.queue].queue.release(lease)
             except (LeaseLost, RedisError, OSError) as exc:
-                log.warning("release_failed", queue=self.queue.name, job_id=lease.job_id,
+                log.warning("release_failed", queue=lease.queue, job_id=lease.job_id,
                             error=repr(exc))
 
     async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:

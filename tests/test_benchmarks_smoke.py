@@ -1,0 +1,26 @@
+"""The benchmark runner still runs (tiny N; its numbers mean nothing and are not checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.real_redis
+@pytest.mark.timeout(300)
+def test_benchmark_runner_smoke(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "floor", "drain", "enqueue",
+         "reaper", "recovery", "--dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads((tmp_path / "quick.json").read_text())
+    assert set(doc["results"]) == {"floor", "drain", "enqueue", "reaper", "recovery"}
+    assert doc["results"]["drain"]["jobs"] == 2000
+    assert "## Targets" in (tmp_path / "quick.md").read_text()
