@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from ._types import AnyPipeline, AnyRedis
+from ._types import AnyPipeline, AnyRedis, is_cluster
 
 KeyT = str | bytes
 ArgT = str | bytes | int | float
@@ -52,8 +52,11 @@ async def execute(
     """Run many script calls in one round trip and return their replies in order.
 
     Calls answered ``NOSCRIPT`` did not run, so after loading the missing scripts exactly
-    those are sent again; no call runs twice. Other errors are raised.
+    those are sent again; no call runs twice. Other errors are raised. A cluster client
+    (whose pipelines refuse scripts) runs the calls one after another instead.
     """
+    if is_cluster(client):
+        return [await script(client, keys, args) for script, keys, args in calls]
     replies = await _run(client, calls)
     missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
     if missing:

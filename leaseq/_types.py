@@ -26,3 +26,10 @@ def opt_text(value: Any) -> str | None:
 def opt_int(value: Any) -> int | None:
     """An integer reply or hash field, keeping ``None``."""
     return None if value is None else int(value)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is redis-py's (asyncio) ``RedisCluster``."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)

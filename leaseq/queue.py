@@ -18,7 +18,7 @@ from . import _crash, _scripts, _validate
 from ._codec import JsonSerializer, Serializer, encode
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
-from ._types import AnyRedis, text
+from ._types import AnyRedis, is_cluster, text
 from ._wait import wait_all
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .models import JobInfo, JobState, Lease, QueueStats
@@ -164,7 +164,7 @@ class Queue:
         for start in range(0, len(ids), _ENQUEUE_CHUNK):
             chunk = range(start, min(start + _ENQUEUE_CHUNK, len(ids)))
             keys = fixed + [k.job(ids[i]) for i in chunk]
-            args: list[_scripts.ArgT] = []
+            args: list[_scripts.ArgT] = ["1" if job_ids is None else "0"]
             for i in chunk:
                 args += (ids[i], task, data[i], attempts, delay_ms, lease_ms)
             calls.append((_scripts.ENQUEUE, keys, args))
@@ -256,11 +256,16 @@ class Queue:
         k = self.keys
         lease_keys = [k.lease(lease.job_id) for lease, _ in acks]
         owned: list[int] = []
+        cluster = is_cluster(self.redis)
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(_MAX_WATCH_RETRIES):
                 try:
                     await pipe.watch(*lease_keys)
-                    current = await pipe.mget(lease_keys)
+                    # Read after WATCH: a change after this read also aborts the EXEC. A
+                    # cluster pipeline refuses MGET, so the client reads there instead
+                    # (same keys, same slot; WATCH still guards the connection that EXECs).
+                    current = await (self.redis.mget(lease_keys) if cluster
+                                     else pipe.mget(lease_keys))
                     owned = [i for i, v in enumerate(current)
                              if v is not None and text(v) == acks[i][0].token]
                     if not owned:

@@ -16,6 +16,7 @@ from . import _crash, _validate
 from ._acks import AckBatcher
 from ._heartbeat import Heartbeat
 from ._job import run_job
+from ._types import is_cluster
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .metrics import Metrics
 from .models import Lease
@@ -55,15 +56,10 @@ def _routes(
                        f"got {queue!r}")
 
 
-def _is_cluster(queue: Queue) -> bool:
-    # A cluster refuses one BLPOP over keys of several slots.
-    return type(queue.redis).__name__ == "RedisCluster"
-
-
 def _check_pool(queue: Queue, concurrency: int) -> None:
     """Warn when the client's pool may run out: redis-py's default pool raises
     ``MaxConnectionsError`` (at 100 connections) instead of waiting."""
-    pool = queue.redis.connection_pool
+    pool = getattr(queue.redis, "connection_pool", None)  # a cluster client has none
     limit = getattr(pool, "max_connections", None)
     if isinstance(limit, int) and limit < concurrency + _OWN_CONNECTIONS:
         log.warning("connection_pool_small", queue=queue.name, max_connections=limit,
@@ -383,7 +379,7 @@ class Worker:
         for q in self.queues:
             groups.setdefault(id(q.redis), []).append(q)
         try:
-            if len(groups) == 1 and not _is_cluster(self.queue):
+            if len(groups) == 1 and not is_cluster(self.queue.redis):
                 await self.queue.redis.blpop([q.keys.wake for q in self.queues],
                                              timeout=self.poll_interval)
                 return

@@ -355,3 +355,32 @@ def test_demo_runs_with_a_private_redis_and_loses_nothing():
     assert "started a private redis-server" in result.stdout
     assert "SIGKILL" in result.stdout
     assert "lost 0" in result.stdout
+
+
+def test_unix_socket_and_password_urls(tmp_path: Path):
+    sock = tmp_path / "redis.sock"
+    with RedisServer(extra_args=["--unixsocket", str(sock), "--unixsocketperm", "700",
+                                 "--requirepass", "s3cret"]) as server:
+        unix_url = f"unix://:s3cret@{sock}?db=0"
+        result = cli(unix_url, "enqueue", "-q", "sock", "t", "1")
+        assert result.returncode == 0, result.stderr
+        tcp_url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+        stats = json.loads(cli(tcp_url, "stats", "-q", "sock", "--json").stdout)
+        assert stats[0]["todos"] == 1
+        wrong = cli(f"redis://:nope@127.0.0.1:{server.port}/0", "stats", "-q", "sock")
+        assert wrong.returncode == 3
+        assert "refused the credentials" in wrong.stderr
+        assert "nope" not in wrong.stderr
+
+
+def test_acl_user_in_the_url():
+    with RedisServer() as server:
+        admin = syncredis.Redis.from_url(server.url)
+        admin.acl_setuser("worker", enabled=True, passwords=["+pw"], keys=["leaseq:*"],
+                          commands=["+@all"])
+        admin.close()
+        url = f"redis://worker:pw@127.0.0.1:{server.port}/0"
+        result = cli(url, "enqueue", "-q", "acl", "t", "1")
+        assert result.returncode == 0, result.stderr
+        denied = cli(f"redis://worker:bad@127.0.0.1:{server.port}/0", "stats", "-q", "acl")
+        assert denied.returncode == 3

@@ -1,0 +1,70 @@
+"""A private Redis Cluster on loopback: N masters started with ``--cluster-enabled yes``
+and joined with ``redis-cli --cluster create``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from types import TracebackType
+
+from ._server import RedisServer, RedisServerError, free_port
+
+__all__ = ["RedisClusterServers"]
+
+
+def _cluster_port() -> int:
+    # The cluster bus listens on port + 10000, so the port must stay below 55536.
+    while True:
+        port = free_port()
+        if port <= 55535:
+            return port
+
+
+class RedisClusterServers:
+    """``with RedisClusterServers(3) as cluster: RedisCluster.from_url(cluster.url)``."""
+
+    def __init__(self, masters: int = 3) -> None:
+        if shutil.which("redis-cli") is None:
+            raise RedisServerError("redis-cli not found (Debian package redis-tools)")
+        self.servers = [
+            RedisServer(port=_cluster_port(), extra_args=[
+                "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                "--cluster-config-file", "nodes.conf"])
+            for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        """A seed node's URL (``redis://127.0.0.1:PORT``)."""
+        return f"redis://127.0.0.1:{self.servers[0].port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the nodes, create the cluster and wait until every slot is served."""
+        for server in self.servers:
+            server.start()
+        nodes = [f"127.0.0.1:{s.port}" for s in self.servers]
+        subprocess.run(["redis-cli", "--cluster", "create", *nodes,  # noqa: S603, S607
+                        "--cluster-yes"],
+                       check=True, capture_output=True, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = subprocess.run(  # noqa: S603
+                ["redis-cli", "-p", str(self.servers[0].port), "cluster", "info"],  # noqa: S607
+                capture_output=True, text=True, timeout=5, check=False).stdout
+            if "cluster_state:ok" in info:
+                return
+            time.sleep(0.1)
+        raise RedisServerError("the cluster did not reach cluster_state:ok")
+
+    def close(self) -> None:
+        """Kill every node and delete their directories."""
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> RedisClusterServers:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
