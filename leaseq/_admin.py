@@ -37,11 +37,12 @@ async def lease_ages(queue: Queue, limit: int = 10_000) -> list[float]:
         if int(cursor) == 0:
             break
     ids = ids[:limit]
+    # TIME on its own: a cluster pipeline refuses keyless commands.
+    now = await queue.redis.time()
     async with queue.redis.pipeline(transaction=False) as pipe:
-        pipe.time()
         for job_id in ids:
             pipe.hget(k.job(job_id), "claimed_at")
-        now, *claimed = await pipe.execute()
+        claimed = await pipe.execute()
     now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
     return sorted(((now_ms - int(c)) / 1000 for c in claimed if c is not None), reverse=True)
 

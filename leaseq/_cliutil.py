@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import click
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import AuthenticationError, RedisClusterException, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -30,7 +31,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 """Redis could not be reached (or refused our credentials)."""
 
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +55,18 @@ def redact(url: str) -> str:
 
 
 def make_client(url: str, max_connections: int | None = None) -> aioredis.Redis:
-    """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs; user and
+    """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs, or a Redis
+    Cluster client for ``redis+cluster://host:port`` (any node as the seed); user and
     password (ACL) may be given in the URL. ``max_connections`` sizes the pool."""
-    if urlsplit(url).scheme not in _SCHEMES:
+    scheme = urlsplit(url).scheme
+    if scheme not in _SCHEMES:
         raise click.BadParameter(
-            f"{redact(url)!r}: use redis://, rediss:// or unix://", param_hint="--redis")
+            f"{redact(url)!r}: use redis://, rediss://, unix:// or redis+cluster://",
+            param_hint="--redis")
+    if scheme.endswith("+cluster"):
+        plain = url.replace("+cluster", "", 1)
+        return RedisCluster.from_url(  # type: ignore[return-value]
+            plain, socket_connect_timeout=5.0, max_connections=max_connections or 2**31)
     try:
         return aioredis.Redis.from_url(url, socket_connect_timeout=5.0,
                                        max_connections=max_connections)
@@ -93,7 +101,7 @@ def run(settings: Settings, main: Callable[[aioredis.Redis], Awaitable[T]],
     except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
         fail(f"cannot reach Redis at {redact(settings.redis_url)}: {_first_line(exc)}",
              EXIT_UNREACHABLE)
-    except ResponseError as exc:
+    except (ResponseError, RedisClusterException) as exc:
         fail(f"Redis error: {exc}")
     except LeaseqError as exc:
         fail(str(exc))

@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from leaseq.testing import RedisServer
+from leaseq.testing._cluster import RedisClusterServers
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +45,31 @@ async def real_redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]
         await client.aclose()
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A private 3-master Redis Cluster for the whole session."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required in CI")
+        pytest.skip("redis-server not installed")
+    with RedisClusterServers(3) as cluster:
+        yield cluster
+
+
+async def _flushed_cluster_client(cluster: RedisClusterServers) -> RedisCluster:
+    client = RedisCluster.from_url(cluster.url)
+    await client.flushall()
+    await client.script_flush()
+    return client
+
+
+@pytest.fixture(params=["fake", "real", "cluster"])
 async def redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
-    """A fresh Redis: fakeredis (with Lua) or the real server."""
+    """A fresh Redis: fakeredis (with Lua), the real server, or a real 3-master cluster."""
     if request.param == "fake":
         client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 0)))
+    elif request.param == "cluster":
+        client = await _flushed_cluster_client(request.getfixturevalue("redis_cluster"))
     else:
         client = await _flushed_client(request.getfixturevalue("redis_server"))
     try:

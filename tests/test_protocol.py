@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from leaseq import JobDead, JobNotFound, LeaseLost, Queue, Reaper, WaitTimeout
 from leaseq._keys import QueueKeys
@@ -443,8 +444,10 @@ async def test_every_key_of_a_queue_carries_its_hash_tag(redis: aioredis.Redis):
     lease = await q.claim()
     assert lease is not None
     await q.enqueue("t", None, delay=60)
-    keys = [k.decode() for k in await redis.keys("*") if k != b"leaseq:queues"]
+    keys = [k.decode() async for k in redis.scan_iter() if k != b"leaseq:queues"]
     assert keys and all(k.startswith("leaseq:{tagged}:") for k in keys), keys
+    if isinstance(redis, RedisCluster):  # and so every key of the queue is in one slot
+        assert len({redis.keyslot(k) for k in keys}) == 1
     await q.ack(lease)
     assert job_id
 
