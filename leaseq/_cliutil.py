@@ -14,6 +14,7 @@ import anyio
 import click
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import AuthenticationError, RedisClusterException, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -31,7 +32,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 """Redis could not be reached (or refused our credentials)."""
 
-_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,11 @@ def make_client(url: str, max_connections: int | None = None) -> aioredis.Redis:
     scheme = urlsplit(url).scheme
     if scheme not in _SCHEMES:
         raise click.BadParameter(
-            f"{redact(url)!r}: use redis://, rediss://, unix:// or redis+cluster://",
+            f"{redact(url)!r}: use redis://, rediss://, unix://, redis+cluster:// or "
+            "redis+sentinel://",
             param_hint="--redis")
+    if scheme == "redis+sentinel":
+        return sentinel_client(url, max_connections)
     if scheme.endswith("+cluster"):
         plain = url.replace("+cluster", "", 1)
         return RedisCluster.from_url(  # type: ignore[return-value]
@@ -72,6 +76,42 @@ def make_client(url: str, max_connections: int | None = None) -> aioredis.Redis:
                                        max_connections=max_connections)
     except ValueError as exc:
         raise click.BadParameter(f"{redact(url)!r}: {exc}", param_hint="--redis") from exc
+
+
+def sentinel_client(url: str, max_connections: int | None = None) -> aioredis.Redis:
+    """``redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/DB]``: a client
+    of the service's current master, which follows failovers."""
+    parts = urlsplit(url)
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise click.BadParameter(f"{redact(url)!r}: name the master: .../SERVICE[/DB]",
+                                 param_hint="--redis")
+    hosts = []
+    for item in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise click.BadParameter(f"{redact(url)!r}: sentinel hosts are host:port",
+                                     param_hint="--redis")
+        hosts.append((host, int(port)))
+    kwargs: dict[str, Any] = {"socket_connect_timeout": 5.0, "db": int(path[1])
+                              if len(path) > 1 and path[1].isdigit() else 0}
+    if parts.password is not None:
+        kwargs["password"] = parts.password
+    if parts.username:
+        kwargs["username"] = parts.username
+    if max_connections:
+        kwargs["max_connections"] = max_connections
+    sentinel = Sentinel(hosts, socket_connect_timeout=5.0)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(path[0], **kwargs)
+    return client
+
+
+async def close_client(client: aioredis.Redis) -> None:
+    """Close a client, and for a Sentinel client the connections to the sentinels too."""
+    await client.aclose()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -91,7 +131,7 @@ def run(settings: Settings, main: Callable[[aioredis.Redis], Awaitable[T]],
             return await main(client)
         finally:
             with anyio.CancelScope(shield=True):
-                await client.aclose()
+                await close_client(client)
 
     try:
         return anyio.run(wrapper)

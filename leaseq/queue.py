@@ -49,6 +49,12 @@ class Queue:
     ``dead``. Done jobs are forgotten by the reaper after ``done_ttl`` seconds or beyond the
     newest ``done_max`` (either may be ``None`` to disable it).
 
+    ``replicas`` (the durability knob): when > 0, every enqueue, ack and settle waits
+    (``WAIT``) until that many replicas have the write, for up to ``replica_timeout``
+    seconds; a write not confirmed in time is still done on the master, and is logged
+    (``replication_not_confirmed``) and counted in :attr:`unconfirmed_writes`. Not
+    supported on Redis Cluster clients (refused).
+
     Safe to share between tasks of one event loop; create one per process.
     """
 
@@ -63,6 +69,8 @@ class Queue:
         done_ttl: float | None = 86_400.0,
         done_max: int | None = 100_000,
         owner: str | None = None,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         self.name = validate_queue_name(name)
         self.redis = redis
@@ -80,6 +88,12 @@ class Queue:
             raise InvalidInput(f"done_max must be an integer >= 0, got {done_max!r}")
         self.done_max = done_max
         self.owner = owner or _default_owner()
+        self.replicas = 0 if replicas == 0 else _validate.positive_int(replicas, "replicas")
+        self.replica_timeout_ms = _validate.millis(replica_timeout, "replica_timeout")
+        if self.replicas and is_cluster(redis):
+            raise InvalidInput("replicas= (WAIT) is not supported on a Redis Cluster client")
+        self.unconfirmed_writes = 0
+        """Writes that ``replicas`` replicas did not confirm within ``replica_timeout``."""
         self.keys = QueueKeys(self.name)
         self._server_checked = False
         self.epoch: str | None = None
@@ -172,6 +186,7 @@ class Queue:
             await _scripts.ENQUEUE(self.redis, calls[0][1], calls[0][2])
         else:
             await _scripts.execute(self.redis, calls)
+        await self._replicated("enqueue")
         return ids
 
     # -- consumers ----------------------------------------------------------------------
@@ -299,6 +314,8 @@ class Queue:
                 raise LeaseqError(
                     f"ack of {len(acks)} jobs in queue {self.name!r} did not commit after "
                     f"{_MAX_WATCH_RETRIES} tries: their lease keys kept changing")
+        if owned:
+            await self._replicated("ack")
         ok = [False] * len(acks)
         for i in owned:
             ok[i] = True
@@ -355,7 +372,24 @@ class Queue:
         ))
         if outcome == "lost":
             raise LeaseLost(self.name, lease.job_id, lease.token)
+        await self._replicated(mode)
         return _SETTLE_OUTCOMES[outcome]
+
+    async def _replicated(self, what: str) -> None:
+        """With the durability knob on, wait until ``replicas`` replicas have this
+        client's writes so far: a marker write, then WAIT on the same connection (the
+        replication stream is ordered, so covering the marker covers what came before)."""
+        if not self.replicas:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.keys.meta, "sync", 1)
+            pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms)
+            _, confirmed = await pipe.execute()
+        if int(confirmed) < self.replicas:
+            self.unconfirmed_writes += 1
+            log.warning("replication_not_confirmed", queue=self.name, write=what,
+                        confirmed=int(confirmed), wanted=self.replicas,
+                        timeout_ms=self.replica_timeout_ms)
 
     async def extend(self, lease: Lease, lease_timeout: float | None = None) -> Lease:
         """Renew the lease for ``lease_timeout`` seconds from now (default: its own length).

@@ -131,7 +131,7 @@ def test_password_is_redacted_and_bad_schemes_refused():
     assert "user:***@" in result.stderr
     result = cli("http://localhost/", "stats")
     assert result.returncode == 2
-    assert "redis://, rediss://, unix:// or redis+cluster://" in result.stderr
+    assert "redis://, rediss://, unix://, redis+cluster:// or" in result.stderr
 
 
 def test_redis_url_from_environment(url: str):

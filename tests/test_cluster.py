@@ -72,6 +72,7 @@ async def test_sigkilled_workers_on_a_cluster_lose_nothing(
     report = await check_invariants(cluster_client, "cl-chaos", ids)
     assert report.problems() == [], report
     for w in workers:
+        w.wait_ready()  # a worker restarted a moment ago may still be starting up
         assert w.terminate() == 0
 
 

@@ -163,6 +163,7 @@ async def test_sigkill_across_three_queues_loses_nothing(redis_server: RedisServ
             assert report.problems() == [], (n, report)
             assert report.done == 300
         for w in workers:
+            w.wait_ready()  # a worker restarted a moment ago may still be starting up
             assert w.terminate() == 0
     finally:
         await client.aclose()
