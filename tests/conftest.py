@@ -1,6 +1,6 @@
-"""Fixtures: a session-wide private redis-server, and a ``redis`` client fixture that runs
-each protocol test twice, on fakeredis (fast lane) and on the real server (the lane that
-proves Redis semantics)."""
+"""Fixtures: a session-wide private redis-server and 3-master cluster, and a ``redis``
+client fixture that runs each protocol test three times: on fakeredis (fast lane), on the
+real server (the lane that proves Redis semantics) and on the cluster."""
 
 from __future__ import annotations
 
@@ -17,13 +17,17 @@ from leaseq.testing import RedisServer
 from leaseq.testing._cluster import RedisClusterServers
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One private redis-server for the whole session; tests flush it before use."""
+def _require_redis_server() -> None:
     if shutil.which("redis-server") is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is required in CI (the real-Redis lane may not skip)")
         pytest.skip("redis-server not installed (Debian: apt-get install redis-server)")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private redis-server for the whole session; tests flush it before use."""
+    _require_redis_server()
     with RedisServer() as server:
         yield server
 
@@ -48,10 +52,7 @@ async def real_redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterServers]:
     """A private 3-master Redis Cluster for the whole session."""
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is required in CI")
-        pytest.skip("redis-server not installed")
+    _require_redis_server()
     with RedisClusterServers(3) as cluster:
         yield cluster
 
