@@ -92,3 +92,4 @@ def test_cli_takes_a_cluster_url(redis_cluster: RedisClusterServers):
     assert burst.returncode == 0, burst.stderr
     stats = json.loads(cli("stats", "-q", "cl-cli", "--json").stdout)
     assert stats[0]["done"] == 3
+

@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from .._keys import QueueKeys
 from .._types import text
@@ -75,16 +76,20 @@ class ChaosReport:
 
 
 async def wait_drained(redis: aioredis.Redis, queue: str, timeout: float) -> None:
-    """Wait until the queue holds nothing waiting, delayed or in progress."""
+    """Wait until the queue holds nothing waiting, delayed or in progress. Redis errors
+    (a server restarting, a failover) are waited out until ``timeout``."""
     k = QueueKeys(queue)
     with anyio.fail_after(timeout):
         while True:
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.scard(k.todos)
-                pipe.scard(k.in_progress)
-                pipe.zcard(k.delayed)
-                if sum(await pipe.execute()) == 0:
-                    return
+            try:
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.scard(k.todos)
+                    pipe.scard(k.in_progress)
+                    pipe.zcard(k.delayed)
+                    if sum(await pipe.execute()) == 0:
+                        return
+            except (RedisError, OSError):
+                pass
             await anyio.sleep(0.05)
 
 

@@ -22,16 +22,18 @@ def _cluster_port() -> int:
 
 
 class RedisClusterServers:
-    """``with RedisClusterServers(3) as cluster: RedisCluster.from_url(cluster.url)``."""
+    """``with RedisClusterServers(3) as cluster: RedisCluster.from_url(cluster.url)``;
+    ``replicas=1`` gives every master a replica (for failover tests)."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
         if shutil.which("redis-cli") is None:
             raise RedisServerError("redis-cli not found (Debian package redis-tools)")
+        self.replicas = replicas
         self.servers = [
             RedisServer(port=_cluster_port(), extra_args=[
                 "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
                 "--cluster-config-file", "nodes.conf"])
-            for _ in range(masters)]
+            for _ in range(masters * (1 + replicas))]
 
     @property
     def url(self) -> str:
@@ -44,7 +46,7 @@ class RedisClusterServers:
             server.start()
         nodes = [f"127.0.0.1:{s.port}" for s in self.servers]
         subprocess.run(["redis-cli", "--cluster", "create", *nodes,  # noqa: S603, S607
-                        "--cluster-yes"],
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                        check=True, capture_output=True, timeout=timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -55,6 +57,10 @@ class RedisClusterServers:
                 return
             time.sleep(0.1)
         raise RedisServerError("the cluster did not reach cluster_state:ok")
+
+    def server_for(self, port: int) -> RedisServer:
+        """The node listening on ``port``."""
+        return next(s for s in self.servers if s.port == port)
 
     def close(self) -> None:
         """Kill every node and delete their directories."""
