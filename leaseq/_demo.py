@@ -97,9 +97,11 @@ async def _demo(console: Console, url: str, n: int, workers: int) -> int:
                     progress.update(bar, completed=s.done + s.dead, description=(
                         f"todo {s.todos:>5}  running {s.in_progress:>3}  done"))
                     if not killed and s.done >= n // 3:
-                        held_at_kill = await _held_by(q, victim.pid)
                         victim.send_signal(signal.SIGKILL)
                         victim.wait()
+                        # Counted after the kill: a dead process settles nothing, so these
+                        # are exactly the leases it died holding.
+                        held_at_kill = await _held_by(q, victim.pid)
                         killed = True
                         progress.console.print(
                             f"[red]SIGKILL[/] worker pid {victim.pid} while it held "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -355,6 +356,9 @@ def test_demo_runs_with_a_private_redis_and_loses_nothing():
     assert "started a private redis-server" in result.stdout
     assert "SIGKILL" in result.stdout
     assert "lost 0" in result.stdout
+    held = int(re.search(r"while it held (\d+) leases", result.stdout).group(1))  # type: ignore[union-attr]
+    redone = int(re.search(r"redone after the kill (\d+)", result.stdout).group(1))  # type: ignore[union-attr]
+    assert redone >= held  # every job the killed worker held ran again
 
 
 def test_unix_socket_and_password_urls(tmp_path: Path):
