@@ -15,15 +15,13 @@ from typing import Any
 
 import anyio
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._types import RETRYABLE
 from .models import Lease
 from .queue import Queue
 
 log = structlog.get_logger(__name__)
 
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _MAX_BATCH = 512
 
 
@@ -75,7 +73,7 @@ class AckBatcher:
             try:
                 oks = await self.queue.ack_many(
                     [(item.current_lease(), item.result) for item in batch])
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 # Retry while the leases are still ours by the local clock; past that the
                 # reaper will give the job to someone else, and it will be redone.
                 now = time.monotonic()

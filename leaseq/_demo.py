@@ -25,6 +25,8 @@ from ._types import text
 from .queue import Queue
 from .testing import RedisServer, RedisServerError
 
+__all__ = ["run"]
+
 _LEASE = 2.0
 _TIMEOUT = 300.0
 
@@ -144,5 +146,3 @@ async def _held_by(q: Queue, pid: int | None) -> int:
     return sum(1 for i in infos if i is not None and (i.owner or "").endswith(suffix)
                and i.lease_token)
 
-
-__all__ = ["run"]

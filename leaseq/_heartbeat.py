@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._types import RETRYABLE
 from .models import Lease
 
 if TYPE_CHECKING:
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("leaseq.worker")
 
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _MAX_SLEEP = 1.0
 
 
@@ -94,7 +92,7 @@ class Heartbeat:
             queue = jobs[0].queue
             try:
                 renewed = await queue.extend_many([job.lease for job in jobs], length)
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 retry_at = time.monotonic() + min(1.0, length * self.fraction / 2)
                 for job in jobs:
                     job.retry_at = retry_at

@@ -1,7 +1,8 @@
-"""One job inside a worker: its handler, its lease renewer, and how it ends.
+"""One job inside a worker: its handler, and how it ends.
 
-The handler and the heartbeat share a task group, so a heartbeat that finds the lease
-lost cancels the handler, and the handler's result is never acked. If the worker cancels
+The handler runs in a cancel scope the worker's heartbeat holds, so a renewal that finds
+the lease lost cancels the handler, and the handler's result is never acked. If the worker
+cancels
 the job from outside (shutdown past the grace period), the lease is released in a shielded
 scope so the job goes back to ``todos`` at once instead of after the lease timeout.
 """
@@ -15,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _crash
 from ._heartbeat import Renewable
+from ._types import RETRYABLE
 from .exceptions import LeaseLost, SerializationError
 from .models import JobState, Lease
 from .task import JobContext, Task
@@ -28,7 +28,6 @@ from .task import JobContext, Task
 if TYPE_CHECKING:
     from .worker import Served, Worker
 
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _MAX_ERROR_CHARS = 4000
 _RELEASE_TIMEOUT = 5.0
 
@@ -136,7 +135,7 @@ async def _ack(
     except SerializationError as exc:
         await _fail(worker, job, fields, f"SerializationError: {exc}", task)
         return
-    except _RETRYABLE as exc:
+    except RETRYABLE as exc:
         # Redis stayed unreachable until the lease ran out: the job will be redone.
         job.settled = True
         worker.count("lease_lost", job.queue.name)
@@ -183,7 +182,7 @@ async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> N
                 await job.queue.release(job.lease)
         except LeaseLost:
             log.warning("lease_lost", stage="release", **fields)
-        except _RETRYABLE as exc:
+        except RETRYABLE as exc:
             log.warning("release_retry", error=repr(exc), retry_in=delay, **fields)
             try:
                 await anyio.sleep(delay)
@@ -220,7 +219,7 @@ async def _settle(
             worker.count("lease_lost", job.queue.name)
             log.warning("lease_lost", stage="settle", **fields)
             return None
-        except _RETRYABLE as exc:
+        except RETRYABLE as exc:
             if job.lease.local_deadline <= time.monotonic():
                 job.settled = True
                 worker.count("lease_lost", job.queue.name)
@@ -244,6 +243,6 @@ async def _renew(worker: Worker, job: RunningJob, lease_timeout: float) -> None:
         job.lost = True
         if job.scope is not None:
             job.scope.cancel()
-    except _RETRYABLE as exc:
+    except RETRYABLE as exc:
         log.warning("heartbeat_failed", error=repr(exc), queue=job.queue.name,
                     job_id=job.lease.job_id)

@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Clients may be created with or without ``decode_responses``; leaseq copes with both.
 AnyRedis: TypeAlias = "aioredis.Redis"
 AnyPipeline: TypeAlias = "aioredis.client.Pipeline"
+
+
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Errors after which a call may be tried again: the connection failed, not the command."""
 
 
 def text(value: Any) -> str:

@@ -138,7 +138,6 @@ class Worker:
         if not 0 < heartbeat_fraction < 1:
             raise InvalidInput(f"heartbeat_fraction must be in (0, 1), got {heartbeat_fraction}")
         self.heartbeat_fraction = heartbeat_fraction
-        self.acks = self.served[self.queue.name].acks
         self._counts: Counter[str] = Counter()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
         # The worker's own per-job Redis calls (heartbeats, fails, releases) share a few
@@ -183,16 +182,16 @@ class Worker:
         # across an await.
         return self._stop_requested
 
-    def count(self, event: str, queue: str | None = None) -> None:
-        """Add one to a counter (used by the job runner)."""
+    def count(self, event: str, queue: str) -> None:
+        """Add one to a counter of ``queue`` (used by the job runner)."""
         self._counts[event] += 1
         if self.metrics is not None:
-            self.metrics.jobs.labels(queue or self.queue.name, event).inc()
+            self.metrics.jobs.labels(queue, event).inc()
 
-    def observe(self, task: str, seconds: float, queue: str | None = None) -> None:
-        """Record a handler's run time (used by the job runner)."""
+    def observe(self, task: str, seconds: float, queue: str) -> None:
+        """Record a handler's run time on ``queue`` (used by the job runner)."""
         if self.metrics is not None:
-            self.metrics.duration.labels(queue or self.queue.name, task).observe(seconds)
+            self.metrics.duration.labels(queue, task).observe(seconds)
 
     def stop(self) -> None:
         """Stop gracefully: claim nothing more, let running handlers finish within the
