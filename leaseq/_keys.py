@@ -35,6 +35,7 @@ class QueueKeys:
         "delayed",
         "done",
         "done_at",
+        "events",
         "fence",
         "in_progress",
         "meta",
@@ -54,6 +55,7 @@ class QueueKeys:
         self.fence = self.prefix + "fence"
         self.wake = self.prefix + "wake"
         self.meta = self.prefix + "meta"
+        self.events = self.prefix + "events"
 
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""

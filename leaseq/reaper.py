@@ -23,6 +23,9 @@ __all__ = ["Reaper", "SweepReport"]
 
 log = structlog.get_logger(__name__)
 
+EVENTS_KEPT = 200
+"""Lease-expiry events each queue keeps in its ``events`` list (newest first)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SweepReport:
@@ -134,10 +137,11 @@ class Reaper:
                 cursor, raw_ids = await q.redis.sscan(k.in_progress, cursor, count=self.batch)
             ids = [text(i) for i in raw_ids]
             if ids:
-                keys = [k.in_progress, k.todos, k.dead, k.wake,
+                keys = [k.in_progress, k.todos, k.dead, k.wake, k.events,
                         *(k.lease(i) for i in ids), *(k.job(i) for i in ids)]
                 with watch.call():
-                    reply = await _scripts.REAP(q.redis, keys, [q.lease_ms, *ids])
+                    reply = await _scripts.REAP(q.redis, keys,
+                                                [q.lease_ms, EVENTS_KEPT, *ids])
                 requeued += int(reply[0])
                 dead += int(reply[1])
                 repaired += int(reply[2])
@@ -148,7 +152,7 @@ class Reaper:
                 break
         while True:
             with watch.call():
-                n = int(await _scripts.PROMOTE(q.redis, [k.delayed, k.todos, k.wake],
+                n = int(await _scripts.PROMOTE(q.redis, [k.delayed, k.todos, k.wake, k.meta],
                                                [self.batch]))
             promoted += n
             if n < self.batch:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
 import redis.asyncio as aioredis
@@ -9,6 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from leaseq import JobDead, JobNotFound, LeaseLost, Queue, Reaper, WaitTimeout
 from leaseq._keys import QueueKeys
+from leaseq.reaper import EVENTS_KEPT
 
 from .conftest import wait_for
 
@@ -264,6 +267,38 @@ async def test_reaper_requeues_expired_leases_and_buries_after_max_attempts(
     assert info is not None
     assert (info.state, info.lease_expiries, info.dead_reason) == (
         "dead", 2, "lease expired 2 times")
+
+
+async def test_reaper_records_each_expired_lease_and_stamps_its_sweeps(redis: aioredis.Redis):
+    q = Queue(redis, "events", max_attempts=2, lease_timeout=30.0, owner="w-1")
+    job_id = await q.enqueue("t", None)
+    reaper = Reaper(q)
+    tokens = []
+    for _ in range(2):
+        lease = await q.claim()
+        assert lease is not None
+        tokens.append(lease.token)
+        await expire_lease(redis, q, job_id)
+        await reaper.sweep()
+    events = [json.loads(e) for e in await redis.lrange(q.keys.events, 0, -1)]
+    # Newest first: the second expiry buried the job, the first requeued it.
+    assert [(e["outcome"], e["attempt"], e["token"]) for e in events] == [
+        ("dead", 2, tokens[1]), ("requeued", 1, tokens[0])]
+    assert {(e["job_id"], e["task"], e["owner"], e["event"]) for e in events} == {
+        (job_id, "t", "w-1", "lease_expired")}
+    assert events[0]["reason"] == "lease expired 2 times" and events[1]["reason"] is False
+    seen = int(await redis.hget(q.keys.meta, "reaper_seen"))
+    assert seen >= events[0]["at"]
+
+
+async def test_the_events_list_is_capped(redis: aioredis.Redis):
+    q = Queue(redis, "capped", lease_timeout=30.0)
+    await q.enqueue_many("t", range(EVENTS_KEPT + 20))
+    await q.claim_many(EVENTS_KEPT + 20)
+    for key in [k async for k in redis.scan_iter(match=q.keys.lease("*"))]:
+        await redis.delete(key)
+    assert await Reaper(q).sweep() == EVENTS_KEPT + 20
+    assert await redis.llen(q.keys.events) == EVENTS_KEPT
 
 
 async def test_reaper_repairs_a_lease_key_without_expiry(redis: aioredis.Redis):

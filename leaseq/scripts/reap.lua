@@ -1,17 +1,22 @@
 -- reap: requeue (or bury) jobs of in_progress whose lease has expired; repair leases
 -- without an expiry. Called by the reaper with one SSCAN batch of ids.
--- KEYS: 1 in_progress, 2 todos, 3 dead, 4 wake, then n lease keys, then n job hashes
--- ARGV: 1 lease ms to give a lease key found without expiry, then the n ids
+-- KEYS: 1 in_progress, 2 todos, 3 dead, 4 wake, 5 events, then n lease keys, then n job
+--       hashes
+-- ARGV: 1 lease ms to give a lease key found without expiry, 2 events to keep, then the
+--       n ids
 -- Returns: {requeued, dead, repaired, dead ids...}
-local n = #ARGV - 1
+-- Each expired lease is recorded in the events list (newest first, capped): dashboards
+-- show it, and it is the only trace of a claimer that died without a word.
+local n = #ARGV - 2
+local events = 0
 local requeued, dead, repaired = 0, 0, 0
 local dead_ids = {}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 1, n do
-  local id = ARGV[i + 1]
-  local lease = KEYS[4 + i]
-  local job = KEYS[4 + n + i]
+  local id = ARGV[i + 2]
+  local lease = KEYS[5 + i]
+  local job = KEYS[5 + n + i]
   -- Re-check membership: SSCAN may return an id that was settled since.
   if redis.call('SISMEMBER', KEYS[1], id) == 1 then
     local ttl = redis.call('PTTL', lease)
@@ -19,12 +24,14 @@ for i = 1, n do
       redis.call('PEXPIRE', lease, ARGV[1])
       repaired = repaired + 1
     elseif ttl == -2 then
-      local f = redis.call('HMGET', job, 'attempts', 'max_attempts', 'failures', 'error', 'task')
+      local f = redis.call('HMGET', job, 'attempts', 'max_attempts', 'failures', 'error', 'task',
+                           'owner', 'token', 'claimed_at')
       local reason = nil
+      local expiries = 0
       if not f[5] then
         reason = 'job hash missing at reap'
       else
-        local expiries = redis.call('HINCRBY', job, 'expiries', 1)
+        expiries = redis.call('HINCRBY', job, 'expiries', 1)
         if (tonumber(f[1]) or 0) >= (tonumber(f[2]) or 1) then
           reason = 'lease expired ' .. expiries .. ' times'
           if (tonumber(f[3]) or 0) > 0 then
@@ -41,8 +48,17 @@ for i = 1, n do
         redis.call('SMOVE', KEYS[1], KEYS[2], id)
         requeued = requeued + 1
       end
+      redis.call('LPUSH', KEYS[5], cjson.encode({
+        at = now, event = 'lease_expired', job_id = id, task = f[5] or false,
+        attempt = tonumber(f[1]) or 0, owner = f[6] or false, token = f[7] or false,
+        claimed_at = tonumber(f[8]) or false, expiries = expiries,
+        outcome = reason and 'dead' or 'requeued', reason = reason or false}))
+      events = events + 1
     end
   end
+end
+if events > 0 then
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[2]) - 1)
 end
 if requeued > 0 then
   redis.call('LPUSH', KEYS[4], '1')
