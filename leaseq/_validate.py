@@ -15,7 +15,7 @@ def task_name(task: Any) -> str:
     """A task name: a non-empty string of at most 256 characters."""
     if not isinstance(task, str) or not task or len(task) > MAX_TASK_LEN:
         raise InvalidInput(f"task must be a non-empty string of at most 256 chars, got {task!r}")
-    return task
+    return _encodable(task, "task")
 
 
 def job_id(value: Any) -> str:
@@ -23,6 +23,15 @@ def job_id(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_JOB_ID_LEN:
         raise InvalidInput(
             f"job_id must be a non-empty string of at most 1024 chars, got {value!r}")
+    return _encodable(value, "job_id")
+
+
+def _encodable(value: str, what: str) -> str:
+    # Redis stores UTF-8; a lone surrogate (from a lenient decoder) cannot be sent.
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid Unicode (lone surrogate): {value!r}") from None
     return value
 
 
