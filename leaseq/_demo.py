@@ -31,7 +31,7 @@ _LEASE = 2.0
 _TIMEOUT = 300.0
 
 
-def run(settings: util.Settings, jobs: int, workers: int) -> int:
+def run(settings: util.Settings, jobs: int, workers: int, keep: bool = False) -> int:
     """Run the demo; return the process exit code."""
     console = Console()
     server: RedisServer | None = None
@@ -48,7 +48,8 @@ def run(settings: util.Settings, jobs: int, workers: int) -> int:
     else:
         console.print(f"using Redis at {util.redact(url)}")
     try:
-        return anyio.run(_demo, console, url, jobs, workers)
+        # A private server dies with the demo: nothing to keep then.
+        return anyio.run(_demo, console, url, jobs, workers, keep and server is None)
     finally:
         if server is not None:
             server.close()
@@ -71,7 +72,7 @@ def _spawn(url: str, *args: str) -> subprocess.Popen[bytes]:
                             stderr=subprocess.DEVNULL)
 
 
-async def _demo(console: Console, url: str, n: int, workers: int) -> int:
+async def _demo(console: Console, url: str, n: int, workers: int, keep: bool) -> int:
     client = aioredis.Redis.from_url(url)
     name = f"demo-{uuid.uuid4().hex[:8]}"
     q = Queue(client, name, lease_timeout=_LEASE)
@@ -132,10 +133,15 @@ async def _demo(console: Console, url: str, n: int, workers: int) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        keys = [k async for k in client.scan_iter(match=q.keys.prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.srem("leaseq:queues", name)
+        if keep:
+            console.print(f"kept queue [bold]{name}[/]: look at it with "
+                          f"`leaseq web --queue {name}` or `leaseq stats -q {name}`")
+        else:
+            keys = [k async for k in client.scan_iter(match=q.keys.prefix + "*",
+                                                      count=1000)]
+            if keys:
+                await client.delete(*keys)
+            await client.srem("leaseq:queues", name)
         await client.aclose()
 
 

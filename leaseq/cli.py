@@ -433,16 +433,53 @@ def doctor_(settings: util.Settings, queues: tuple[str, ...], repair: bool) -> N
     sys.exit(util.run(settings, go))
 
 
+# -- web ------------------------------------------------------------------------------------
+
+
+@main.command()
+@QUEUES
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback needs a token (or --no-auth).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to bind (0: any free port; the log line says which).")
+@click.option("--token", envvar="LEASEQ_WEB_TOKEN", show_envvar=True, default=None,
+              help="Bearer token every route but /healthz requires. Prefer the environment "
+                   "variable: a command line is visible to every user of the machine.")
+@click.option("--no-auth", is_flag=True,
+              help="Serve without a token on a non-loopback address (behind your own proxy).")
+@click.option("--max-body", type=click.IntRange(min=1024), default=256 * 1024,
+              show_default=True, help="Largest request body, in bytes (larger: 413).")
+@click.pass_obj
+def web(settings: util.Settings, queues: tuple[str, ...], host: str, port: int,
+        token: str | None, no_auth: bool, max_body: int) -> None:
+    """Serve the dashboard and the HTTP API (default: every registered queue)."""
+    try:
+        from .web import _serve
+    except ImportError as exc:
+        util.fail(f"leaseq web needs the web extra (pip install 'leaseq[web]'): {exc}",
+                  util.EXIT_USAGE)
+    if token is not None and not token.strip():
+        raise click.BadParameter("the token is empty", param_hint="--token")
+    if token is None and not no_auth and not _serve.is_loopback(host):
+        raise click.BadParameter(
+            f"{host} is not a loopback address: set LEASEQ_WEB_TOKEN (or pass --no-auth "
+            "when a proxy in front checks who may see and requeue jobs)", param_hint="--host")
+    _serve.serve(settings, host=host, port=port, queues=queues, token=token,
+                 max_body=max_body)
+
+
 # -- demo -----------------------------------------------------------------------------------
 
 
 @main.command()
 @click.option("--jobs", type=click.IntRange(min=10), default=3000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=2), default=3, show_default=True)
+@click.option("--keep", is_flag=True,
+              help="Keep the demo's queue afterwards (with --redis), e.g. for `leaseq web`.")
 @click.pass_obj
-def demo(settings: util.Settings, jobs: int, workers: int) -> None:
+def demo(settings: util.Settings, jobs: int, workers: int, keep: bool) -> None:
     """Watch a queue survive a killed worker: enqueue jobs, run worker processes and a
     reaper, SIGKILL a worker mid-job, and count what was lost (nothing)."""
     from . import _demo
 
-    sys.exit(_demo.run(settings, jobs, workers))
+    sys.exit(_demo.run(settings, jobs, workers, keep))

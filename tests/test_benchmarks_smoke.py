@@ -24,3 +24,19 @@ def test_benchmark_runner_smoke(tmp_path: Path):
     assert set(doc["results"]) == {"floor", "drain", "enqueue", "reaper", "recovery"}
     assert doc["results"]["drain"]["jobs"] == 2000
     assert "## Targets" in (tmp_path / "quick.md").read_text()
+
+
+@pytest.mark.real_redis
+@pytest.mark.timeout(300)
+def test_web_benchmark_smoke(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.web", "--quick", "--requests", "3",
+         "--dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads((tmp_path / "web-quick.json").read_text())
+    assert doc["results"]["size"]["todos"] == 20_000
+    assert set(doc["results"]["big"]) == {
+        "/queues", "/queues/{q}", "/queues/{q}/leases", "/queues/{q}/dead",
+        "/queues/{q}/events", "/jobs/{job}"}
+    assert "| `/queues/{q}` |" in (tmp_path / "web-quick.md").read_text()

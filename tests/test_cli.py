@@ -65,7 +65,8 @@ def wait_until(condition: Any, timeout: float = 30.0) -> None:
 
 @pytest.mark.parametrize("command", [
     [], ["worker"], ["reaper"], ["enqueue"], ["stats"], ["inspect"], ["dead"],
-    ["dead", "list"], ["dead", "requeue"], ["dead", "purge"], ["doctor"], ["demo"]])
+    ["dead", "list"], ["dead", "requeue"], ["dead", "purge"], ["doctor"], ["demo"],
+    ["web"]])
 def test_every_command_has_help(command: list[str]):
     result = cli(None, *command, "--help")
     assert result.returncode == 0, result.stderr

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import redis.asyncio as aioredis
 import yaml
 
 from leaseq import Queue
-from leaseq.testing import RedisServer
+from leaseq.testing import RedisServer, WebProcess
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -37,23 +38,26 @@ def test_compose_file_validates_against_the_compose_spec():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_topology_is_redis_reaper_two_workers_and_a_producer():
+def test_compose_topology_is_redis_reaper_two_workers_a_producer_and_the_dashboard():
     services = load_compose()["services"]
-    assert set(services) == {"redis", "reaper", "worker-1", "worker-2", "producer"}
+    assert set(services) == {"redis", "reaper", "worker-1", "worker-2", "producer", "web"}
     redis_cmd = services["redis"]["command"]
     assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
     assert redis_cmd[redis_cmd.index("--maxmemory-policy") + 1] == "noeviction"
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
-    for name in ("reaper", "worker-1", "worker-2", "producer"):
+    for name in ("reaper", "worker-1", "worker-2", "producer", "web"):
         service = services[name]
         assert service["build"] == "."  # one Dockerfile for all
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         assert service["environment"]["LEASEQ_REDIS_URL"] == "redis://redis:6379/0"
+    # The dashboard listens on all interfaces in its container: it must have a token.
+    assert "LEASEQ_WEB_TOKEN" in services["web"]["environment"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["leaseq"]' in dockerfile
+    assert "'.[web]'" in dockerfile
 
 
-@pytest.mark.parametrize("service", ["reaper", "worker-1", "worker-2"])
+@pytest.mark.parametrize("service", ["reaper", "worker-1", "worker-2", "web"])
 def test_compose_commands_are_valid_leaseq_command_lines(service: str):
     command = load_compose()["services"][service]["command"]
     result = subprocess.run([sys.executable, "-m", "leaseq", *command, "--help"],
@@ -108,14 +112,22 @@ def test_compose_topology_as_plain_processes(url: str):
              subprocess.Popen([sys.executable, "-m", "leaseq", "--redis", url, "reaper",
                                "--queue", queue], cwd=ROOT, stderr=subprocess.PIPE,
                               text=True)]
+    # The dashboard, as compose runs it but on loopback (so without a token).
+    web = WebProcess(url, "--queue", queue)
+    web.start()
     try:
         result = run_example("examples/producer.py", "--redis", url, "--queue", queue,
                              "--jobs", "300")
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("300 sums done")
+        web.wait_ready()
+        summary = httpx.get(f"{web.url}/queues/{queue}").json()["summary"]
+        assert (summary["done"], summary["todos"], summary["dead"]) == (300, 0, 0)
+        assert summary["reaper_seen_ms"] is not None
     finally:
         for p in procs:
             stop(p)
+        assert web.terminate() == 0
 
 
 @pytest.mark.real_redis

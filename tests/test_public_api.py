@@ -40,3 +40,15 @@ def test_every_public_name_and_method_has_a_docstring():
 def test_version_is_a_string():
     assert isinstance(leaseq.__version__, str)
     assert leaseq.__version__
+
+
+def test_leaseq_web_names_are_documented():
+    import leaseq.web
+
+    documented = set(re.findall(r"^### `leaseq\.web\.([A-Za-z_]+)`", API_DOC.read_text(),
+                                flags=re.M))
+    assert documented == set(leaseq.web.__all__)
+    for name in leaseq.web.__all__:
+        obj = getattr(leaseq.web, name)
+        if inspect.isfunction(obj):
+            assert inspect.getdoc(obj), name

@@ -3,6 +3,8 @@
 - :class:`RedisServer`: a private redis-server on a free port; kill, restart, freeze it.
 - :class:`WorkerProcess` / :class:`ReaperProcess`: real ``leaseq`` processes for your
   handlers, to SIGKILL, SIGSTOP/SIGCONT or SIGTERM; named crash points; ``faketime``.
+- :class:`WebProcess`: ``leaseq web`` on a free port, to check what the dashboard's API
+  reports during a test.
 - :func:`check_invariants`: after a run, counts lost, duplicated (and unexplained
   duplicates), unexpected and stale-ack jobs from Redis and the execution log.
 - The pytest plugin (loaded automatically) provides the ``leaseq_redis_server`` and
@@ -14,7 +16,7 @@ See ``docs/testing.md``.
 from __future__ import annotations
 
 from ._checker import ChaosReport, check_invariants, wait_drained
-from ._procs import ReaperProcess, WorkerProcess
+from ._procs import ReaperProcess, WebProcess, WorkerProcess
 from ._server import RedisServer, RedisServerError, free_port
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "ReaperProcess",
     "RedisServer",
     "RedisServerError",
+    "WebProcess",
     "WorkerProcess",
     "check_invariants",
     "free_port",

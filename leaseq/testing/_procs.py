@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReaperProcess", "WorkerProcess"]
+__all__ = ["ReaperProcess", "WebProcess", "WorkerProcess"]
 
 
 class _Process:
@@ -190,3 +190,23 @@ class ReaperProcess(_Process):
         for q in queues:
             argv += ["--queue", q]
         super().__init__(argv, {}, log_path, wrapper)
+
+
+class WebProcess(_Process):
+    """``leaseq web`` on a free port (needs the ``web`` extra); :attr:`url` once
+    :meth:`wait_ready` returned. ``args`` go to ``leaseq web`` (``--queue``, ...)."""
+
+    _ready_event = "web_started"
+
+    def __init__(self, redis_url: str, *args: str, env: Mapping[str, str] | None = None,
+                 log_path: Path | None = None) -> None:
+        argv = ["--redis", redis_url, "--log-format", "json", "web", "--port", "0", *args]
+        super().__init__(argv, env or {}, log_path, ())
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, e.g. ``http://127.0.0.1:41234``."""
+        for event in self.events():
+            if event.get("event") == self._ready_event:
+                return f"http://127.0.0.1:{event['port']}"
+        raise RuntimeError("leaseq web has not started (call wait_ready first)")

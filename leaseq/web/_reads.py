@@ -1,0 +1,162 @@
+"""What the dashboard and the HTTP API read from Redis, bounded per call.
+
+Every read here costs O(1), O(log n) or O(limit) in the size of the queue: counts come
+from SCARD/ZCARD (the ``stats`` script), throughput from ZCOUNT over ``done_at``, leases and
+dead jobs from SSCAN stopped at ``limit``, events from LRANGE. So a queue with a million
+jobs costs a refresh what an empty one does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .._keys import QUEUES_KEY
+from .._types import AnyRedis, opt_int, opt_text, text
+from ..queue import Queue
+
+_SCAN_COUNT = 256
+MAX_QUEUES = 1000
+"""The most queue names the registry read returns (a registry is small; this bounds it)."""
+
+
+async def registered_queues(redis: AnyRedis) -> list[str]:
+    """Names from the ``leaseq:queues`` registry, sorted, at most :data:`MAX_QUEUES`."""
+    names: list[str] = []
+    async for raw in redis.sscan_iter(QUEUES_KEY, count=_SCAN_COUNT):
+        names.append(text(raw))
+        if len(names) >= MAX_QUEUES:
+            break
+    return sorted(names)
+
+
+async def server_ms(redis: AnyRedis) -> int:
+    """Redis's clock in ms: ages and times left are measured by the clock leases use."""
+    secs, micros = await redis.time()
+    return int(secs) * 1000 + int(micros) // 1000
+
+
+async def summary(q: Queue) -> dict[str, Any]:
+    """Counts per state, recent throughput and the last reaper sweep of one queue."""
+    s = await q.stats()
+    seen = await q.redis.hget(q.keys.meta, "reaper_seen")
+    return {
+        "name": q.name, "todos": s.todos, "in_progress": s.in_progress,
+        "delayed": s.delayed, "done": s.done, "dead": s.dead,
+        "done_last_minute": s.done_last_minute,
+        "reaper_seen_ms": opt_int(seen),
+    }
+
+
+async def _scan(redis: AnyRedis, key: str, limit: int) -> list[str]:
+    ids: list[str] = []
+    cursor = 0
+    while len(ids) < limit:
+        cursor, raw = await redis.sscan(key, cursor, count=_SCAN_COUNT)
+        ids.extend(text(i) for i in raw)
+        if int(cursor) == 0:
+            break
+    # SSCAN may return a member twice; keep the first of each.
+    return list(dict.fromkeys(ids))[:limit]
+
+
+_LEASE_FIELDS = ("task", "attempts", "max_attempts", "owner", "claimed_at", "expiries",
+                 "token")
+
+
+async def leases(q: Queue, limit: int, now_ms: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` held leases, oldest claim first (of those read)."""
+    k = q.keys
+    ids = await _scan(q.redis, k.in_progress, limit)
+    if not ids:
+        return []
+    async with q.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(k.job(job_id), _LEASE_FIELDS)
+            pipe.get(k.lease(job_id))
+            pipe.pttl(k.lease(job_id))
+        replies = await pipe.execute()
+    out: list[dict[str, Any]] = []
+    for i, job_id in enumerate(ids):
+        fields, token, pttl = replies[3 * i:3 * i + 3]
+        task, attempts, max_attempts, owner, claimed_at, expiries, claim_token = fields
+        claimed = opt_int(claimed_at)
+        out.append({
+            "job_id": job_id, "task": opt_text(task), "attempt": opt_int(attempts) or 0,
+            "max_attempts": opt_int(max_attempts), "owner": opt_text(owner),
+            "token": opt_text(token) if token is not None else opt_text(claim_token),
+            "age": None if claimed is None else max(0, now_ms - claimed) / 1000,
+            # None: the lease is gone and the reaper has not requeued the job yet.
+            "time_left": int(pttl) / 1000 if token is not None and int(pttl) >= 0 else None,
+            "lease_expiries": opt_int(expiries) or 0,
+        })
+    out.sort(key=lambda lease: -(lease["age"] or 0))
+    return out
+
+
+async def dead(q: Queue, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` dead jobs with their reasons, most recent first (of those read)."""
+    ids = await _scan(q.redis, q.keys.dead, limit)
+    infos = [info for info in await q.jobs(ids) if info is not None]
+    infos.sort(key=lambda info: -(info.finished_at or 0))
+    return [job_view(q, info) for info in infos]
+
+
+async def throughput(q: Queue, minutes: int, now_ms: int) -> list[int]:
+    """Jobs acked in each of the last ``minutes`` whole minutes, oldest first (retained
+    done jobs only: the retention's trims drop out)."""
+    edges = [now_ms - 60_000 * m for m in range(minutes, -1, -1)]
+    async with q.redis.pipeline(transaction=False) as pipe:
+        for low, high in itertools.pairwise(edges):
+            pipe.zcount(q.keys.done_at, f"({low}", high)
+        counts = await pipe.execute()
+    return [int(c) for c in counts]
+
+
+async def events(q: Queue, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` lease expiries the reaper recorded, newest first."""
+    out = []
+    for raw in await q.redis.lrange(q.keys.events, 0, limit - 1):
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue  # not written by reap.lua; nothing to show
+        if isinstance(event, dict):
+            # Lua's cjson writes false for a missing value.
+            out.append({key: (None if value is False else value)
+                        for key, value in event.items()})
+    return out
+
+
+def job_view(q: Queue, info: Any) -> dict[str, Any]:
+    """A :class:`~leaseq.JobInfo` as JSON-ready data (payloads and results that are not
+    JSON are shown as their ``repr``)."""
+    return {
+        "queue": q.name, "job_id": info.job_id, "state": info.state, "task": info.task,
+        "payload": _jsonable(info.payload), "attempts": info.attempts,
+        "max_attempts": info.max_attempts, "failures": info.failures,
+        "lease_expiries": info.lease_expiries, "result": _jsonable(info.result),
+        "error": info.error, "dead_reason": info.dead_reason,
+        "enqueued_at": info.enqueued_at, "finished_at": info.finished_at,
+        "lease_ttl": info.lease_ttl, "owner": info.owner,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+async def find_job(queues: Sequence[Queue], job_id: str) -> list[dict[str, Any]]:
+    """The job ``job_id`` in every queue of ``queues`` that knows it."""
+    found = []
+    for q in queues:
+        info = await q.job(job_id)
+        if info is not None:
+            found.append(job_view(q, info))
+    return found

@@ -1,0 +1,162 @@
+"""The HTTP API's request and response bodies; FastAPI turns them into the OpenAPI
+description and validates requests against them (a bad body is a 422, never a 500)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from .._validate import MAX_JOB_ID_LEN, MAX_TASK_LEN
+
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+"""The same rule as :func:`leaseq._keys.validate_queue_name`, for the OpenAPI schema."""
+
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_JOB_ID_LEN)]
+TaskName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TASK_LEN)]
+
+
+def _whole(value: Any) -> Any:
+    # JSON Schema counts 1.0 as an integer; strict pydantic would not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Attempts = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_whole)]
+State = Literal["todo", "in_progress", "done", "dead", "delayed"]
+
+
+class _Strict(BaseModel):
+    # strict: ``false`` is not a delay and ``0`` is not ``false``; a wrong type is a 422.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class QueueSummary(BaseModel):
+    """Counts of one queue (SCARD/ZCARD: cheap at any size)."""
+
+    name: str
+    todos: int
+    in_progress: int
+    delayed: int
+    done: int
+    dead: int
+    done_last_minute: int = Field(description="Jobs acked in the last 60 s (retained ones).")
+    reaper_seen_ms: int | None = Field(
+        description="Redis time (ms) of the last reaper sweep; null if none ever ran.")
+
+
+class LeaseView(BaseModel):
+    """A job in progress and the lease its claimer holds."""
+
+    job_id: str
+    task: str | None
+    attempt: int
+    max_attempts: int | None
+    owner: str | None = Field(description="The claimer (host:pid by default).")
+    token: str | None = Field(description="The lease's fencing token.")
+    age: float | None = Field(description="Seconds since the claim (Redis clock).")
+    time_left: float | None = Field(
+        description="Seconds until the lease expires; null when it already expired and "
+                    "the reaper has not requeued the job yet.")
+    lease_expiries: int = Field(description="Earlier leases of this job that expired.")
+
+
+class LeaseEvent(BaseModel):
+    """A lease that expired (its claimer died or hung) and what the reaper did."""
+
+    at: int = Field(description="Redis time (ms) of the reap.")
+    event: str
+    job_id: str
+    task: str | None = None
+    attempt: int
+    owner: str | None = None
+    token: str | None = None
+    claimed_at: int | None = None
+    expiries: int
+    outcome: Literal["requeued", "dead"]
+    reason: str | None = None
+
+
+class JobView(BaseModel):
+    """Everything recorded about one job."""
+
+    queue: str
+    job_id: str
+    state: State | None
+    task: str | None
+    payload: Any
+    attempts: int
+    max_attempts: int | None
+    failures: int
+    lease_expiries: int
+    result: Any
+    error: str | None
+    dead_reason: str | None
+    enqueued_at: float | None
+    finished_at: float | None
+    lease_ttl: float | None
+    owner: str | None
+
+
+class QueueDetail(BaseModel):
+    """One queue as the dashboard shows it."""
+
+    summary: QueueSummary
+    server_time_ms: int
+    throughput: list[int] = Field(description="Acks per minute, oldest minute first.")
+    leases: list[LeaseView]
+    dead: list[JobView]
+    events: list[LeaseEvent]
+
+
+class Overview(BaseModel):
+    """Every queue's counts, and the server's clock."""
+
+    server_time_ms: int
+    queues: list[QueueSummary]
+
+
+class EnqueueRequest(_Strict):
+    """A job to enqueue."""
+
+    task: TaskName
+    payload: Any = None
+    job_id: JobId | None = Field(
+        default=None, description="Dedupe key: enqueueing a known id again is a no-op.")
+    delay: float | None = Field(default=None, ge=0, le=365 * 86400,
+                                description="Seconds before the job may run.")
+    max_attempts: Attempts | None = None
+    lease_timeout: float | None = Field(default=None, gt=0, le=86400)
+
+
+class Enqueued(BaseModel):
+    """The id of the enqueued job."""
+
+    queue: str
+    job_id: str
+
+
+class JobIds(_Strict):
+    """Dead jobs to act on."""
+
+    job_ids: list[JobId] = Field(min_length=1, max_length=1000)
+
+
+class RequeueAll(_Strict):
+    """Every dead job of the queue."""
+
+    all: Literal[True] = Field(description="Requeue every dead job of the queue.")
+
+
+class Moved(BaseModel):
+    """How many jobs an action moved or deleted."""
+
+    queue: str
+    count: int
+
+
+class Problem(BaseModel):
+    """An error."""
+
+    detail: Any

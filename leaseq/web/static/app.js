@@ -1,0 +1,215 @@
+// The leaseq dashboard: one EventSource stream of snapshots, rendered with DOM nodes
+// (never innerHTML: job ids, task names and reasons are user data).
+"use strict";
+
+const state = { selected: null, source: null, lastSnapshot: null };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  }
+  return node;
+}
+
+function seconds(value) {
+  if (value === null || value === undefined) return "–";
+  if (value < 1) return `${Math.round(value * 1000)} ms`;
+  if (value < 120) return `${value.toFixed(1)} s`;
+  return `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
+}
+
+function ago(ms, nowMs) {
+  if (ms === null || ms === undefined) return "never";
+  return `${seconds(Math.max(0, nowMs - ms) / 1000)} ago`;
+}
+
+function clock(ms) {
+  return new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+}
+
+function replaceRows(table, rows, empty) {
+  const body = document.querySelector(`#${table} tbody`);
+  if (rows.length === 0 && empty) {
+    const columns = document.querySelectorAll(`#${table} thead th`).length;
+    rows = [el("tr", { class: "empty" }, el("td", { colspan: columns, class: "muted" }, empty))];
+  }
+  body.replaceChildren(...rows);
+}
+
+function toast(message, bad = false) {
+  const node = document.getElementById("toast");
+  node.textContent = message;
+  node.className = bad ? "bad" : "";
+  node.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { node.hidden = true; }, 4000);
+}
+
+function renderOverview(overview) {
+  const now = overview.server_time_ms;
+  document.getElementById("clock").textContent = `Redis time ${clock(now)}`;
+  document.getElementById("no-queues").hidden = overview.queues.length > 0;
+  replaceRows("queues", overview.queues.map((q) => {
+    // A reaper sweeps every second by default; a minute of silence means none is running.
+    const reaperLate = q.reaper_seen_ms === null || now - q.reaper_seen_ms > 60000;
+    return el("tr", {
+      "data-queue": q.name,
+      class: q.name === state.selected ? "selected" : "",
+      onclick: () => select(q.name),
+    },
+      el("td", {}, el("a", { href: `#queue=${encodeURIComponent(q.name)}` }, q.name)),
+      el("td", { "data-col": "todos" }, q.todos),
+      el("td", { "data-col": "in_progress" }, q.in_progress),
+      el("td", { "data-col": "delayed" }, q.delayed),
+      el("td", { "data-col": "done" }, q.done),
+      el("td", { "data-col": "dead", class: q.dead ? "bad" : "" }, q.dead),
+      el("td", { "data-col": "done_last_minute" }, q.done_last_minute),
+      el("td", { class: reaperLate ? "bad" : "muted" }, ago(q.reaper_seen_ms, now)));
+  }));
+  if (state.selected === null && overview.queues.length > 0) select(overview.queues[0].name);
+}
+
+function renderChart(counts) {
+  const svg = document.getElementById("chart");
+  const ns = "http://www.w3.org/2000/svg";
+  const max = Math.max(1, ...counts);
+  const width = 600 / counts.length;
+  const bars = counts.map((count, i) => {
+    const h = (count / max) * 100;
+    const bar = document.createElementNS(ns, "rect");
+    bar.setAttribute("x", String(i * width + 2));
+    bar.setAttribute("y", String(110 - h));
+    bar.setAttribute("width", String(width - 4));
+    bar.setAttribute("height", String(Math.max(h, 0.5)));
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${counts.length - i} min ago: ${count} acks`;
+    bar.append(title);
+    return bar;
+  });
+  svg.replaceChildren(...bars);
+  document.getElementById("chart-max").textContent =
+    `${counts[counts.length - 1]} in the last minute, peak ${Math.max(...counts)}`;
+}
+
+function renderDetail(detail) {
+  const s = detail.summary;
+  const now = detail.server_time_ms;
+  document.getElementById("detail").hidden = false;
+  document.getElementById("detail-name").textContent = s.name;
+  for (const node of document.querySelectorAll("#detail [data-count]")) {
+    node.textContent = s[node.dataset.count];
+  }
+  renderChart(detail.throughput);
+  document.getElementById("leases-note").textContent =
+    s.in_progress > detail.leases.length ? `(showing ${detail.leases.length} of ${s.in_progress})` : "";
+  replaceRows("leases", detail.leases.map((l) => el("tr", { "data-job": l.job_id },
+    el("td", { class: "id" }, l.job_id),
+    el("td", {}, l.task),
+    el("td", {}, `${l.attempt}${l.max_attempts ? ` / ${l.max_attempts}` : ""}`),
+    el("td", {}, l.owner),
+    el("td", {}, seconds(l.age)),
+    el("td", { class: l.time_left === null ? "bad" : "" },
+      l.time_left === null ? "expired" : seconds(l.time_left)),
+    el("td", { class: l.lease_expiries ? "bad" : "muted" },
+      l.lease_expiries ? `${l.lease_expiries}× (poison?)` : "0"))), "Nothing in progress.");
+  replaceRows("dead", detail.dead.map((j) => el("tr", { "data-job": j.job_id },
+    el("td", { class: "id" }, j.job_id),
+    el("td", {}, j.task),
+    el("td", {}, j.attempts),
+    el("td", { class: "reason" }, j.dead_reason),
+    el("td", {}, j.finished_at ? ago(j.finished_at * 1000, now) : "–"),
+    el("td", {},
+      el("button", { type: "button", class: "requeue", onclick: () => requeue([j.job_id]) },
+        "Requeue"),
+      el("button", { type: "button", class: "purge", onclick: () => purge(j.job_id) },
+        "Purge")))), "No dead jobs.");
+  document.getElementById("requeue-all").disabled = s.dead === 0;
+  replaceRows("events", detail.events.map((e) => el("tr", { "data-job": e.job_id },
+    el("td", {}, ago(e.at, now)),
+    el("td", { class: "id" }, e.job_id),
+    el("td", {}, e.task),
+    el("td", {}, e.attempt),
+    el("td", {}, e.owner),
+    el("td", { class: e.outcome === "dead" ? "bad" : "" },
+      e.outcome === "dead" ? `dead: ${e.reason}` : "requeued"))),
+    "No lease has expired (among the last 200 the reaper recorded).");
+}
+
+async function act(path, body, what) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const reply = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    toast(`${what} failed: ${reply.detail ? JSON.stringify(reply.detail) : response.status}`, true);
+    return;
+  }
+  toast(`${what}: ${reply.count} job(s)`);
+}
+
+function queuePath(suffix) {
+  return `/queues/${encodeURIComponent(state.selected)}${suffix}`;
+}
+
+function requeue(ids) {
+  if (!confirm(`Requeue dead job ${ids[0]} with fresh attempts?`)) return;
+  act(queuePath("/dead/requeue"), { job_ids: ids }, "Requeued");
+}
+
+function purge(id) {
+  if (!confirm(`Delete dead job ${id} for good? This cannot be undone.`)) return;
+  act(queuePath("/dead/purge"), { job_ids: [id] }, "Purged");
+}
+
+function requeueAll() {
+  if (!confirm(`Requeue every dead job of ${state.selected} with fresh attempts?`)) return;
+  act(queuePath("/dead/requeue"), { all: true }, "Requeued");
+}
+
+function select(name) {
+  if (name === state.selected) return;
+  state.selected = name;
+  if (location.hash !== `#queue=${encodeURIComponent(name)}`) {
+    history.replaceState(null, "", `#queue=${encodeURIComponent(name)}`);
+  }
+  connect();
+}
+
+function setStatus(kind, text) {
+  const node = document.getElementById("status");
+  node.dataset.state = kind;
+  node.textContent = text;
+}
+
+function connect() {
+  if (state.source) state.source.close();
+  const query = state.selected ? `?queue=${encodeURIComponent(state.selected)}` : "";
+  const source = new EventSource(`/live${query}`);
+  state.source = source;
+  source.addEventListener("snapshot", (ev) => {
+    const data = JSON.parse(ev.data);
+    setStatus("live", "live");
+    renderOverview(data.overview);
+    if (data.detail) renderDetail(data.detail);
+  });
+  source.addEventListener("problem", (ev) => {
+    setStatus("problem", `Redis problem: ${JSON.parse(ev.data).detail}`);
+  });
+  // EventSource reconnects by itself; say so meanwhile.
+  source.onerror = () => setStatus("problem", "reconnecting…");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("requeue-all").addEventListener("click", requeueAll);
+  const match = location.hash.match(/^#queue=(.+)$/);
+  if (match) state.selected = decodeURIComponent(match[1]);
+  connect();
+});

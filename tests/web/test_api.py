@@ -1,0 +1,258 @@
+"""The HTTP API, in process, on fakeredis, a real redis-server and a cluster (the ``redis``
+fixture's lanes): what an operator's script would see."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from leaseq import Queue, Reaper
+from leaseq.testing import free_port
+
+from ..test_protocol import expire_lease
+from .conftest import client_of
+
+
+async def test_overview_lists_registered_queues_with_their_counts(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    assert (await api.get("/queues")).json()["queues"] == []
+    q = Queue(redis, "emails")
+    await q.enqueue_many("send", range(3))
+    await Queue(redis, "reports").enqueue("build", None, delay=60)
+
+    body = (await api.get("/queues")).json()
+    assert isinstance(body["server_time_ms"], int)
+    rows = {row["name"]: row for row in body["queues"]}
+    assert list(rows) == ["emails", "reports"]
+    assert (rows["emails"]["todos"], rows["emails"]["delayed"]) == (3, 0)
+    assert (rows["reports"]["todos"], rows["reports"]["delayed"]) == (0, 1)
+    assert rows["emails"]["reaper_seen_ms"] is None  # no reaper ever swept
+
+
+async def test_queue_detail_shows_leases_dead_jobs_throughput_and_expiries(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    q = Queue(redis, "jobs", lease_timeout=30.0, max_attempts=1, owner="host-a:42")
+    ids = await q.enqueue_many("work", [1, 2, 3, 4])
+    leases = {lease.job_id: lease for lease in await q.claim_many(4)}
+    await q.ack(leases[ids[0]], result="ok")
+    await q.bury(leases[ids[1]], "payload is nonsense")
+    await expire_lease(redis, q, ids[2])
+    await Reaper(q).sweep()  # max_attempts=1: the expired lease sends ids[2] to dead
+
+    detail = (await api.get("/queues/jobs")).json()
+    summary = detail["summary"]
+    assert (summary["in_progress"], summary["done"], summary["dead"]) == (1, 1, 2)
+    assert summary["done_last_minute"] == 1 and summary["reaper_seen_ms"] is not None
+    assert len(detail["throughput"]) == 15 and detail["throughput"][-1] == 1
+    assert sum(detail["throughput"]) == 1
+
+    (lease,) = detail["leases"]
+    assert lease["job_id"] == ids[3] and lease["owner"] == "host-a:42"
+    assert lease["token"] == leases[ids[3]].token
+    assert (lease["task"], lease["attempt"], lease["max_attempts"]) == ("work", 1, 1)
+    assert 0 < lease["time_left"] <= 30 and lease["age"] >= 0
+
+    reasons = {job["job_id"]: job["dead_reason"] for job in detail["dead"]}
+    assert reasons == {ids[1]: "payload is nonsense", ids[2]: "lease expired 1 times"}
+
+    (event,) = detail["events"]
+    assert (event["job_id"], event["outcome"], event["owner"], event["token"]) == (
+        ids[2], "dead", "host-a:42", leases[ids[2]].token)
+
+    # The same data, one part at a time.
+    assert [x["token"] for x in (await api.get("/queues/jobs/leases")).json()] == [
+        lease["token"]]
+    assert (await api.get("/queues/jobs/events?limit=5")).json() == detail["events"]
+    assert {j["job_id"] for j in (await api.get("/queues/jobs/dead")).json()} == set(reasons)
+
+
+async def test_enqueue_then_read_the_job_until_its_result(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    await Queue(redis, "mail").prepare()  # registered, as any queue a worker serves
+    reply = await api.post("/queues/mail/jobs", json={
+        "task": "send", "payload": {"to": "ann@example.com"}, "max_attempts": 3})
+    assert reply.status_code == 201
+    job_id = reply.json()["job_id"]
+
+    job = (await api.get(f"/jobs/{job_id}")).json()
+    assert (job["queue"], job["state"], job["task"]) == ("mail", "todo", "send")
+    assert (job["payload"], job["max_attempts"]) == ({"to": "ann@example.com"}, 3)
+
+    q = Queue(redis, "mail")
+    lease = await q.claim()
+    assert lease is not None and lease.payload == {"to": "ann@example.com"}
+    await q.ack(lease, result={"sent": True})
+    job = (await api.get(f"/queues/mail/jobs/{job_id}")).json()
+    assert (job["state"], job["result"]) == ("done", {"sent": True})
+
+
+async def test_enqueue_with_job_id_is_idempotent_and_ids_may_hold_slashes(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    await Queue(redis, "mail").prepare()
+    for payload in (1, 2):
+        reply = await api.post("/queues/mail/jobs",
+                               json={"task": "t", "payload": payload, "job_id": "order/7"})
+        assert reply.json() == {"queue": "mail", "job_id": "order/7"}
+    job = (await api.get("/jobs/order/7")).json()
+    assert job["payload"] == 1  # the second enqueue changed nothing
+    assert (await Queue(redis, "mail").stats()).todos == 1
+
+
+async def test_a_job_id_known_to_two_queues_needs_the_queue(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    for name in ("a", "b"):
+        await Queue(redis, name).enqueue("t", name, job_id="same")
+    assert (await api.get("/jobs/same")).status_code == 409
+    assert (await api.get("/jobs/same?queue=b")).json()["payload"] == "b"
+    assert (await api.get("/jobs/other")).status_code == 404
+
+
+async def test_dead_jobs_are_requeued_or_purged_by_id_or_requeued_all(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    q = Queue(redis, "d", lease_timeout=30.0)
+    ids = await q.enqueue_many("t", range(4))
+    for lease in await q.claim_many(4):
+        await q.bury(lease, "broken")
+
+    reply = await api.post("/queues/d/dead/requeue", json={"job_ids": [ids[0], "nope"]})
+    assert reply.json() == {"queue": "d", "count": 1}
+    reply = await api.post("/queues/d/dead/purge", json={"job_ids": [ids[1]]})
+    assert reply.json() == {"queue": "d", "count": 1}
+    assert await q.job(ids[1]) is None
+    stats = await q.stats()
+    assert (stats.todos, stats.dead) == (1, 2)
+
+    reply = await api.post("/queues/d/dead/requeue", json={"all": True})
+    assert reply.json() == {"queue": "d", "count": 2}
+    stats = await q.stats()
+    assert (stats.todos, stats.dead) == (3, 0)
+    # Requeued jobs start again with fresh attempts.
+    info = await q.job(ids[2])
+    assert info is not None and (info.state, info.attempts) == ("todo", 0)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    ("get", "/queues/nope", None, 404),
+    ("get", "/queues/bad%20name", None, 422),
+    ("get", "/queues/%7Bbrace%7D/dead", None, 422),
+    ("post", "/queues/nope/jobs", {"task": "t"}, 404),
+    ("get", "/queues/known?leases=0", None, 422),
+    ("get", "/queues/known/dead?limit=100000", None, 422),
+    ("post", "/queues/known/jobs", {}, 422),
+    ("post", "/queues/known/jobs", {"task": ""}, 422),
+    ("post", "/queues/known/jobs", {"task": "t", "surprise": 1}, 422),
+    ("post", "/queues/known/jobs", {"task": "t", "delay": False}, 422),
+    ("post", "/queues/known/jobs", {"task": "t", "delay": -1}, 422),
+    ("post", "/queues/known/jobs", {"task": "t", "max_attempts": "3"}, 422),
+    ("post", "/queues/known/jobs", {"task": "t", "max_attempts": 0}, 422),
+    ("post", "/queues/known/jobs", {"task": "t", "lease_timeout": 0}, 422),
+    ("post", "/queues/known/jobs", {"task": "t", "job_id": "x" * 1025}, 422),
+    ("post", "/queues/known/dead/requeue", {}, 422),
+    ("post", "/queues/known/dead/requeue", {"all": False}, 422),
+    ("post", "/queues/known/dead/requeue", {"all": True, "job_ids": ["a"]}, 422),
+    ("post", "/queues/known/dead/purge", {"all": True}, 422),
+    ("post", "/queues/known/dead/purge", {"job_ids": []}, 422),
+    ("get", "/jobs/x?queue=no%20spaces", None, 422),
+    ("get", "/nowhere", None, 404),
+])
+async def test_bad_input_gets_a_clear_4xx(
+    fake_redis: aioredis.Redis, method: str, path: str, body: object, status: int,
+):
+    redis = fake_redis
+    await Queue(redis, "known").prepare()
+    async with client_of(redis) as api:
+        reply = await api.request(method, path, json=body)
+    assert reply.status_code == status, reply.text
+    assert reply.json()["detail"]
+    assert (await Queue(redis, "known").stats()).total == 0  # nothing was written
+
+
+async def test_bodies_that_are_not_json_too_large_or_not_unicode_are_refused(
+    redis: aioredis.Redis,
+):
+    await Queue(redis, "known").prepare()
+    async with client_of(redis, max_body=4096) as api:
+        reply = await api.post("/queues/known/jobs", content=b"{not json",
+                               headers={"content-type": "application/json"})
+        assert reply.status_code in (400, 422), reply.text
+        reply = await api.post("/queues/known/jobs",
+                               json={"task": "t", "payload": "x" * 5000})
+        assert reply.status_code == 413
+        # A lone surrogate is valid JSON but not Unicode Redis can store.
+        for body in (b'{"task": "\\udb61"}', b'{"task": "t", "payload": ["\\udb61"]}',
+                     b'{"task": "t", "job_id": "\\ud800"}'):
+            reply = await api.post("/queues/known/jobs", content=body,
+                                   headers={"content-type": "application/json"})
+            assert reply.status_code == 422, reply.text
+            assert json.loads(reply.text)["detail"]
+    assert (await Queue(redis, "known").stats()).total == 0
+
+
+async def test_fixed_queues_are_the_only_ones_served(redis: aioredis.Redis):
+    await Queue(redis, "other").enqueue("t", None)
+    async with client_of(redis, queues=["mine"]) as api:
+        names = [row["name"] for row in (await api.get("/queues")).json()["queues"]]
+        assert names == ["mine"]
+        assert (await api.get("/queues/other")).status_code == 404
+        assert (await api.post("/queues/mine/jobs", json={"task": "t"})).status_code == 201
+
+
+async def test_a_token_guards_every_route_but_healthz(redis: aioredis.Redis):
+    await Queue(redis, "q").prepare()
+    async with client_of(redis, token="s3cret/=") as api:
+        for path in ("/queues", "/queues/q", "/openapi.json", "/static/app.js", "/nowhere"):
+            reply = await api.get(path)
+            assert reply.status_code == 401, path
+            assert reply.headers["www-authenticate"].startswith("Bearer")
+        assert (await api.post("/queues/q/jobs", json={"task": "t"})).status_code == 401
+        assert (await api.get("/queues", headers={"Authorization": "Bearer wrong"})
+                ).status_code == 401
+        page = await api.get("/")
+        assert page.status_code == 401 and 'id="login"' in page.text
+        assert (await api.get("/healthz")).json() == {"status": "ok"}
+
+        ok = {"Authorization": "Bearer s3cret/="}
+        assert (await api.get("/queues", headers=ok)).status_code == 200
+        schema = (await api.get("/openapi.json", headers=ok)).json()
+        assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+        # The page's login form stores the token URL-encoded in a cookie.
+        api.cookies.set("leaseq_token", "s3cret%2F%3D")
+        assert (await api.get("/queues")).status_code == 200
+        assert 'id="queues"' in (await api.get("/")).text
+    assert (await Queue(redis, "q").stats()).total == 0
+
+
+@pytest.mark.real_redis
+async def test_unreachable_redis_is_a_503_not_a_500():
+    # A port nothing listens on: every read fails to connect (at once: no retries).
+    redis = aioredis.Redis(port=free_port(), socket_connect_timeout=1,
+                           retry=Retry(NoBackoff(), 0))
+    try:
+        async with client_of(redis, queues=["q"]) as api:
+            for path in ("/healthz", "/queues", "/queues/q"):
+                reply = await api.get(path)
+                assert reply.status_code == 503, path
+                assert "Redis error" in reply.json()["detail"]
+    finally:
+        await redis.aclose()
+
+
+async def test_the_openapi_document_describes_every_route(api: httpx.AsyncClient):
+    schema = (await api.get("/openapi.json")).json()
+    assert set(schema["paths"]) == {
+        "/healthz", "/queues", "/queues/{name}", "/queues/{name}/leases",
+        "/queues/{name}/dead", "/queues/{name}/events", "/queues/{name}/jobs",
+        "/queues/{name}/jobs/{job_id}", "/jobs/{job_id}", "/queues/{name}/dead/requeue",
+        "/queues/{name}/dead/purge"}
+    assert "securitySchemes" not in schema.get("components", {})

@@ -1,0 +1,106 @@
+"""The dashboard in headless Chromium (Debian's ``chromium``, driven by Playwright): the
+counts follow the queue live, and an operator requeues a dead job with a click."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from leaseq import Queue, Reaper
+from leaseq.testing import RedisServer
+
+from ..test_protocol import expire_lease
+from .conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.real_redis, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = os.path.exists(CHROMIUM)
+# Without the background-networking flags Chromium keeps trying to reach Google's hosts,
+# which a machine without network refuses, many at a time.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SLOW = 20_000  # ms: a bound for the page to catch up, never a measure of speed
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Any]:
+    if not HAVE_CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required in CI (Debian: apt-get install chromium)")
+        pytest.skip("Chromium not installed (Debian: apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield await browser.new_page(viewport={"width": 1280, "height": 1000})
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def r(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushall()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_the_page_follows_the_queue_and_requeues_a_dead_job(
+    start_web: Any, r: aioredis.Redis, page: Any,
+):
+    from playwright.async_api import expect
+
+    q = Queue(r, "shop", lease_timeout=60.0, owner="worker-7:1234")
+    await q.enqueue_many("ship", range(5))
+    web = start_web()
+    await page.goto(web.url + "/")
+    todos = page.locator('#queues tr[data-queue="shop"] [data-col="todos"]')
+    await expect(todos).to_have_text("5", timeout=SLOW)
+    await expect(page.locator("#status")).to_have_text("live")
+
+    # New jobs show up without a reload...
+    await q.enqueue_many("ship", range(3))
+    await expect(todos).to_have_text("8", timeout=SLOW)
+    # ...and so does draining them.
+    leases = await q.claim_many(8)
+    await q.ack_many([(lease, None) for lease in leases[:5]])
+    await expect(page.locator('#detail [data-count="done"]')).to_have_text("5", timeout=SLOW)
+    await expect(page.locator("#leases tbody tr[data-job]")).to_have_count(3, timeout=SLOW)
+    await expect(page.locator("#leases tbody")).to_contain_text("worker-7:1234")
+
+    # One job dies of a bad payload, one of a worker that vanished (its lease expired).
+    await q.bury(leases[6], "payload is not an order")
+    await expire_lease(r, q, leases[7].job_id)
+    await Reaper(q).sweep()
+    await expect(page.locator("#events tbody")).to_contain_text(leases[7].job_id,
+                                                               timeout=SLOW)
+    row = page.locator(f'#dead tr[data-job="{leases[6].job_id}"]')
+    await expect(row).to_contain_text("payload is not an order", timeout=SLOW)
+    await expect(page.locator("#leases tbody tr[data-job]")).to_have_count(1, timeout=SLOW)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # Purge asks first; saying no keeps the job.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    await row.locator("button.purge").click()
+    await page.wait_for_timeout(300)
+    assert (await q.job(leases[6].job_id)) is not None
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await row.locator("button.requeue").click()
+    await expect(page.locator("#toast")).to_contain_text("Requeued: 1 job(s)", timeout=SLOW)
+    await expect(row).to_have_count(0, timeout=SLOW)
+    info = await q.job(leases[6].job_id)
+    assert info is not None and info.state == "todo"
+    await expect(page.locator('#detail [data-count="todos"]')).to_have_text("2", timeout=SLOW)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-after-requeue.png"), full_page=True)
