@@ -36,6 +36,35 @@ _MAX_WATCH_RETRIES = 32
 _SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "dead": "dead"}
 
 
+async def _cluster_wait(cluster: Any, key: str, replicas: int, timeout_ms: int) -> int:
+    """The marker write and ``WAIT`` on one connection to the master of ``key``'s slot.
+
+    redis-py's cluster client sends ``WAIT`` to every node and adds up the replies, and
+    its pipeline refuses keyless commands, so both go through the slot's node directly.
+    A MOVED reply (the slot moved, e.g. after a failover) is retried once through the
+    cluster client, which refreshes its slot map.
+    """
+    from redis.asyncio.cluster import PipelineCommand
+    from redis.exceptions import AskError, MovedError
+
+    node = cluster.get_node_from_key(key)
+    for _ in range(2):
+        commands = [PipelineCommand(0, "HINCRBY", key, "sync", 1),
+                    PipelineCommand(1, "WAIT", replicas, timeout_ms)]
+        await node.execute_pipeline(commands)
+        marker: Any = commands[0].result
+        confirmed: Any = commands[1].result
+        if not isinstance(marker, (MovedError, AskError)):
+            break
+        await cluster.hincrby(key, "sync", 1)  # follows MOVED, refreshes the slot map
+        node = cluster.get_node_from_key(key)
+    if isinstance(marker, Exception):
+        raise marker
+    if isinstance(confirmed, Exception):
+        raise confirmed
+    return int(confirmed)
+
+
 def _default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -52,8 +81,8 @@ class Queue:
     ``replicas`` (the durability knob): when > 0, every enqueue, ack and settle waits
     (``WAIT``) until that many replicas have the write, for up to ``replica_timeout``
     seconds; a write not confirmed in time is still done on the master, and is logged
-    (``replication_not_confirmed``) and counted in :attr:`unconfirmed_writes`. Not
-    supported on Redis Cluster clients (refused).
+    (``replication_not_confirmed``) and counted in :attr:`unconfirmed_writes`. On a
+    Redis Cluster the wait goes to the master that serves the queue's slot.
 
     Safe to share between tasks of one event loop; create one per process.
     """
@@ -90,8 +119,6 @@ class Queue:
         self.owner = owner or _default_owner()
         self.replicas = 0 if replicas == 0 else _validate.positive_int(replicas, "replicas")
         self.replica_timeout_ms = _validate.millis(replica_timeout, "replica_timeout")
-        if self.replicas and is_cluster(redis):
-            raise InvalidInput("replicas= (WAIT) is not supported on a Redis Cluster client")
         self.unconfirmed_writes = 0
         """Writes that ``replicas`` replicas did not confirm within ``replica_timeout``."""
         self.keys = QueueKeys(self.name)
@@ -381,10 +408,14 @@ class Queue:
         replication stream is ordered, so covering the marker covers what came before)."""
         if not self.replicas:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(self.keys.meta, "sync", 1)
-            pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms)
-            _, confirmed = await pipe.execute()
+        if is_cluster(self.redis):
+            confirmed = await _cluster_wait(self.redis, self.keys.meta, self.replicas,
+                                            self.replica_timeout_ms)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(self.keys.meta, "sync", 1)
+                pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms)
+                _, confirmed = await pipe.execute()
         if int(confirmed) < self.replicas:
             self.unconfirmed_writes += 1
             log.warning("replication_not_confirmed", queue=self.name, write=what,

@@ -40,3 +40,16 @@ def test_web_benchmark_smoke(tmp_path: Path):
         "/queues", "/queues/{q}", "/queues/{q}/leases", "/queues/{q}/dead",
         "/queues/{q}/events", "/jobs/{job}"}
     assert "| `/queues/{q}` |" in (tmp_path / "web-quick.md").read_text()
+
+
+@pytest.mark.real_redis
+@pytest.mark.timeout(300)
+def test_cluster_benchmark_smoke(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster", "--quick", "--dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads((tmp_path / "cluster-quick.json").read_text())["results"]
+    assert [r["masters"] for r in rows] == [0, 1, 2, 3]  # 0: a plain redis-server
+    assert [len(r["per_master"]) for r in rows] == [1, 1, 2, 3]
+    assert all(r["jobs"] == 1200 and r["jobs_per_second"] > 0 for r in rows)

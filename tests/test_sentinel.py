@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
-from leaseq import InvalidInput, JobContext, Queue, Worker
+from leaseq import JobContext, Queue, Worker
 from leaseq._cliutil import close_client, sentinel_client
 from leaseq.testing import check_invariants, wait_drained
 from leaseq.testing._sentinel import RedisSentinelGroup
@@ -27,14 +27,6 @@ async def test_knob_reports_writes_no_replica_confirmed(real_redis: aioredis.Red
     assert [e["write"] for e in logs if e["event"] == "replication_not_confirmed"] == [
         "enqueue"]
     assert (await q.job(job_id)) is not None  # done on the master all the same
-
-
-def test_knob_is_refused_on_a_cluster_client():
-    from redis.asyncio.cluster import RedisCluster
-
-    client = RedisCluster(host="127.0.0.1", port=1)
-    with pytest.raises(InvalidInput, match="not supported on a Redis Cluster"):
-        Queue(client, "q", replicas=1)
 
 
 async def test_failover_under_load_loses_no_acknowledged_job():
