@@ -391,7 +391,15 @@ class Worker:
             await anyio.sleep(self.poll_interval)
 
     async def _blpop_then_cancel(self, q: Queue, scope: anyio.CancelScope) -> None:
-        await q.redis.blpop([q.keys.wake], timeout=self.poll_interval)
+        # Errors are handled here, in the child: escaping the task group they would come
+        # out as an ExceptionGroup that _wait_for_work's except clause does not match,
+        # and a failing-over cluster node would take the whole worker down.
+        try:
+            await q.redis.blpop([q.keys.wake], timeout=self.poll_interval)
+        except (RedisError, OSError) as exc:
+            log.warning("redis_unavailable", queue=q.name, error=repr(exc),
+                        retry_in=self.poll_interval)
+            await anyio.sleep(self.poll_interval)
         scope.cancel()
 
     async def _release_all(self, leases: list[Lease]) -> None:

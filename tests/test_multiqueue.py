@@ -10,7 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from leaseq import InvalidInput, JobContext, Priority, Queue, Router, Weighted, Worker
-from leaseq.testing import RedisServer, WorkerProcess, check_invariants, wait_drained
+from leaseq.testing import (
+    RedisServer,
+    WorkerProcess,
+    check_invariants,
+    wait_drained,
+)
 
 pytestmark = pytest.mark.real_redis
 
@@ -167,3 +172,34 @@ async def test_sigkill_across_three_queues_loses_nothing(redis_server: RedisServ
             assert w.terminate() == 0
     finally:
         await client.aclose()
+
+
+async def test_a_server_that_goes_away_and_returns_does_not_kill_the_worker(
+    real_redis: aioredis.Redis,
+):
+    # Queues on two clients: the idle wait runs one BLPOP per client in a task group, and
+    # an error in one (a node failing over, say) must be handled there, not crash the
+    # worker; once the server is back, both queues are served.
+    with RedisServer() as other:
+        client = aioredis.Redis.from_url(other.url, socket_connect_timeout=0.5)
+        here, there = Queue(real_redis, "here"), Queue(client, "there")
+        await there.prepare()
+        worker = Worker({here: {"t": _noop}, there: {"t": _noop}}, reaper=False,
+                        poll_interval=2.0)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: worker.run(handle_signals=False))
+                await anyio.sleep(0.3)  # now idle, in BLPOP on both servers
+                other.kill()
+                await anyio.sleep(0.5)
+                other.start()
+                ids = [await here.enqueue("t", None), await there.enqueue("t", None)]
+                assert await here.wait(ids[0], timeout=60) is None
+                assert await there.wait(ids[1], timeout=60) is None
+                worker.stop()
+        finally:
+            await client.aclose()
+
+
+async def _noop(ctx: JobContext, payload: Any) -> None:
+    return None
