@@ -11,10 +11,10 @@ from dataclasses import replace
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.exceptions import RedisError, ResponseError
 
 from . import _admin as admin
-from . import _crash, _scripts, _validate
+from . import _crash, _scripts, _tx, _validate
 from ._codec import JsonSerializer, Serializer, encode
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
@@ -298,49 +298,39 @@ class Queue:
         k = self.keys
         lease_keys = [k.lease(lease.job_id) for lease, _ in acks]
         owned: list[int] = []
-        cluster = is_cluster(self.redis)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for _ in range(_MAX_WATCH_RETRIES):
-                try:
-                    await pipe.watch(*lease_keys)
-                    # Read after WATCH: a change after this read also aborts the EXEC. A
-                    # cluster pipeline refuses MGET, so the client reads there instead
-                    # (same keys, same slot; WATCH still guards the connection that EXECs).
-                    current = await (self.redis.mget(lease_keys) if cluster
-                                     else pipe.mget(lease_keys))
-                    owned = [i for i, v in enumerate(current)
-                             if v is not None and text(v) == acks[i][0].token]
-                    if not owned:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        break
-                    _crash.point("in_ack")
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    done_at: dict[str, float] = {}
-                    ids = []
-                    for i in owned:
-                        lease = acks[i][0]
-                        ms = int(lease.server_now() * 1000)
-                        done_at[lease.job_id] = ms
-                        ids.append(lease.job_id)
-                        pipe.hset(k.job(lease.job_id), mapping={
-                            "result": data[i], "finished_at": ms,
-                            "settled": lease.token, "settled_by": "ack",
-                        })
-                    # The ids are in in_progress: the watched lease keys still hold our
-                    # tokens, and a lease exists only while its id is in in_progress. So
-                    # SREM + SADD here is the batched form of SMOVE in_progress done.
-                    pipe.srem(k.in_progress, *ids)
-                    pipe.sadd(k.done, *ids)
-                    pipe.delete(*[lease_keys[i] for i in owned])
-                    pipe.zadd(k.done_at, done_at)
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue
-            else:
-                raise LeaseqError(
-                    f"ack of {len(acks)} jobs in queue {self.name!r} did not commit after "
-                    f"{_MAX_WATCH_RETRIES} tries: their lease keys kept changing")
+
+        def commands(current: list[Any]) -> list[_tx.Command] | None:
+            # Runs after WATCH and the read: a change after the read aborts the EXEC.
+            nonlocal owned
+            owned = [i for i, v in enumerate(current)
+                     if v is not None and text(v) == acks[i][0].token]
+            if not owned:
+                return None
+            _crash.point("in_ack")
+            out: list[_tx.Command] = []
+            done_at: list[Any] = []
+            ids = []
+            for i in owned:
+                lease = acks[i][0]
+                ms = int(lease.server_now() * 1000)
+                done_at += [ms, lease.job_id]
+                ids.append(lease.job_id)
+                out.append(("HSET", k.job(lease.job_id), "result", data[i],
+                            "finished_at", ms, "settled", lease.token, "settled_by", "ack"))
+            # The ids are in in_progress: the watched lease keys still hold our tokens,
+            # and a lease exists only while its id is in in_progress. So SREM + SADD here
+            # is the batched form of SMOVE in_progress done.
+            out += [("SREM", k.in_progress, *ids), ("SADD", k.done, *ids),
+                    ("DEL", *[lease_keys[i] for i in owned]), ("ZADD", k.done_at, *done_at)]
+            return out
+
+        for _ in range(_MAX_WATCH_RETRIES):
+            if await _tx.watch_read_exec(self.redis, lease_keys, commands) is not False:
+                break
+        else:
+            raise LeaseqError(
+                f"ack of {len(acks)} jobs in queue {self.name!r} did not commit after "
+                f"{_MAX_WATCH_RETRIES} tries: their lease keys kept changing")
         if owned:
             await self._replicated("ack")
         ok = [False] * len(acks)

@@ -37,7 +37,10 @@ class RedisClusterServers:
                 # Redis 7 waits 5 s before a diskless full sync by default; a master
                 # killed in that window has a replica with no data, which (rightly)
                 # never takes over.
-                "--repl-diskless-sync-delay", "0"])
+                "--repl-diskless-sync-delay", "0",
+                # Pings move an idle master's replication offset, so start() can see its
+                # replicas acknowledge an offset (below) within a second, not ten.
+                "--repl-ping-replica-period", "1"])
             for _ in range(masters * (1 + replicas))]
 
     @property
@@ -87,6 +90,10 @@ class RedisClusterServers:
         for server in self.servers:
             info = self._cli(server.port, "info", "replication")
             if "role:slave" in info and "master_link_status:up" not in info:
+                return False
+            # A master learns its replica's offset from the replica's first REPLCONF ACK
+            # (sent once a second); until then a WAIT right after start-up can time out.
+            if "role:master" in info and ",offset=0," in info:
                 return False
         return True
 
