@@ -9,12 +9,13 @@ safe.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 from . import _scripts
-from ._types import text
+from ._types import is_cluster, text
 from .queue import Queue
 
 __all__ = ["Finding", "Report", "check_queue", "check_server"]
@@ -56,42 +57,57 @@ class Report:
 
 
 async def check_server(queue: Queue, report: Report) -> None:
-    """Version, eviction policy and persistence of the server behind ``queue``."""
+    """Version, eviction policy and persistence of the server behind ``queue`` (on a
+    cluster: of every master, each finding naming its node)."""
     r = queue.redis
-    info = await r.info("server")
+    if not is_cluster(r):
+        await _check_node(report, "", lambda: r.info("server"), lambda: r.config_get("*"))
+        return
+    cluster: Any = r
+    await cluster.initialize()
+    for node in cluster.get_primaries():
+        await _check_node(report, f" [{node.name}]",
+                          partial(cluster.info, "server", target_nodes=node),
+                          partial(cluster.config_get, "*", target_nodes=node))
+
+
+async def _check_node(report: Report, where: str, info_of: Callable[[], Awaitable[Any]],
+                      config_of: Callable[[], Awaitable[Any]]) -> None:
+    info = await info_of()
     version = text(info.get("redis_version", "0"))
     parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     if parts < _MIN_VERSION:
-        report.add("error", "version", f"Redis {version}: leaseq needs 6.2 or newer")
+        report.add("error", "version", f"Redis {version}{where}: leaseq needs 6.2 or newer")
     else:
-        report.add("ok", "version", f"Redis {version}")
+        report.add("ok", "version", f"Redis {version}{where}")
     try:
-        conf = {text(k): text(v) for k, v in (await r.config_get("*")).items()}
+        conf = {text(k): text(v) for k, v in (await config_of()).items()}
     except Exception as exc:  # CONFIG is often disabled on managed services
-        report.add("info", "config", f"CONFIG GET not allowed ({exc}); skipped config checks")
+        report.add("info", "config",
+                   f"CONFIG GET not allowed{where} ({exc}); skipped config checks")
         return
     policy = conf.get("maxmemory-policy", "?")
     if policy == "noeviction":
-        report.add("ok", "maxmemory-policy", "noeviction")
+        report.add("ok", "maxmemory-policy", f"noeviction{where}")
     else:
         report.add("warning", "maxmemory-policy",
-                   f"{policy}: under memory pressure Redis may evict lease keys and job "
-                   "hashes; set maxmemory-policy noeviction")
+                   f"{policy}{where}: under memory pressure Redis may evict lease keys and "
+                   "job hashes; set maxmemory-policy noeviction")
     aof = conf.get("appendonly") == "yes"
     fsync = conf.get("appendfsync", "?")
     save = conf.get("save", "")
     if aof and fsync == "always":
-        report.add("ok", "persistence", "AOF with appendfsync always: acknowledged writes "
-                   "survive a crash of the server")
+        report.add("ok", "persistence", f"AOF with appendfsync always{where}: acknowledged "
+                   "writes survive a crash of the server")
     elif aof:
-        report.add("info", "persistence", f"AOF with appendfsync {fsync}: a crash of the "
-                   "server can lose about the last second of enqueues and acks")
+        report.add("info", "persistence", f"AOF with appendfsync {fsync}{where}: a crash of "
+                   "the server can lose about the last second of enqueues and acks")
     elif save:
-        report.add("warning", "persistence", f"RDB snapshots only (save {save!r}): a crash "
-                   "loses every change since the last snapshot")
+        report.add("warning", "persistence", f"RDB snapshots only (save {save!r}){where}: a "
+                   "crash loses every change since the last snapshot")
     else:
-        report.add("warning", "persistence", "no persistence: a restart of the server "
-                   "loses every job")
+        report.add("warning", "persistence", f"no persistence{where}: a restart of the "
+                   "server loses every job")
 
 
 async def check_queue(queue: Queue, report: Report, *, repair: bool = False) -> None:

@@ -93,3 +93,23 @@ def test_cli_takes_a_cluster_url(redis_cluster: RedisClusterServers):
     stats = json.loads(cli("stats", "-q", "cl-cli", "--json").stdout)
     assert stats[0]["done"] == 3
 
+
+
+def test_doctor_checks_every_master_and_the_queue_on_a_cluster(
+    redis_cluster: RedisClusterServers,
+):
+    url = redis_cluster.url.replace("redis://", "redis+cluster://")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "leaseq", "--redis", url, *args],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT,
+                              check=False)
+
+    assert cli("enqueue", "-q", "cl-doc", "echo", "1").returncode == 0
+    result = cli("doctor", "-q", "cl-doc")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for server in redis_cluster.servers:
+        # One finding per master for each server setting, named by its node.
+        assert f"noeviction [127.0.0.1:{server.port}]" in result.stdout
+        assert f"no persistence [127.0.0.1:{server.port}]" in result.stdout
+    assert "integrity: queue 'cl-doc'" in result.stdout
