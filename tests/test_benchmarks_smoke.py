@@ -53,3 +53,17 @@ def test_cluster_benchmark_smoke(tmp_path: Path):
     assert [r["masters"] for r in rows] == [0, 1, 2, 3]  # 0: a plain redis-server
     assert [len(r["per_master"]) for r in rows] == [1, 1, 2, 3]
     assert all(r["jobs"] == 1200 and r["jobs_per_second"] > 0 for r in rows)
+
+
+@pytest.mark.real_redis
+@pytest.mark.timeout(300)
+def test_failover_benchmark_smoke(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.failover", "--runs", "1", "--jobs", "200",
+         "--dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
+    # Exit 1 would mean a confirmed enqueue was lost.
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads((tmp_path / "failover.json").read_text())
+    assert [len(runs) for runs in doc["results"].values()] == [1, 1, 1, 1]
+    assert all(runs[0]["acknowledged"] == 200 for runs in doc["results"].values())
