@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from leaseq import JobContext, Queue
 from leaseq.testing import RedisServer, WorkerProcess
 from leaseq.testing._cluster import RedisClusterServers
 
-from .run import machine
+from . import _results
 
 RESULTS = Path(__file__).parent / "results"
 QUEUES = [f"scale-{i}" for i in range(12)]
@@ -184,16 +183,8 @@ def main() -> int:
             row = one_size(masters, jobs, Path(logdir))
             print(json.dumps(row))
             results.append(row)
-    doc = {"command": "python -m benchmarks.cluster " + " ".join(sys.argv[1:]),
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "seconds": round(time.time() - started, 1), "machine": machine(),
-           "results": results}
-    out = Path(args.dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = "cluster-quick" if args.quick else "cluster"
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(render(doc))
-    print(f"written to {out / (stem + '.json')} and {stem}.md")
+    _results.write("benchmarks.cluster", stem, results, started, args.dir, render)
     return 0
 
 

@@ -15,7 +15,6 @@ queue drained, and counts the enqueues that returned normally but whose jobs are
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import signal
@@ -28,16 +27,15 @@ import anyio
 import redis as syncredis
 import structlog
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from leaseq import JobContext, Queue, Worker
 from leaseq.testing import RedisServer, wait_drained
 from leaseq.testing._cluster import RedisClusterServers
+from tests.helpers.failover import FailoverProducer
 
-from .run import machine
+from . import _results
 
 RESULTS = Path(__file__).parent / "results"
-BATCH = 20
 CASES = [("in sync, knob off", False, False), ("in sync, knob on", True, False),
          ("replica 1 s behind, knob off", False, True),
          ("replica 1 s behind, knob on", True, True)]
@@ -76,28 +74,11 @@ async def one_run(cluster: RedisClusterServers, jobs: int, knob: bool,
     client = RedisCluster.from_url(cluster.url)
     replicas = 1 if knob else 0
     q = Queue(client, "failover", lease_timeout=2.0, replicas=replicas, replica_timeout=0.2)
-    producer = Queue(client, "failover", replicas=replicas, replica_timeout=0.2)
+    producer = FailoverProducer(
+        Queue(client, "failover", replicas=replicas, replica_timeout=0.2), jobs,
+        lambda p: len(p.acknowledged) >= jobs // 3, task="noop")
     worker = Worker(q, {"noop": noop}, concurrency=20, reaper=True, reaper_interval=0.2,
                     poll_interval=0.2)
-    acknowledged: list[str] = []
-    unconfirmed: list[str] = []
-    third = anyio.Event()
-
-    async def produce() -> None:
-        for i in range(0, jobs, BATCH):
-            batch = [f"job-{j}" for j in range(i, min(i + BATCH, jobs))]
-            while True:
-                before = producer.unconfirmed_writes
-                try:
-                    await producer.enqueue_many("noop", [None] * len(batch), job_ids=batch)
-                    break
-                except (RedisError, OSError):
-                    await anyio.sleep(0.05)
-            acknowledged.extend(batch)
-            if producer.unconfirmed_writes > before:
-                unconfirmed.extend(batch)
-            if len(acknowledged) >= jobs // 3:
-                third.set()
 
     await client.initialize()
     master = client.get_node_from_key(q.keys.todos)
@@ -105,8 +86,8 @@ async def one_run(cluster: RedisClusterServers, jobs: int, knob: bool,
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: worker.run(handle_signals=False))
             async with anyio.create_task_group() as producers:
-                producers.start_soon(produce)
-                await third.wait()
+                producers.start_soon(producer.run)
+                await producer.ready.wait()
                 replica = replica_of(cluster, master.port)
                 if lag:
                     # Frozen and cut off: the master's later writes stay in its backlog
@@ -120,14 +101,14 @@ async def one_run(cluster: RedisClusterServers, jobs: int, knob: bool,
                     replica.signal(signal.SIGCONT)
             await wait_drained(client, "failover", timeout=300)
             worker.stop()
-        infos = await q.jobs(acknowledged)
+        infos = await q.jobs(producer.acknowledged)
     finally:
         await client.aclose()
-    lost = [job_id for job_id, info in zip(acknowledged, infos, strict=True)
+    lost = [job_id for job_id, info in zip(producer.acknowledged, infos, strict=True)
             if info is None or info.state != "done"]
-    return {"acknowledged": len(acknowledged), "lost": len(lost),
-            "unconfirmed": len(unconfirmed),
-            "lost_but_confirmed": len(set(lost) - set(unconfirmed)) if knob else -1}
+    return {"acknowledged": len(producer.acknowledged), "lost": len(lost),
+            "unconfirmed": len(producer.unconfirmed),
+            "lost_but_confirmed": len(set(lost) - set(producer.unconfirmed)) if knob else -1}
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -182,15 +163,7 @@ def main() -> int:
                 row = anyio.run(one_run, cluster, args.jobs, knob, lag)
             print(key, json.dumps(row), flush=True)
             results[key].append(row)
-    doc = {"command": "python -m benchmarks.failover " + " ".join(sys.argv[1:]),
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "seconds": round(time.time() - started, 1), "machine": machine(),
-           "results": results}
-    out = Path(args.dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "failover.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / "failover.md").write_text(render(doc))
-    print(f"written to {out / 'failover.json'} and failover.md")
+    _results.write("benchmarks.failover", "failover", results, started, args.dir, render)
     on = [r for key, knob, _ in CASES if knob for r in results[key]]
     return 0 if all(r["lost_but_confirmed"] == 0 for r in on) else 1
 

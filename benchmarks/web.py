@@ -12,8 +12,6 @@ dashboard refresh costs. Writes ``benchmarks/results/web.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import statistics
 import sys
 import time
@@ -26,7 +24,7 @@ import redis as syncredis
 from leaseq._keys import QUEUES_KEY, QueueKeys
 from leaseq.testing import RedisServer, WebProcess
 
-from .run import machine
+from . import _results
 
 RESULTS = Path(__file__).parent / "results"
 ROUTES = ("/queues", "/queues/{q}", "/queues/{q}/leases", "/queues/{q}/dead",
@@ -176,16 +174,8 @@ def main() -> int:
     requests = args.requests or (20 if args.quick else 200)
     started = time.time()
     results = run(size, requests)
-    doc = {"command": "python -m benchmarks.web " + " ".join(sys.argv[1:]),
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "seconds": round(time.time() - started, 1), "machine": machine(),
-           "results": results}
-    out = Path(args.dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = "web-quick" if args.quick else "web"
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(render(doc))
-    print(f"written to {out / (stem + '.json')} and {stem}.md")
+    _results.write("benchmarks.web", stem, results, started, args.dir, render)
     return 0
 
 

@@ -19,6 +19,8 @@ from leaseq.testing import check_invariants, wait_drained
 from leaseq.testing._cluster import RedisClusterServers
 from leaseq.testing._record import _wrap
 
+from .helpers.failover import FailoverProducer
+
 pytestmark = [pytest.mark.real_redis, pytest.mark.timeout(240)]
 
 
@@ -73,38 +75,15 @@ async def test_master_failover_under_load_loses_no_confirmed_job(
 ):
     client = RedisCluster.from_url(cluster.url)
     q = Queue(client, "failover", lease_timeout=2.0, replicas=1, replica_timeout=0.2)
-    # The producer's own queue object, so its unconfirmed count is its enqueues alone.
-    producer = Queue(client, "failover", replicas=1, replica_timeout=0.2)
-    done: list[int] = []
+    producer = FailoverProducer(Queue(client, "failover", replicas=1, replica_timeout=0.2),
+                                600, lambda p: len(p.confirmed) >= 100, pause=0.02)
 
     async def work(ctx: JobContext, payload: int) -> int:
-        done.append(payload)
         await anyio.sleep(random.uniform(0, 0.005))
         return payload
 
     worker = Worker(q, {"work": work}, concurrency=10, reaper=True, reaper_interval=0.2,
                     poll_interval=0.2)
-    confirmed: list[str] = []
-    unconfirmed: list[str] = []
-    some_confirmed = anyio.Event()
-
-    async def produce() -> None:
-        for i in range(0, 600, 20):
-            batch = [f"job-{j}" for j in range(i, i + 20)]
-            while True:
-                before = producer.unconfirmed_writes
-                try:
-                    await producer.enqueue_many("work", list(range(i, i + 20)),
-                                                job_ids=batch)
-                    break
-                except (RedisError, OSError):
-                    await anyio.sleep(0.1)  # failing over: retry (the ids make it safe)
-            # After the failover the new master has no replica: those writes are said to
-            # be unconfirmed; so may be one before it, on a loaded machine.
-            (unconfirmed if producer.unconfirmed_writes > before else confirmed).extend(batch)
-            if len(confirmed) >= 100:
-                some_confirmed.set()
-            await anyio.sleep(0.02)
 
     await client.initialize()  # the slot map, to know which master to kill
     master = client.get_node_from_key(q.keys.todos)
@@ -112,27 +91,27 @@ async def test_master_failover_under_load_loses_no_confirmed_job(
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: worker.run(handle_signals=False))
             async with anyio.create_task_group() as producers:
-                producers.start_soon(produce)
+                producers.start_soon(producer.run)
                 # Mid-run, once a replica has confirmed some enqueues (an event, not a
                 # time: on a loaded machine a confirmation may take longer).
                 with anyio.fail_after(120):
-                    await some_confirmed.wait()
+                    await producer.ready.wait()
                 cluster.server_for(master.port).kill()
             await wait_drained(client, "failover", timeout=120)
             worker.stop()
         # The queue's slot is now served by the former replica.
         assert client.get_node_from_key(q.keys.todos).port != master.port
-        report = await check_invariants(client, "failover", confirmed + unconfirmed)
-        states = await producer.jobs(confirmed)
+        report = await check_invariants(client, "failover", producer.acknowledged)
+        states = await q.jobs(producer.confirmed)
     finally:
         await client.aclose()
     # Every enqueue a replica confirmed survived the failover and ran; only writes the
     # knob said it could not confirm may be gone (then they are in `report.lost`).
-    assert [s.state if s else None for s in states] == ["done"] * len(confirmed)
-    assert report.lost <= len(unconfirmed), report
+    assert [s.state if s else None for s in states] == ["done"] * len(producer.confirmed)
+    assert report.lost <= len(producer.unconfirmed), report
     assert report.stale_acks == 0 and report.unexpected == 0, report
     assert report.enqueued == 600
-    assert len(confirmed) >= 100  # the check above covered writes made before the kill
+    assert len(producer.confirmed) >= 100  # the check above covered writes before the kill
 
 
 def _migrate_slot(cluster: RedisClusterServers, slot: int,

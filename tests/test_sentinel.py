@@ -8,13 +8,14 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
 from leaseq import JobContext, Queue, Worker
 from leaseq._cliutil import close_client, sentinel_client
 from leaseq.testing import check_invariants, wait_drained
 from leaseq.testing._sentinel import RedisSentinelGroup
+
+from .helpers.failover import FailoverProducer
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.timeout(180)]
 
@@ -35,57 +36,36 @@ async def test_failover_under_load_loses_no_confirmed_job():
         # After the failover the new master has no replica left: with a short timeout the
         # knob reports those writes unconfirmed instead of slowing every one of them.
         q = Queue(client, "failover", lease_timeout=2.0, replicas=1, replica_timeout=0.1)
-        # The producer's own queue object, so its unconfirmed count is its enqueues alone.
-        producer = Queue(client, "failover", replicas=1, replica_timeout=0.1)
-        done: list[int] = []
+        producer = FailoverProducer(
+            Queue(client, "failover", replicas=1, replica_timeout=0.1), 600,
+            lambda p: len(p.confirmed) >= 100, pause=0.02)
 
         async def work(ctx: JobContext, payload: int) -> int:
-            done.append(payload)
             await anyio.sleep(random.uniform(0, 0.005))
             return payload
 
         worker = Worker(q, {"work": work}, concurrency=10, reaper=True, reaper_interval=0.2,
                         poll_interval=0.2)
-        confirmed: list[str] = []
-        unconfirmed: list[str] = []
-        some_confirmed = anyio.Event()
-
-        async def produce() -> None:
-            for i in range(0, 600, 20):
-                batch = [f"job-{j}" for j in range(i, i + 20)]
-                while True:
-                    before = producer.unconfirmed_writes
-                    try:
-                        await producer.enqueue_many("work", list(range(i, i + 20)),
-                                                    job_ids=batch)
-                        break
-                    except (RedisError, OSError):
-                        await anyio.sleep(0.1)  # failing over: retry (ids make it safe)
-                (unconfirmed if producer.unconfirmed_writes > before
-                 else confirmed).extend(batch)
-                if len(confirmed) >= 100:
-                    some_confirmed.set()
-                await anyio.sleep(0.02)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: worker.run(handle_signals=False))
             async with anyio.create_task_group() as producers:
-                producers.start_soon(produce)
+                producers.start_soon(producer.run)
                 with anyio.fail_after(120):  # an event, not a time: loaded machines vary
-                    await some_confirmed.wait()
+                    await producer.ready.wait()
                 group.kill_master()
             await wait_drained(client, "failover", timeout=120)
             worker.stop()
-        report = await check_invariants(client, "failover", confirmed + unconfirmed)
-        states = await producer.jobs(confirmed)
+        report = await check_invariants(client, "failover", producer.acknowledged)
+        states = await q.jobs(producer.confirmed)
         await close_client(client)
         # Every enqueue a replica confirmed survived; only writes the knob said it could
         # not confirm may be gone (they would be in report.lost).
-        assert [s.state if s else None for s in states] == ["done"] * len(confirmed)
-        assert report.lost <= len(unconfirmed), report
+        assert [s.state if s else None for s in states] == ["done"] * len(producer.confirmed)
+        assert report.lost <= len(producer.unconfirmed), report
         assert report.stale_acks == 0
         assert report.enqueued == 600
-        assert len(confirmed) >= 100
+        assert len(producer.confirmed) >= 100
         assert q.unconfirmed_writes > 0  # said, not hidden: no replica after the failover
 
 
