@@ -29,6 +29,7 @@ class RedisClusterServers:
     def __init__(self, masters: int = 3, replicas: int = 0) -> None:
         if shutil.which("redis-cli") is None:
             raise RedisServerError("redis-cli not found (Debian package redis-tools)")
+        self.masters = masters
         self.replicas = replicas
         self.servers = [
             RedisServer(port=_cluster_port(), extra_args=[
@@ -52,7 +53,7 @@ class RedisClusterServers:
         """Start the nodes, create the cluster and wait until every slot is served."""
         for server in self.servers:
             server.start()
-        if len(self.servers) < 3:
+        if self.masters < 3:
             self._create_small()
         else:
             nodes = [f"127.0.0.1:{s.port}" for s in self.servers]
