@@ -152,6 +152,9 @@ class Worker:
         self._job_finished: anyio.Event | None = None
         self._finished = 0
         self._in_flight = 0
+        # Per queue, when its server failed a claim: skipped until then (several queues).
+        self._down_until: dict[str, float] = {}
+        self._down_backoff: dict[str, float] = {}
         self.heartbeat = Heartbeat(heartbeat_fraction)
         if metrics is not None:
             metrics.in_flight.labels(",".join(self._names)).set_function(
@@ -358,16 +361,37 @@ class Worker:
             self._limiter.release_on_behalf_of(slot)
 
     async def _claim(self, free: int) -> list[Lease]:
-        """Claim up to ``free`` leases over the served queues, as the policy plans."""
+        """Claim up to ``free`` leases over the served queues, as the policy plans.
+
+        With several queues a Redis error is handled per queue: the leases already
+        claimed from other queues are kept (dropping them would cost their jobs an attempt
+        and a lease timeout), and the failing queue is skipped for a growing backoff while
+        the others are served. Raises only when every queue it tried failed.
+        """
         if len(self._names) == 1:
             return await self.queue.claim_many(free)
         leases: list[Lease] = []
+        tried = failed = 0
+        error: BaseException | None = None
+        now = anyio.current_time()
         for name, n in self.policy.plan(free, self._names):
             want = min(n, free - len(leases))
-            if want > 0:
-                leases += await self.served[name].queue.claim_many(want)
+            if want > 0 and self._down_until.get(name, 0.0) <= now:
+                tried += 1
+                try:
+                    leases += await self.served[name].queue.claim_many(want)
+                    self._down_backoff.pop(name, None)
+                except (RedisError, OSError) as exc:
+                    failed, error = failed + 1, exc
+                    backoff = self._down_backoff.get(name, 0.05)
+                    self._down_until[name] = now + backoff
+                    self._down_backoff[name] = min(backoff * 2, 5.0)
+                    log.warning("redis_unavailable", queue=name, error=repr(exc),
+                                retry_in=backoff)
             if len(leases) >= free:
                 break
+        if error is not None and failed == tried and not leases:
+            raise error
         return leases
 
     async def _wait_for_work(self) -> None:

@@ -174,12 +174,13 @@ async def test_sigkill_across_three_queues_loses_nothing(redis_server: RedisServ
         await client.aclose()
 
 
-async def test_a_server_that_goes_away_and_returns_does_not_kill_the_worker(
+async def test_a_server_that_goes_away_stalls_only_its_own_queue(
     real_redis: aioredis.Redis,
 ):
     # Queues on two clients: the idle wait runs one BLPOP per client in a task group, and
     # an error in one (a node failing over, say) must be handled there, not crash the
-    # worker; once the server is back, both queues are served.
+    # worker; claims skip the dead server's queue meanwhile, and once it is back both
+    # queues are served.
     with RedisServer() as other:
         client = aioredis.Redis.from_url(other.url, socket_connect_timeout=0.5)
         here, there = Queue(real_redis, "here"), Queue(client, "there")
@@ -192,6 +193,9 @@ async def test_a_server_that_goes_away_and_returns_does_not_kill_the_worker(
                 await anyio.sleep(0.3)  # now idle, in BLPOP on both servers
                 other.kill()
                 await anyio.sleep(0.5)
+                # While one server is down, the other's queue is still served.
+                job_id = await here.enqueue("t", None)
+                assert await here.wait(job_id, timeout=60) is None
                 other.start()
                 ids = [await here.enqueue("t", None), await there.enqueue("t", None)]
                 assert await here.wait(ids[0], timeout=60) is None
