@@ -32,6 +32,10 @@ async def test_bad_lease_timeouts_are_refused(redis: aioredis.Redis, lease: obje
         (lambda q: q.enqueue("t", object()), "payload"),
         (lambda q: q.enqueue("t", 1, job_id=""), "job_id"),
         (lambda q: q.enqueue("t", 1, job_id=7), "job_id"),
+        # Lone surrogates (from a lenient decoder) are not Unicode Redis can store.
+        (lambda q: q.enqueue("t\udb61", 1), "task"),
+        (lambda q: q.enqueue("t", 1, job_id="\ud800"), "job_id"),
+        (lambda q: q.enqueue("t", ["\udb61"]), "payload"),
         (lambda q: q.enqueue("t", 1, delay=-1), "delay"),
         (lambda q: q.enqueue("t", 1, max_attempts=0), "max_attempts"),
         (lambda q: q.enqueue("t", 1, lease_timeout=0), "lease_timeout"),
