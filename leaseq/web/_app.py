@@ -130,8 +130,6 @@ def create_app(
         log.warning("web_redis_error", path=request.url.path, error=repr(exc))
         return JSONResponse({"detail": f"Redis error: {exc}"}, status_code=503)
 
-    # Input the schema cannot express (lone surrogates, payloads the serializer refuses)
-    # is caught by the queue's own checks: still a 422, never a 500.
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI's own handler echoes the input with ensure_ascii=False, which fails
@@ -139,6 +137,8 @@ def create_app(
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, default=repr)
         return Response(body, status_code=422, media_type="application/json")
 
+    # Input the schema cannot express (lone surrogates, payloads the serializer refuses)
+    # is caught by the queue's own checks: still a 422, never a 500.
     @app.exception_handler(InvalidInput)  # SerializationError included
     async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
