@@ -12,7 +12,6 @@ import anyio
 import pytest
 import redis as syncredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from leaseq import JobContext, Queue, Worker
 from leaseq.testing import check_invariants, wait_drained
@@ -162,31 +161,23 @@ async def test_resharding_the_queues_slot_under_load_loses_nothing(
 
     worker = Worker(q, {"work": _wrap(work)}, concurrency=10, reaper=True,
                     reaper_interval=0.2, poll_interval=0.2)
-    acknowledged: list[str] = []
-
-    async def produce() -> None:
-        for i in range(0, 1000, 20):
-            batch = [f"job-{j}" for j in range(i, i + 20)]
-            while True:
-                try:
-                    await q.enqueue_many("work", list(range(i, i + 20)), job_ids=batch)
-                    break
-                except (RedisError, OSError):
-                    await anyio.sleep(0.05)  # mid-migration: retry (the ids make it safe)
-            acknowledged.extend(batch)
-            await anyio.sleep(0.01)
+    # Mid-migration enqueues are retried (the ids make that safe) until they land.
+    producer = FailoverProducer(q, 1000, lambda p: len(p.acknowledged) >= 200, pause=0.01)
 
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: worker.run(handle_signals=False))
             async with anyio.create_task_group() as producers:
-                producers.start_soon(produce)
-                await anyio.sleep(0.3)
+                producers.start_soon(producer.run)
+                # Once 200 job hashes live in the slot (an event, not a time), so the
+                # migration has keys to move while the traffic goes on.
+                with anyio.fail_after(120):
+                    await producer.ready.wait()
                 new_owner, moved = await anyio.to_thread.run_sync(
                     _migrate_slot, small_cluster, client.keyslot(q.keys.todos))
             await wait_drained(client, "moving", timeout=120)
             worker.stop()
-        report = await check_invariants(client, "moving", acknowledged)
+        report = await check_invariants(client, "moving", producer.acknowledged)
         owner = client.get_node_from_key(q.keys.todos)
         assert owner is not None
         node_id = await owner.execute_command("CLUSTER", "MYID")
