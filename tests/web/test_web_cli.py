@@ -120,7 +120,8 @@ def test_the_dashboard_shows_what_the_demo_did(start_web: Any, redis_server: Red
     detail = httpx.get(f"{web.url}/queues/{name}?events=200").json()
     summary = detail["summary"]
     assert (summary["done"], summary["todos"], summary["in_progress"]) == (300, 0, 0)
-    # Every lease the SIGKILLed worker died holding was reaped, and the page says whose.
+    # Every lease the SIGKILLed worker died holding was reaped, and the page says whose
+    # (>=: on a starved machine one of its leases may also have run out before the kill).
     expired = [e for e in detail["events"] if e["owner"].endswith(f":{pid}")]
-    assert len(expired) == held
+    assert len(expired) >= held
     assert {e["outcome"] for e in expired} <= {"requeued"}
