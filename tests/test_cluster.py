@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,9 +15,9 @@ from leaseq import JobContext, Queue, Worker
 from leaseq.testing import WorkerProcess, check_invariants, wait_drained
 from leaseq.testing._cluster import RedisClusterServers
 
-pytestmark = pytest.mark.real_redis
+from .test_cli import cli
 
-ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.real_redis
 
 
 @pytest.fixture
@@ -78,19 +75,11 @@ async def test_sigkilled_workers_on_a_cluster_lose_nothing(
 
 def test_cli_takes_a_cluster_url(redis_cluster: RedisClusterServers):
     url = redis_cluster.url.replace("redis://", "redis+cluster://")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "leaseq", "--redis", url, *args],
-                              capture_output=True, text=True, timeout=60, cwd=ROOT,
-                              check=False)
-
-    result = subprocess.run(
-        [sys.executable, "-m", "leaseq", "--redis", url, "enqueue", "-q", "cl-cli", "echo"],
-        input="1\n2\n3\n", capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    result = cli(url, "enqueue", "-q", "cl-cli", "echo", stdin="1\n2\n3\n")
     assert result.returncode == 0, result.stderr
-    burst = cli("worker", "tests.helpers.tasks:HANDLERS", "-q", "cl-cli", "--burst")
+    burst = cli(url, "worker", "tests.helpers.tasks:HANDLERS", "-q", "cl-cli", "--burst")
     assert burst.returncode == 0, burst.stderr
-    stats = json.loads(cli("stats", "-q", "cl-cli", "--json").stdout)
+    stats = json.loads(cli(url, "stats", "-q", "cl-cli", "--json").stdout)
     assert stats[0]["done"] == 3
 
 
@@ -99,14 +88,8 @@ def test_doctor_checks_every_master_and_the_queue_on_a_cluster(
     redis_cluster: RedisClusterServers,
 ):
     url = redis_cluster.url.replace("redis://", "redis+cluster://")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "leaseq", "--redis", url, *args],
-                              capture_output=True, text=True, timeout=60, cwd=ROOT,
-                              check=False)
-
-    assert cli("enqueue", "-q", "cl-doc", "echo", "1").returncode == 0
-    result = cli("doctor", "-q", "cl-doc")
+    assert cli(url, "enqueue", "-q", "cl-doc", "echo", "1").returncode == 0
+    result = cli(url, "doctor", "-q", "cl-doc")
     assert result.returncode == 0, result.stdout + result.stderr
     for server in redis_cluster.servers:
         # One finding per master for each server setting, named by its node.
