@@ -29,7 +29,7 @@ import structlog
 from redis.asyncio.cluster import RedisCluster
 
 from leaseq import JobContext, Queue, Worker
-from leaseq.testing import RedisServer, wait_drained
+from leaseq.testing import wait_drained
 from leaseq.testing._cluster import RedisClusterServers
 from tests.helpers.failover import FailoverProducer
 
@@ -44,19 +44,6 @@ CASES = [("in sync, knob off", False, False), ("in sync, knob on", True, False),
 
 async def noop(ctx: JobContext, payload: Any) -> None:
     """The job: nothing."""
-
-
-def replica_of(cluster: RedisClusterServers, master_port: int) -> RedisServer:
-    """The server replicating the master on ``master_port``."""
-    for server in cluster.servers:
-        r = syncredis.Redis(port=server.port)
-        try:
-            role = r.execute_command("ROLE")
-        finally:
-            r.close()
-        if role[0] == b"slave" and int(role[2]) == master_port:
-            return server
-    raise RuntimeError(f"no replica of {master_port}")
 
 
 def _client_kill_replicas(port: int) -> None:
@@ -88,7 +75,7 @@ async def one_run(cluster: RedisClusterServers, jobs: int, knob: bool,
             async with anyio.create_task_group() as producers:
                 producers.start_soon(producer.run)
                 await producer.ready.wait()
-                replica = replica_of(cluster, master.port)
+                replica = cluster.replica_of(master.port)
                 if lag:
                     # Frozen and cut off: the master's later writes stay in its backlog
                     # (a frozen replica alone would still find them in its socket buffer).

@@ -102,6 +102,14 @@ class RedisClusterServers:
         """The node listening on ``port``."""
         return next(s for s in self.servers if s.port == port)
 
+    def replica_of(self, master_port: int) -> RedisServer:
+        """The node replicating the master on ``master_port``."""
+        for server in self.servers:
+            role = self._cli(server.port, "role").split()
+            if role[0] == "slave" and int(role[2]) == master_port:
+                return server
+        raise RedisServerError(f"no replica of the master on port {master_port}")
+
     def close(self) -> None:
         """Kill every node and delete their directories."""
         for server in self.servers:
