@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from . import _scripts
 from ._inspect import read_jobs
-from ._types import text
+from ._types import AnyRedis, text
 from .models import JobInfo
 
 if TYPE_CHECKING:
@@ -16,34 +16,41 @@ if TYPE_CHECKING:
 _BATCH = 256
 
 
+async def scan_members(redis: AnyRedis, key: str, limit: int) -> list[str]:
+    """Up to ``limit`` members of the set ``key``, by SSCAN pages (never the whole set at
+    once), each once (SSCAN may return a member twice)."""
+    ids: list[str] = []
+    cursor = 0
+    while len(ids) < limit:
+        cursor, raw = await redis.sscan(key, cursor, count=_BATCH)
+        ids.extend(text(i) for i in raw)
+        if int(cursor) == 0:
+            break
+    return list(dict.fromkeys(ids))[:limit]
+
+
+async def server_ms(redis: AnyRedis) -> int:
+    """Redis's clock in ms: ages and times left are measured by the clock leases use.
+    (TIME on its own: a cluster pipeline refuses keyless commands.)"""
+    secs, micros = await redis.time()
+    return int(secs) * 1000 + int(micros) // 1000
+
+
 async def dead_jobs(queue: Queue, limit: int) -> list[JobInfo]:
     """Up to ``limit`` dead jobs, read with their details."""
-    ids: list[str] = []
-    async for batch in _scan_dead(queue):
-        ids.extend(batch[: limit - len(ids)])
-        if len(ids) >= limit:
-            break
+    ids = await scan_members(queue.redis, queue.keys.dead, limit)
     return [info for info in await read_jobs(queue, ids) if info is not None]
 
 
 async def lease_ages(queue: Queue, limit: int = 10_000) -> list[float]:
     """Ages in seconds (by Redis's clock) of up to ``limit`` held leases, oldest first."""
     k = queue.keys
-    ids: list[str] = []
-    cursor = 0
-    while len(ids) < limit:
-        cursor, raw = await queue.redis.sscan(k.in_progress, cursor, count=_BATCH)
-        ids.extend(text(i) for i in raw)
-        if int(cursor) == 0:
-            break
-    ids = ids[:limit]
-    # TIME on its own: a cluster pipeline refuses keyless commands.
-    now = await queue.redis.time()
+    ids = await scan_members(queue.redis, k.in_progress, limit)
+    now_ms = await server_ms(queue.redis)
     async with queue.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hget(k.job(job_id), "claimed_at")
         claimed = await pipe.execute()
-    now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
     return sorted(((now_ms - int(c)) / 1000 for c in claimed if c is not None), reverse=True)
 
 

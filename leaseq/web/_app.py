@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse
 
 from .. import __version__
+from .._admin import server_ms
 from .._codec import Serializer
 from .._keys import QUEUES_KEY, validate_queue_name
 from .._types import RETRYABLE, AnyRedis
@@ -101,13 +102,13 @@ def create_app(
         return queue_of(name)
 
     async def overview() -> dict[str, Any]:
-        now = await reads.server_ms(redis)
+        now = await server_ms(redis)
         return {"server_time_ms": now,
                 "queues": [await reads.summary(queue_of(n)) for n in await names()]}
 
     async def detail(q: Queue, leases: int = 50, dead: int = 50, minutes: int = 15,
                      events: int = 20) -> dict[str, Any]:
-        now = await reads.server_ms(redis)
+        now = await server_ms(redis)
         return {
             "summary": await reads.summary(q), "server_time_ms": now,
             "throughput": await reads.throughput(q, minutes, now),
@@ -172,7 +173,7 @@ def create_app(
     async def get_leases(name: QueueName, limit: Limit = 50) -> list[dict[str, Any]]:
         """Jobs in progress with their lease: owner, attempt, age and time left."""
         q = await known(name)
-        return await reads.leases(q, limit, await reads.server_ms(redis))
+        return await reads.leases(q, limit, await server_ms(redis))
 
     @app.get("/queues/{name}/dead", response_model=list[JobView], responses=_ERRORS)
     async def get_dead(name: QueueName, limit: Limit = 50) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .._admin import scan_members
 from .._keys import QUEUES_KEY
 from .._types import AnyRedis, opt_int, opt_text, text
 from ..queue import Queue
@@ -32,12 +33,6 @@ async def registered_queues(redis: AnyRedis) -> list[str]:
     return sorted(names)
 
 
-async def server_ms(redis: AnyRedis) -> int:
-    """Redis's clock in ms: ages and times left are measured by the clock leases use."""
-    secs, micros = await redis.time()
-    return int(secs) * 1000 + int(micros) // 1000
-
-
 async def summary(q: Queue) -> dict[str, Any]:
     """Counts per state, recent throughput and the last reaper sweep of one queue."""
     s = await q.stats()
@@ -50,18 +45,6 @@ async def summary(q: Queue) -> dict[str, Any]:
     }
 
 
-async def _scan(redis: AnyRedis, key: str, limit: int) -> list[str]:
-    ids: list[str] = []
-    cursor = 0
-    while len(ids) < limit:
-        cursor, raw = await redis.sscan(key, cursor, count=_SCAN_COUNT)
-        ids.extend(text(i) for i in raw)
-        if int(cursor) == 0:
-            break
-    # SSCAN may return a member twice; keep the first of each.
-    return list(dict.fromkeys(ids))[:limit]
-
-
 _LEASE_FIELDS = ("task", "attempts", "max_attempts", "owner", "claimed_at", "expiries",
                  "token")
 
@@ -69,7 +52,7 @@ _LEASE_FIELDS = ("task", "attempts", "max_attempts", "owner", "claimed_at", "exp
 async def leases(q: Queue, limit: int, now_ms: int) -> list[dict[str, Any]]:
     """Up to ``limit`` held leases, oldest claim first (of those read)."""
     k = q.keys
-    ids = await _scan(q.redis, k.in_progress, limit)
+    ids = await scan_members(q.redis, k.in_progress, limit)
     if not ids:
         return []
     async with q.redis.pipeline(transaction=False) as pipe:
@@ -98,8 +81,7 @@ async def leases(q: Queue, limit: int, now_ms: int) -> list[dict[str, Any]]:
 
 async def dead(q: Queue, limit: int) -> list[dict[str, Any]]:
     """Up to ``limit`` dead jobs with their reasons, most recent first (of those read)."""
-    ids = await _scan(q.redis, q.keys.dead, limit)
-    infos = [info for info in await q.jobs(ids) if info is not None]
+    infos = await q.dead_jobs(limit)
     infos.sort(key=lambda info: -(info.finished_at or 0))
     return [job_view(q, info) for info in infos]
 
