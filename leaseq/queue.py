@@ -37,32 +37,16 @@ _SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "
 
 
 async def _cluster_wait(cluster: Any, key: str, replicas: int, timeout_ms: int) -> int:
-    """The marker write and ``WAIT`` on one connection to the master of ``key``'s slot.
+    """The marker write and ``WAIT`` on one connection to the master of ``key``'s slot
+    (redis-py's cluster client would send ``WAIT`` to every node and add the replies)."""
 
-    redis-py's cluster client sends ``WAIT`` to every node and adds up the replies, and
-    its pipeline refuses keyless commands, so both go through the slot's node directly.
-    A MOVED reply (the slot moved, e.g. after a failover) is retried once through the
-    cluster client, which refreshes its slot map.
-    """
-    from redis.asyncio.cluster import PipelineCommand
-    from redis.exceptions import AskError, MovedError
+    async def marker_then_wait(conn: Any) -> int:
+        await conn.send_packed_command(conn.pack_commands([
+            ("HINCRBY", key, "sync", 1), ("WAIT", replicas, timeout_ms)]))
+        await conn.read_response()
+        return int(await conn.read_response())
 
-    node = cluster.get_node_from_key(key)
-    for _ in range(2):
-        commands = [PipelineCommand(0, "HINCRBY", key, "sync", 1),
-                    PipelineCommand(1, "WAIT", replicas, timeout_ms)]
-        await node.execute_pipeline(commands)
-        marker: Any = commands[0].result
-        confirmed: Any = commands[1].result
-        if not isinstance(marker, (MovedError, AskError)):
-            break
-        await cluster.hincrby(key, "sync", 1)  # follows MOVED, refreshes the slot map
-        node = cluster.get_node_from_key(key)
-    if isinstance(marker, Exception):
-        raise marker
-    if isinstance(confirmed, Exception):
-        raise confirmed
-    return int(confirmed)
+    return await _tx.on_slot_node(cluster, key, marker_then_wait)
 
 
 def _default_owner() -> str:
