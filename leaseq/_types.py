@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.exceptions import AskError, ClusterError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -13,8 +14,11 @@ AnyRedis: TypeAlias = "aioredis.Redis"
 AnyPipeline: TypeAlias = "aioredis.client.Pipeline"
 
 
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-"""Errors after which a call may be tried again: the connection failed, not the command."""
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError,
+             ClusterError, TryAgainError, AskError)
+"""Errors after which a call may be tried again: the connection failed, not the command;
+or a cluster refused it for now (its slot moving: ASK, MOVED, TRYAGAIN, redis-py's
+"TTL exhausted" after too many of those; CLUSTERDOWN while a master fails over)."""
 
 
 def text(value: Any) -> str:

@@ -33,6 +33,8 @@ _ENQUEUE_CHUNK = 256
 # An ack transaction is retried when a watched lease key changed (a heartbeat of the same
 # worker renewing it, for example); more retries than this means something is wrong.
 _MAX_WATCH_RETRIES = 32
+# Rounds of candidates a cluster claim tries before returning short (see claim_many).
+_CLUSTER_CLAIM_ROUNDS = 3
 _SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "dead": "dead"}
 
 
@@ -208,7 +210,8 @@ class Queue:
         return leases[0] if leases else None
 
     async def claim_many(self, n: int) -> list[Lease]:
-        """Claim up to ``n`` waiting jobs in one atomic step (one round trip).
+        """Claim up to ``n`` waiting jobs in one atomic step (one round trip; on a
+        cluster two, see ``docs/protocol.md``).
 
         Each job gets a lease of its own length (the job's ``lease_timeout`` or the
         queue's). Due delayed jobs are promoted first. A job whose hash is missing or
@@ -217,14 +220,35 @@ class Queue:
         """
         _validate.positive_int(n, "n")
         await self.prepare()
+        if not is_cluster(self.redis):
+            return await self._claim(n, None)
+        leases: list[Lease] = []
+        # On a cluster the candidates are named up front (see claim.lua); one that a
+        # concurrent claimer took first is skipped, so a short claim is tried again a
+        # few times rather than reported as an empty queue.
+        for _ in range(_CLUSTER_CLAIM_ROUNDS):
+            want = n - len(leases)
+            picked: list[Any] = await self.redis.srandmember(  # type: ignore[assignment]
+                self.keys.todos, want)
+            candidates = [text(i) for i in picked]
+            got = await self._claim(want, candidates)
+            leases += got
+            if len(got) == len(candidates) or len(leases) >= n:
+                break  # no candidate was lost to another claimer
+        return leases
+
+    async def _claim(self, n: int, named: list[str] | None) -> list[Lease]:
+        """One claim.lua call: the script picks the ids, or (``named``, on a cluster) it
+        takes those of the named candidates still waiting."""
         k = self.keys
         nonce = os.urandom(6).hex()
+        keys = [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence,
+                *(k.job(i) for i in named or ()), *(k.lease(i) for i in named or ())]
         t0 = time.monotonic()
         reply = await _scripts.CLAIM(
-            self.redis,
-            [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence],
-            [k.prefix, n, self.lease_ms, nonce, self.owner],
-        )
+            self.redis, keys,
+            [k.prefix if named is None else "", n, self.lease_ms, nonce, self.owner,
+             *(named or ())])
         t1 = time.monotonic()
         now = int(reply[0]) / 1000
         fence_base = int(reply[1])

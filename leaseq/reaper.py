@@ -14,7 +14,7 @@ from anyio.abc import TaskStatus
 from redis.exceptions import RedisError
 
 from . import _scripts, _validate
-from ._types import text
+from ._types import is_cluster, text
 from .exceptions import InvalidInput
 from .metrics import Metrics
 from .queue import Queue
@@ -25,6 +25,19 @@ log = structlog.get_logger(__name__)
 
 EVENTS_KEPT = 200
 """Lease-expiry events each queue keeps in its ``events`` list (newest first)."""
+
+
+async def _trim(q: Queue, age_ms: int, count: int, batch: int) -> tuple[int, int]:
+    """One trim.lua call: (forgotten, examined). On a cluster the batch's candidates are
+    read first, so the script can declare every key it touches (see trim.lua)."""
+    k = q.keys
+    if not is_cluster(q.redis):
+        reply = await _scripts.TRIM(q.redis, [k.done, k.done_at], [k.prefix, age_ms, count, batch])
+    else:
+        ids = [text(i) for i in await q.redis.zrange(k.done_at, 0, batch - 1)]
+        reply = await _scripts.TRIM(q.redis, [k.done, k.done_at, *(k.job(i) for i in ids)],
+                                    ["", age_ms, count, batch, *ids])
+    return int(reply[0]), int(reply[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +175,7 @@ class Reaper:
             count = -1 if q.done_max is None else q.done_max
             while True:
                 with watch.call():
-                    forgotten, examined = await _scripts.TRIM(
-                        q.redis, [k.done, k.done_at], [k.prefix, age, count, self.batch])
+                    forgotten, examined = await _trim(q, age, count, self.batch)
                 trimmed += int(forgotten)
                 if int(examined) < self.batch:
                     break

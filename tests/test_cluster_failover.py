@@ -7,13 +7,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
 import redis as syncredis
 from redis.asyncio.cluster import RedisCluster
 
-from leaseq import JobContext, Queue, Worker
+from leaseq import JobContext, Lease, Queue, Reaper, Worker
+from leaseq._types import RETRYABLE, text
 from leaseq.testing import check_invariants, wait_drained
 from leaseq.testing._cluster import RedisClusterServers
 from leaseq.testing._record import _wrap
@@ -109,34 +111,66 @@ async def test_master_failover_under_load_loses_no_confirmed_job(
     assert len(producer.confirmed) >= 100  # the check above covered writes before the kill
 
 
-def _migrate_slot(cluster: RedisClusterServers, slot: int,
-                  batch: int = 5) -> tuple[str, int]:
-    """Move ``slot`` to another master the way ``redis-cli --cluster reshard`` does
-    (IMPORTING/MIGRATING, MIGRATE in small batches, SETSLOT NODE), slowly enough that
-    traffic meets ASK and TRYAGAIN replies; returns the new owner's node id and how many
-    keys moved."""
-    clients = {s.port: syncredis.Redis(port=s.port, decode_responses=True)
-               for s in cluster.servers}
-    try:
-        ids = {port: r.execute_command("CLUSTER", "MYID") for port, r in clients.items()}
-        src = next(p for p, r in clients.items()
-                   if any(a <= slot <= b for a, b, *_ in r.execute_command("CLUSTER", "SLOTS")
-                          if int(_[0][1]) == p))
-        dst = next(p for p in clients if p != src)
-        clients[dst].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
-        clients[src].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+class SlotMigration:
+    """One slot moving from its master to another, step by step, the way
+    ``redis-cli --cluster reshard`` does it: IMPORTING/MIGRATING, ``MIGRATE`` of some
+    keys at a time, then ``SETSLOT NODE`` on every master."""
+
+    def __init__(self, cluster: RedisClusterServers, slot: int) -> None:
+        self.slot = slot
+        # One connection each: ASKING holds for the next command on its connection.
+        self.clients = {s.port: syncredis.Redis(port=s.port, decode_responses=True,
+                                                single_connection_client=True)
+                        for s in cluster.servers}
+        self.ids = {port: r.execute_command("CLUSTER", "MYID")
+                    for port, r in self.clients.items()}
+        self.src = next(
+            p for p, r in self.clients.items()
+            if any(a <= slot <= b for a, b, *_ in r.execute_command("CLUSTER", "SLOTS")
+                   if int(_[0][1]) == p))
+        self.dst = next(p for p in self.clients if p != self.src)
+        self.clients[self.dst].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING",
+                                               self.ids[self.src])
+        self.clients[self.src].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING",
+                                               self.ids[self.dst])
+
+    def move(self, keys: list[str]) -> None:
+        """Move these keys of the slot to the new master."""
+        self.clients[self.src].execute_command("MIGRATE", "127.0.0.1", self.dst, "", 0,
+                                               5000, "KEYS", *keys)
+
+    def move_rest(self, batch: int = 5, pause: float = 0.0) -> int:
+        """Move every key left, ``batch`` at a time with ``pause`` seconds between
+        batches; returns how many moved."""
         moved = 0
-        while keys := clients[src].execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
-            clients[src].execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000,
-                                         "KEYS", *keys)
+        src = self.clients[self.src]
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", self.slot, batch):
+            self.move(keys)
             moved += len(keys)
-            time.sleep(0.01)
-        for r in clients.values():
-            r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
-        return str(ids[dst]), moved
-    finally:
-        for r in clients.values():
+            time.sleep(pause)
+        return moved
+
+    def finish(self) -> str:
+        """Give the slot to the new master; returns its node id."""
+        for r in self.clients.values():
+            r.execute_command("CLUSTER", "SETSLOT", self.slot, "NODE", self.ids[self.dst])
+        return str(self.ids[self.dst])
+
+    def close(self) -> None:
+        for r in self.clients.values():
             r.close()
+
+
+def _migrate_slot(cluster: RedisClusterServers, slot: int) -> tuple[str, int]:
+    """Move ``slot`` to another master key by key, slowly enough that traffic meets ASK
+    and TRYAGAIN replies for a while; returns the new owner's node id and how many keys
+    moved."""
+    migration = SlotMigration(cluster, slot)
+    try:
+        moved = migration.move_rest(batch=5, pause=0.05)
+        return migration.finish(), moved
+    finally:
+        migration.close()
 
 
 @pytest.fixture
@@ -183,3 +217,94 @@ async def test_resharding_the_queues_slot_under_load_loses_nothing(
     assert moved > 100  # the migration ran alongside the traffic, key by key
     assert report.problems() == [], report
     assert report.done == report.enqueued == 1000
+
+
+async def _every_set_of(q: Queue) -> Lease:
+    """Give the queue a member in each of its sets (and its wake list, fence and meta),
+    so a script declaring only those keys finds them all on one master; returns the
+    lease held in in_progress."""
+    await q.enqueue_many("t", range(20))
+    first = await q.claim()
+    assert first is not None
+    await q.fail(first, "boom", max_attempts=1)  # -> dead
+    await q.enqueue("t", None, delay=3600)  # -> delayed
+    held = await q.claim()  # in_progress, fence
+    assert held is not None
+    await Reaper(q).sweep()  # meta (reaper_seen)
+    return held
+
+
+def _state(migration: SlotMigration, q: Queue) -> dict[int, dict[str, Any]]:
+    """Every key of the queue on each of the two masters, with its size (or value).
+    SCAN is never redirected and ASKING lets the importing master answer, so this is
+    exactly what each node holds."""
+    sizes = {"set": "SCARD", "zset": "ZCARD", "list": "LLEN", "hash": "HLEN", "string": "GET"}
+    state: dict[int, dict[str, Any]] = {}
+    for port in (migration.src, migration.dst):
+        r = migration.clients[port]
+        state[port] = {}
+        for key in r.scan_iter(match=q.keys.prefix + "*", count=1000):
+            r.execute_command("ASKING")
+            kind = r.type(key)
+            r.execute_command("ASKING")
+            state[port][key] = (kind, r.execute_command(sizes[kind], key))
+    return state
+
+
+async def test_a_claim_while_the_job_hashes_moved_ahead_changes_nothing(
+    small_cluster: RedisClusterServers,
+):
+    """Mid-migration the queue's sets are on one master and some job hashes already on
+    the other: a claim must be refused whole (TRYAGAIN) rather than move an id into
+    in_progress and then fail on a key the node no longer holds."""
+    client = RedisCluster.from_url(small_cluster.url)
+    q = Queue(client, "split")
+    migration = None
+    try:
+        await _every_set_of(q)
+        waiting = [text(i) for i in await client.smembers(q.keys.todos)]
+        migration = SlotMigration(small_cluster, client.keyslot(q.keys.todos))
+        migration.move([q.keys.job(i) for i in waiting])
+        before = _state(migration, q)
+        with pytest.raises(RETRYABLE):
+            await q.claim_many(5)
+        assert _state(migration, q) == before
+        migration.move_rest()
+        migration.finish()
+        # Once the slot has settled, the same claim goes through.
+        assert len(await q.claim_many(5)) == 5
+    finally:
+        if migration is not None:
+            migration.close()
+        await client.aclose()
+
+
+async def test_a_trim_while_the_job_hashes_moved_ahead_changes_nothing(
+    small_cluster: RedisClusterServers,
+):
+    """The same for the reaper's retention trim: ids must not leave done and done_at
+    while their job hashes, already on the other master, stay behind for ever."""
+    client = RedisCluster.from_url(small_cluster.url)
+    q = Queue(client, "trimmed", done_max=0)
+    migration = None
+    try:
+        # Nothing in progress, so the sweep's first step that touches job hashes is the
+        # trim (a held lease would be re-checked first).
+        for lease in [await _every_set_of(q), *await q.claim_many(4)]:
+            await q.ack(lease)
+        finished = [text(i) for i in await client.smembers(q.keys.done)]
+        migration = SlotMigration(small_cluster, client.keyslot(q.keys.todos))
+        migration.move([q.keys.job(i) for i in finished])
+        before = _state(migration, q)
+        assert before[migration.src][q.keys.done] == ("set", 5)
+        with pytest.raises(RETRYABLE):
+            await Reaper(q).sweep()
+        assert _state(migration, q) == before
+        migration.move_rest()
+        migration.finish()
+        assert (await Reaper(q).sweep_report()).trimmed == 5
+        assert not any([await client.exists(q.keys.job(i)) for i in finished])
+    finally:
+        if migration is not None:
+            migration.close()
+        await client.aclose()

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from leaseq import Queue
 from leaseq.testing import RedisServer, WorkerProcess, check_invariants, wait_drained
+from leaseq.testing._record import log_key
 
 pytestmark = pytest.mark.real_redis
 
@@ -49,6 +50,26 @@ async def test_checker_counts_what_is_wrong(real_redis: aioredis.Redis):
             report.unexpected) == (1, 1, 2, 1, 1)
     assert set(report.problems(allow_dead=True)) == {
         "lost=1", "stale_acks=1", "misplaced=2", "orphan_leases=1", "unexpected=1"}
+
+
+async def test_checker_counts_runs_by_lease_token_and_shows_evidence(
+    real_redis: aioredis.Redis,
+):
+    q = Queue(real_redis, "runs")
+    echoed, rerun = await q.enqueue_many("work", [1, 2])
+    for lease in await q.claim_many(2):
+        await q.ack(lease, "ok")
+    log = log_key(q.keys.prefix)
+    # One run whose start record was written twice (a client's resend), and a job that
+    # ran under two tokens with no expiry, release or failure to explain the second.
+    await real_redis.rpush(log, f"start {echoed} 1 7 1-a", f"start {echoed} 1 7 1-a",
+                           f"start {rerun} 1 7 2-a", f"start {rerun} 1 8 3-b")
+    report = await check_invariants(real_redis, "runs", [echoed, rerun])
+    assert (report.duplicated, report.unexplained_duplicates, report.executions) == (1, 1, 3)
+    assert report.problems() == ["unexplained_duplicates=1"]
+    [evidence] = report.evidence
+    assert evidence.startswith(f"{rerun}: 2 starts, 1 allowed;")
+    assert f"start {rerun} 1 8 3-b" in evidence
 
 
 async def test_worker_process_can_be_frozen_killed_and_restarted(

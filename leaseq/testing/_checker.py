@@ -32,6 +32,9 @@ from ._record import log_key
 
 __all__ = ["ChaosReport", "check_invariants", "wait_drained"]
 
+_EVIDENCE = 5
+"""Jobs described in :attr:`ChaosReport.evidence`."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChaosReport:
@@ -58,7 +61,10 @@ class ChaosReport:
     orphan_leases: int
     """Lease keys whose id is not in ``in_progress``."""
     executions: int
-    """Handler starts recorded."""
+    """Handler runs recorded (distinct start records; each names its lease token)."""
+    evidence: tuple[str, ...] = ()
+    """For a few of the jobs behind the problems: the job's id, what is wrong, its hash's
+    counters and its lines of the execution log, so a failed run can be diagnosed."""
 
     def problems(self, *, allow_dead: bool = False) -> list[str]:
         """What is wrong, for an assertion message (empty when all invariants hold)."""
@@ -108,8 +114,10 @@ async def check_invariants(
     sets = [{text(m) for m in members} for members in replies[:5]]
     _, in_progress, done, dead, _ = sets
     starts: Counter[str] = Counter()
-    for line in replies[5]:
-        parts = text(line).split()
+    # A run is one lease token, so a start line written twice (a client library may
+    # send a write again after a redirect or a dropped reply) is still one run.
+    for line in dict.fromkeys(text(line) for line in replies[5]):
+        parts = line.split()
         if parts and parts[0] == "start":
             starts[parts[1]] += 1
     everyone = set().union(*sets)
@@ -121,14 +129,24 @@ async def check_invariants(
                                        "releases", "failures"])
         fields = await pipe.execute()
     stale = unexplained = 0
+    suspects: dict[str, str] = {}
     for job_id, (token, settled, settled_by, expiries, releases, failures) in zip(
             ids, fields, strict=True):
         if job_id in done and (settled_by is None or text(settled_by) != "ack"
                                or settled is None or settled != token):
             stale += 1
+            suspects.setdefault(job_id, "stale ack")
         allowed = 1 + int(expiries or 0) + int(releases or 0) + int(failures or 0)
         if starts[job_id] > allowed:
             unexplained += 1
+            suspects.setdefault(job_id, f"{starts[job_id]} starts, {allowed} allowed")
+        if job_id not in done and job_id not in dead:
+            suspects.setdefault(job_id, "lost")
+    evidence = []
+    for job_id, what in list(suspects.items())[:_EVIDENCE]:
+        job = await redis.hgetall(k.job(job_id))
+        runs = [text(line) for line in replies[5] if text(line).split()[1:2] == [job_id]]
+        evidence.append(f"{job_id}: {what}; hash {_fields(job)}; log {runs}")
     orphan = 0
     prefix = k.prefix + "lease:"
     async for key in redis.scan_iter(match=prefix + "*", count=1000):
@@ -147,4 +165,12 @@ async def check_invariants(
         misplaced=misplaced,
         orphan_leases=orphan,
         executions=sum(starts.values()),
+        evidence=tuple(evidence),
     )
+
+
+def _fields(job: dict[Any, Any]) -> dict[str, str]:
+    keep = ("attempts", "expiries", "releases", "failures", "token", "settled", "settled_by",
+            "owner", "dead_reason", "error")
+    values = {text(name): text(value) for name, value in job.items()}
+    return {name: values[name] for name in keep if name in values}

@@ -537,7 +537,12 @@ async def redis_restarted_empty(size: Size, logdir: Path) -> Outcome:
     fleet = Fleet(server.url, q, 1, logdir, concurrency=5, lease_timeout=1.0)
     fleet.start()
     try:
-        await anyio.sleep(0.5)
+        # Restart once the worker has surely read the epoch marker (it has acked a job),
+        # not after a fixed time: a slow start-up would otherwise create the marker
+        # afresh on the empty server, and there would be nothing to detect.
+        with anyio.fail_after(DRAIN_TIMEOUT):
+            while (await _stats(server.url, q)).done == 0:
+                await anyio.sleep(0.05)
         await anyio.to_thread.run_sync(server.restart)
         epoch_after_restart = (await _stats(server.url, q)).epoch
         with anyio.fail_after(30):
