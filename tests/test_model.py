@@ -19,9 +19,11 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from redis.asyncio.cluster import RedisCluster
 
 from leaseq import Lease, LeaseLost, Queue, Reaper
 from leaseq.testing import RedisServer
+from leaseq.testing._cluster import RedisClusterServers
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 3
@@ -193,7 +195,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                                ("done", k.done), ("dead", k.dead)):
                 places[label] = {m.decode() for m in await self.client.smembers(key)}
             leases = {}
-            for key in await self.client.keys(k.prefix + "lease:*"):
+            async for key in self.client.scan_iter(match=k.prefix + "lease:*"):
                 leases[key.decode()[len(k.prefix + "lease:"):]] = await self.client.get(key)
             return places, leases
 
@@ -245,5 +247,30 @@ class RealRedisMachine(ProtocolMachine):
 class TestProtocolOnRealRedis(RealRedisMachine.TestCase):  # type: ignore[name-defined,misc]
     settings = settings(
         max_examples=40, stateful_step_count=40, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+@pytest.fixture
+def _cluster_url(redis_cluster: RedisClusterServers) -> Any:
+    ClusterMachine.url = redis_cluster.url
+    return redis_cluster.url
+
+
+class ClusterMachine(ProtocolMachine):
+    """On a cluster, claims and trims name their keys (see ``docs/protocol.md``): a second
+    way to claim, checked against the same model."""
+
+    url = ""
+
+    def make_client(self) -> aioredis.Redis:
+        return RedisCluster.from_url(self.url)  # type: ignore[return-value]
+
+
+@pytest.mark.real_redis
+@pytest.mark.usefixtures("_cluster_url")
+class TestProtocolOnCluster(ClusterMachine.TestCase):  # type: ignore[name-defined,misc]
+    settings = settings(
+        max_examples=30, stateful_step_count=30, deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )

@@ -13,8 +13,9 @@ from leaseq.testing import RedisServer
 pytestmark = pytest.mark.real_redis
 
 
-async def test_concurrent_claimers_never_get_the_same_job(real_redis: aioredis.Redis):
-    q = Queue(real_redis, "race")
+async def test_concurrent_claimers_never_get_the_same_job(redis: aioredis.Redis):
+    # All lanes: on a cluster the claimers name candidates and contend for them.
+    q = Queue(redis, "race")
     ids = await q.enqueue_many("t", list(range(2000)))
     got: list[str] = []
 
