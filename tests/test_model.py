@@ -223,10 +223,13 @@ class FakeRedisMachine(ProtocolMachine):
 
 
 TestProtocolOnFakeRedis = FakeRedisMachine.TestCase
-TestProtocolOnFakeRedis.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+def _runs(examples: int, steps: int) -> settings:
+    """How much hypothesis explores on one lane (a real server is slower per step)."""
+    return settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+TestProtocolOnFakeRedis.settings = _runs(60, 40)
 
 
 @pytest.fixture
@@ -245,10 +248,7 @@ class RealRedisMachine(ProtocolMachine):
 @pytest.mark.real_redis
 @pytest.mark.usefixtures("_real_server_url")
 class TestProtocolOnRealRedis(RealRedisMachine.TestCase):  # type: ignore[name-defined,misc]
-    settings = settings(
-        max_examples=40, stateful_step_count=40, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    settings = _runs(40, 40)
 
 
 @pytest.fixture
@@ -270,7 +270,4 @@ class ClusterMachine(ProtocolMachine):
 @pytest.mark.real_redis
 @pytest.mark.usefixtures("_cluster_url")
 class TestProtocolOnCluster(ClusterMachine.TestCase):  # type: ignore[name-defined,misc]
-    settings = settings(
-        max_examples=30, stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    settings = _runs(30, 30)
