@@ -315,3 +315,34 @@ async def test_a_trim_while_the_job_hashes_moved_ahead_changes_nothing(
         if migration is not None:
             migration.close()
         await client.aclose()
+
+
+async def test_an_ack_that_meets_a_long_migration_fails_retryable_then_goes_through(
+    small_cluster: RedisClusterServers,
+):
+    """The lease key already on the new master, the sets still on the old one: the ack
+    transaction cannot run anywhere until the slot has moved. It must give up with an
+    error the worker retries (it used to escape and crash the worker), commit nothing,
+    and go through once the migration is over."""
+    client = RedisCluster.from_url(small_cluster.url)
+    q = Queue(client, "acking")
+    migration = None
+    try:
+        await _every_set_of(q)
+        lease = await q.claim()
+        assert lease is not None
+        migration = SlotMigration(small_cluster, client.keyslot(q.keys.todos))
+        migration.move([q.keys.lease(lease.job_id)])
+        before = _state(migration, q)
+        with pytest.raises(RETRYABLE):
+            await q.ack(lease, "result")
+        assert _state(migration, q) == before
+        migration.move_rest()
+        migration.finish()
+        await q.ack(lease, "result")
+        info = await q.job(lease.job_id)
+        assert info is not None and (info.state, info.result) == ("done", "result")
+    finally:
+        if migration is not None:
+            migration.close()
+        await client.aclose()
