@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -257,92 +257,82 @@ def _state(migration: SlotMigration, q: Queue, skip: str = "") -> dict[int, dict
     return state
 
 
+@pytest.fixture
+async def small_client(small_cluster: RedisClusterServers) -> AsyncIterator[RedisCluster]:
+    client = RedisCluster.from_url(small_cluster.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _refused_while_split(
+    cluster: RedisClusterServers, q: Queue, ahead: list[str],
+    call: Callable[[], Awaitable[object]], skip: str = "",
+) -> None:
+    """Start moving the queue's slot, with the keys ``ahead`` already on the new master;
+    ``call()`` must fail with an error the worker retries and change nothing on either
+    master (``skip`` names a key it may touch first). Then finish the migration."""
+    migration = SlotMigration(cluster, q.redis.keyslot(q.keys.todos))
+    try:
+        migration.move(ahead)
+        before = _state(migration, q, skip)
+        with pytest.raises(RETRYABLE):
+            await call()
+        assert _state(migration, q, skip) == before
+        migration.move_rest()
+        migration.finish()
+    finally:
+        migration.close()
+
+
 async def test_a_claim_while_the_job_hashes_moved_ahead_changes_nothing(
-    small_cluster: RedisClusterServers,
+    small_cluster: RedisClusterServers, small_client: RedisCluster,
 ):
     """Mid-migration the queue's sets are on one master and some job hashes already on
     the other: a claim must be refused whole (TRYAGAIN) rather than move an id into
     in_progress and then fail on a key the node no longer holds."""
-    client = RedisCluster.from_url(small_cluster.url)
-    q = Queue(client, "split")
-    migration = None
-    try:
-        await _every_set_of(q)
-        waiting = [text(i) for i in await client.smembers(q.keys.todos)]
-        migration = SlotMigration(small_cluster, client.keyslot(q.keys.todos))
-        migration.move([q.keys.job(i) for i in waiting])
-        before = _state(migration, q)
-        with pytest.raises(RETRYABLE):
-            await q.claim_many(5)
-        assert _state(migration, q) == before
-        migration.move_rest()
-        migration.finish()
-        # Once the slot has settled, the same claim goes through.
-        assert len(await q.claim_many(5)) == 5
-    finally:
-        if migration is not None:
-            migration.close()
-        await client.aclose()
+    q = Queue(small_client, "split")
+    await _every_set_of(q)
+    waiting = [text(i) for i in await small_client.smembers(q.keys.todos)]
+    await _refused_while_split(small_cluster, q, [q.keys.job(i) for i in waiting],
+                               lambda: q.claim_many(5))
+    # Once the slot has settled, the same claim goes through.
+    assert len(await q.claim_many(5)) == 5
 
 
 async def test_a_trim_while_the_job_hashes_moved_ahead_changes_nothing(
-    small_cluster: RedisClusterServers,
+    small_cluster: RedisClusterServers, small_client: RedisCluster,
 ):
     """The same for the reaper's retention trim: ids must not leave done and done_at
     while their job hashes, already on the other master, stay behind for ever."""
-    client = RedisCluster.from_url(small_cluster.url)
-    q = Queue(client, "trimmed", done_max=0)
-    migration = None
-    try:
-        # Nothing in progress, so the sweep's first step that touches job hashes is the
-        # trim (a held lease would be re-checked first).
-        for lease in [await _every_set_of(q), *await q.claim_many(4)]:
-            await q.ack(lease)
-        finished = [text(i) for i in await client.smembers(q.keys.done)]
-        migration = SlotMigration(small_cluster, client.keyslot(q.keys.todos))
-        migration.move([q.keys.job(i) for i in finished])
-        # The sweep stamps meta (reaper_seen) before it reaches the trim.
-        before = _state(migration, q, skip=q.keys.meta)
-        assert len(before[migration.src][q.keys.done][1]) == 5
-        with pytest.raises(RETRYABLE):
-            await Reaper(q).sweep()
-        assert _state(migration, q, skip=q.keys.meta) == before
-        migration.move_rest()
-        migration.finish()
-        assert (await Reaper(q).sweep_report()).trimmed == 5
-        assert not any([await client.exists(q.keys.job(i)) for i in finished])
-    finally:
-        if migration is not None:
-            migration.close()
-        await client.aclose()
+    q = Queue(small_client, "trimmed", done_max=0)
+    # Nothing in progress, so the sweep's first step that touches job hashes is the
+    # trim (a held lease would be re-checked first).
+    for lease in [await _every_set_of(q), *await q.claim_many(4)]:
+        await q.ack(lease)
+    finished = [text(i) for i in await small_client.smembers(q.keys.done)]
+    assert len(finished) == 5
+    # The sweep stamps meta (reaper_seen) before it reaches the trim.
+    await _refused_while_split(small_cluster, q, [q.keys.job(i) for i in finished],
+                               Reaper(q).sweep, skip=q.keys.meta)
+    assert (await Reaper(q).sweep_report()).trimmed == 5
+    assert not any([await small_client.exists(q.keys.job(i)) for i in finished])
 
 
 async def test_an_ack_that_meets_a_long_migration_fails_retryable_then_goes_through(
-    small_cluster: RedisClusterServers,
+    small_cluster: RedisClusterServers, small_client: RedisCluster,
 ):
     """The lease key already on the new master, the sets still on the old one: the ack
     transaction cannot run anywhere until the slot has moved. It must give up with an
     error the worker retries (it used to escape and crash the worker), commit nothing,
     and go through once the migration is over."""
-    client = RedisCluster.from_url(small_cluster.url)
-    q = Queue(client, "acking")
-    migration = None
-    try:
-        await _every_set_of(q)
-        lease = await q.claim()
-        assert lease is not None
-        migration = SlotMigration(small_cluster, client.keyslot(q.keys.todos))
-        migration.move([q.keys.lease(lease.job_id)])
-        before = _state(migration, q)
-        with pytest.raises(RETRYABLE):
-            await q.ack(lease, "result")
-        assert _state(migration, q) == before
-        migration.move_rest()
-        migration.finish()
-        await q.ack(lease, "result")
-        info = await q.job(lease.job_id)
-        assert info is not None and (info.state, info.result) == ("done", "result")
-    finally:
-        if migration is not None:
-            migration.close()
-        await client.aclose()
+    q = Queue(small_client, "acking")
+    await _every_set_of(q)
+    lease = await q.claim()
+    assert lease is not None
+    await _refused_while_split(small_cluster, q, [q.keys.lease(lease.job_id)],
+                               lambda: q.ack(lease, "result"))
+    await q.ack(lease, "result")
+    info = await q.job(lease.job_id)
+    assert info is not None and (info.state, info.result) == ("done", "result")
