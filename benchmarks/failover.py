@@ -29,9 +29,8 @@ import structlog
 from redis.asyncio.cluster import RedisCluster
 
 from leaseq import JobContext, Queue, Worker
-from leaseq.testing import wait_drained
 from leaseq.testing._cluster import RedisClusterServers
-from tests.helpers.failover import FailoverProducer
+from tests.helpers.failover import FailoverProducer, run_through_fault
 
 from . import _results
 
@@ -69,25 +68,23 @@ async def one_run(cluster: RedisClusterServers, jobs: int, knob: bool,
 
     await client.initialize()
     master = client.get_node_from_key(q.keys.todos)
+
+    async def kill_master() -> None:
+        replica = cluster.replica_of(master.port)
+        if lag:
+            # Frozen and cut off: the master's later writes stay in its backlog (a
+            # frozen replica alone would still find them in its socket buffer).
+            replica.signal(signal.SIGSTOP)
+            _client_kill_replicas(master.port)
+            await anyio.sleep(1.0)  # the master takes writes the replica misses
+        cluster.server_for(master.port).kill()
+        if lag:
+            await anyio.sleep(0.5)
+            replica.signal(signal.SIGCONT)
+
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: worker.run(handle_signals=False))
-            async with anyio.create_task_group() as producers:
-                producers.start_soon(producer.run)
-                await producer.ready.wait()
-                replica = cluster.replica_of(master.port)
-                if lag:
-                    # Frozen and cut off: the master's later writes stay in its backlog
-                    # (a frozen replica alone would still find them in its socket buffer).
-                    replica.signal(signal.SIGSTOP)
-                    _client_kill_replicas(master.port)
-                    await anyio.sleep(1.0)  # the master takes writes the replica misses
-                cluster.server_for(master.port).kill()
-                if lag:
-                    await anyio.sleep(0.5)
-                    replica.signal(signal.SIGCONT)
-            await wait_drained(client, "failover", timeout=300)
-            worker.stop()
+        await run_through_fault(worker, producer, kill_master, ready_timeout=None,
+                                drain_timeout=300)
         infos = await q.jobs(producer.acknowledged)
     finally:
         await client.aclose()

@@ -6,7 +6,6 @@ fault changes it."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -16,13 +15,13 @@ import pytest
 import redis as syncredis
 from redis.asyncio.cluster import RedisCluster
 
-from leaseq import JobContext, Lease, Queue, Reaper, Worker
+from leaseq import Lease, Queue, Reaper, Worker
 from leaseq._types import RETRYABLE, text
-from leaseq.testing import check_invariants, wait_drained
+from leaseq.testing import check_invariants
 from leaseq.testing._cluster import RedisClusterServers
 from leaseq.testing._record import _wrap
 
-from .helpers.failover import FailoverProducer
+from .helpers.failover import FailoverProducer, run_through_fault, short_work
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.timeout(240)]
 
@@ -77,27 +76,19 @@ async def test_master_failover_under_load_loses_no_confirmed_job(
     producer = FailoverProducer(Queue(client, "failover", replicas=1, replica_timeout=0.2),
                                 600, lambda p: len(p.confirmed) >= 100, pause=0.02)
 
-    async def work(ctx: JobContext, payload: int) -> int:
-        await anyio.sleep(random.uniform(0, 0.005))
-        return payload
-
-    worker = Worker(q, {"work": work}, concurrency=10, reaper=True, reaper_interval=0.2,
+    worker = Worker(q, {"work": short_work}, concurrency=10, reaper=True, reaper_interval=0.2,
                     poll_interval=0.2)
 
     await client.initialize()  # the slot map, to know which master to kill
     master = client.get_node_from_key(q.keys.todos)
+
+    async def kill_master() -> None:
+        cluster.server_for(master.port).kill()
+
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: worker.run(handle_signals=False))
-            async with anyio.create_task_group() as producers:
-                producers.start_soon(producer.run)
-                # Mid-run, once a replica has confirmed some enqueues (an event, not a
-                # time: on a loaded machine a confirmation may take longer).
-                with anyio.fail_after(120):
-                    await producer.ready.wait()
-                cluster.server_for(master.port).kill()
-            await wait_drained(client, "failover", timeout=120)
-            worker.stop()
+        # Mid-run, once a replica has confirmed some enqueues (on a loaded machine a
+        # confirmation may take longer).
+        await run_through_fault(worker, producer, kill_master)
         # The queue's slot is now served by the former replica.
         assert client.get_node_from_key(q.keys.todos).port != master.port
         report = await check_invariants(client, "failover", producer.acknowledged)
@@ -187,28 +178,20 @@ async def test_resharding_the_queues_slot_under_load_loses_nothing(
     client = RedisCluster.from_url(small_cluster.url)
     q = Queue(client, "moving", lease_timeout=5.0)
 
-    async def work(ctx: JobContext, payload: int) -> int:
-        await anyio.sleep(random.uniform(0, 0.005))
-        return payload
-
-    worker = Worker(q, {"work": _wrap(work)}, concurrency=10, reaper=True,
+    worker = Worker(q, {"work": _wrap(short_work)}, concurrency=10, reaper=True,
                     reaper_interval=0.2, poll_interval=0.2)
     # Mid-migration enqueues are retried (the ids make that safe) until they land.
     producer = FailoverProducer(q, 1000, lambda p: len(p.acknowledged) >= 200, pause=0.01)
 
+
+    async def migrate() -> tuple[str, int]:
+        return await anyio.to_thread.run_sync(
+            _migrate_slot, small_cluster, client.keyslot(q.keys.todos))
+
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: worker.run(handle_signals=False))
-            async with anyio.create_task_group() as producers:
-                producers.start_soon(producer.run)
-                # Once 200 job hashes live in the slot (an event, not a time), so the
-                # migration has keys to move while the traffic goes on.
-                with anyio.fail_after(120):
-                    await producer.ready.wait()
-                new_owner, moved = await anyio.to_thread.run_sync(
-                    _migrate_slot, small_cluster, client.keyslot(q.keys.todos))
-            await wait_drained(client, "moving", timeout=120)
-            worker.stop()
+        # Once 200 job hashes live in the slot, so the migration has keys to move while
+        # the traffic goes on.
+        new_owner, moved = await run_through_fault(worker, producer, migrate)
         report = await check_invariants(client, "moving", producer.acknowledged)
         owner = client.get_node_from_key(q.keys.todos)
         assert owner is not None

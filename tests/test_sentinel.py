@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import anyio
@@ -12,10 +11,10 @@ from structlog.testing import capture_logs
 
 from leaseq import JobContext, Queue, Worker
 from leaseq._cliutil import close_client, sentinel_client
-from leaseq.testing import check_invariants, wait_drained
+from leaseq.testing import check_invariants
 from leaseq.testing._sentinel import RedisSentinelGroup
 
-from .helpers.failover import FailoverProducer
+from .helpers.failover import FailoverProducer, run_through_fault, short_work
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.timeout(180)]
 
@@ -40,22 +39,13 @@ async def test_failover_under_load_loses_no_confirmed_job():
             Queue(client, "failover", replicas=1, replica_timeout=0.1), 600,
             lambda p: len(p.confirmed) >= 100, pause=0.02)
 
-        async def work(ctx: JobContext, payload: int) -> int:
-            await anyio.sleep(random.uniform(0, 0.005))
-            return payload
+        worker = Worker(q, {"work": short_work}, concurrency=10, reaper=True,
+                        reaper_interval=0.2, poll_interval=0.2)
 
-        worker = Worker(q, {"work": work}, concurrency=10, reaper=True, reaper_interval=0.2,
-                        poll_interval=0.2)
+        async def kill_master() -> None:
+            group.kill_master()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: worker.run(handle_signals=False))
-            async with anyio.create_task_group() as producers:
-                producers.start_soon(producer.run)
-                with anyio.fail_after(120):  # an event, not a time: loaded machines vary
-                    await producer.ready.wait()
-                group.kill_master()
-            await wait_drained(client, "failover", timeout=120)
-            worker.stop()
+        await run_through_fault(worker, producer, kill_master)
         report = await check_invariants(client, "failover", producer.acknowledged)
         states = await q.jobs(producer.confirmed)
         await close_client(client)

@@ -1,16 +1,21 @@
 """A producer for failover tests: enqueues in batches with fixed ids through a failover,
-and sorts the batches by whether a replica confirmed them (the durability knob)."""
+and sorts the batches by whether a replica confirmed them (the durability knob); and the
+run that puts a fault in the middle of its traffic."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from redis.exceptions import RedisError
 
-from leaseq import Queue
+from leaseq import JobContext, Queue, Worker
+from leaseq.testing import wait_drained
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,3 +59,28 @@ class FailoverProducer:
             if self.ready_when(self):
                 self.ready.set()
             await anyio.sleep(self.pause)
+
+
+async def short_work(ctx: JobContext, payload: int) -> int:
+    """The failover tests' handler: a few milliseconds at most, then the payload back."""
+    await anyio.sleep(random.uniform(0, 0.005))
+    return payload
+
+
+async def run_through_fault(
+    worker: Worker, producer: FailoverProducer, fault: Callable[[], Awaitable[T]], *,
+    ready_timeout: float | None = 120, drain_timeout: float = 120,
+) -> T:
+    """Run ``worker`` and ``producer``; once the producer is ready (an event, not a time),
+    await ``fault()`` while its traffic goes on; when every job is enqueued, wait for the
+    queue to drain and stop the worker. Returns what ``fault`` returned."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: worker.run(handle_signals=False))
+        async with anyio.create_task_group() as producers:
+            producers.start_soon(producer.run)
+            with anyio.fail_after(ready_timeout):
+                await producer.ready.wait()
+            result = await fault()
+        await wait_drained(producer.queue.redis, producer.queue.name, timeout=drain_timeout)
+        worker.stop()
+    return result
