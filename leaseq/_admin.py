@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from . import _scripts
 from ._inspect import read_jobs
+from ._keys import QUEUES_KEY
 from ._types import AnyRedis, text
 from .models import JobInfo
 
@@ -27,6 +28,16 @@ async def scan_members(redis: AnyRedis, key: str, limit: int) -> list[str]:
         if int(cursor) == 0:
             break
     return list(dict.fromkeys(ids))[:limit]
+
+
+async def registered_queues(redis: AnyRedis, limit: int | None = None) -> list[str]:
+    """Names in the ``leaseq:queues`` registry, sorted; with ``limit``, at most that many,
+    read by SSCAN pages."""
+    if limit is None:
+        names = [text(n) for n in await redis.smembers(QUEUES_KEY)]
+    else:
+        names = await scan_members(redis, QUEUES_KEY, limit)
+    return sorted(names)
 
 
 async def server_ms(redis: AnyRedis) -> int:

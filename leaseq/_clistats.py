@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ._keys import QUEUES_KEY
-from ._types import text
+from ._admin import registered_queues
 from .queue import Queue
 
 _COLUMNS = ("todos", "in_progress", "delayed", "done", "dead")
@@ -53,7 +52,7 @@ async def show(client: aioredis.Redis, names: Sequence[str], watch: bool, interv
                as_json: bool) -> None:
     """Print stats of ``names`` (every registered queue when empty)."""
     if not names:
-        names = sorted(text(n) for n in await client.smembers(QUEUES_KEY))
+        names = await registered_queues(client)
     queues = [Queue(client, n) for n in names]
     if not watch:
         rows = await _rows(queues)

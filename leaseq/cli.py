@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 
 from . import _cliutil as util
 from . import _logsetup, doctor
-from ._keys import QUEUES_KEY, validate_queue_name
-from ._types import text
+from ._admin import registered_queues
+from ._keys import validate_queue_name
 from .exceptions import InvalidInput
 from .metrics import Metrics
 from .models import JobInfo
@@ -306,7 +306,7 @@ def inspect_(settings: util.Settings, job_id: str, queues: tuple[str, ...],
     """Show everything recorded about JOB_ID (searches every known queue by default)."""
 
     async def go(client: aioredis.Redis) -> int:
-        names = list(queues) or sorted(text(n) for n in await client.smembers(QUEUES_KEY))
+        names = list(queues) or await registered_queues(client)
         for name in names:
             info = await Queue(client, name).job(job_id)
             if info is not None:
@@ -419,7 +419,7 @@ def doctor_(settings: util.Settings, queues: tuple[str, ...], repair: bool) -> N
     marks = {"ok": "ok  ", "info": "info", "warning": "WARN", "error": "FAIL"}
 
     async def go(client: aioredis.Redis) -> int:
-        names = list(queues) or sorted(text(n) for n in await client.smembers(QUEUES_KEY))
+        names = list(queues) or await registered_queues(client)
         report = doctor.Report()
         qs = [Queue(client, name) for name in names]
         await doctor.check_server(qs[0] if qs else Queue(client, "doctor"), report)

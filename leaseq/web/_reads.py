@@ -13,24 +13,18 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .. import _admin
 from .._admin import scan_members
-from .._keys import QUEUES_KEY
-from .._types import AnyRedis, opt_int, opt_text, text
+from .._types import AnyRedis, opt_int, opt_text
 from ..queue import Queue
 
-_SCAN_COUNT = 256
 MAX_QUEUES = 1000
 """The most queue names the registry read returns (a registry is small; this bounds it)."""
 
 
 async def registered_queues(redis: AnyRedis) -> list[str]:
     """Names from the ``leaseq:queues`` registry, sorted, at most :data:`MAX_QUEUES`."""
-    names: list[str] = []
-    async for raw in redis.sscan_iter(QUEUES_KEY, count=_SCAN_COUNT):
-        names.append(text(raw))
-        if len(names) >= MAX_QUEUES:
-            break
-    return sorted(names)
+    return await _admin.registered_queues(redis, MAX_QUEUES)
 
 
 async def summary(q: Queue) -> dict[str, Any]:
