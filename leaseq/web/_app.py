@@ -107,10 +107,15 @@ def create_app(
                 "queues": [await reads.summary(queue_of(n)) for n in await names()]}
 
     async def detail(q: Queue, leases: int = 50, dead: int = 50, minutes: int = 15,
-                     events: int = 20) -> dict[str, Any]:
-        now = await server_ms(redis)
+                     events: int = 20, *, seen: dict[str, Any] | None = None,
+                     ) -> dict[str, Any]:
+        # ``seen``: an overview just read; its clock and its summary of ``q`` serve here
+        # rather than being read again.
+        now = await server_ms(redis) if seen is None else seen["server_time_ms"]
+        known_summaries = [] if seen is None else seen["queues"]
+        summary = next((s for s in known_summaries if s["name"] == q.name), None)
         return {
-            "summary": await reads.summary(q), "server_time_ms": now,
+            "summary": summary or await reads.summary(q), "server_time_ms": now,
             "throughput": await reads.throughput(q, minutes, now),
             "leases": await reads.leases(q, leases, now),
             "dead": await reads.dead(q, dead),
@@ -257,7 +262,7 @@ def create_app(
             try:
                 data: dict[str, Any] = {"overview": await overview()}
                 if q is not None:
-                    data["detail"] = await detail(q)
+                    data["detail"] = await detail(q, seen=data["overview"])
                 yield {"event": "snapshot", "data": json.dumps(data)}
             except (RedisError, *RETRYABLE) as exc:
                 yield {"event": "problem", "data": json.dumps({"detail": repr(exc)})}
