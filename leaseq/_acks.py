@@ -8,6 +8,7 @@ under load batches grow by themselves.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,13 +17,21 @@ from typing import Any
 import anyio
 import structlog
 
-from ._types import RETRYABLE
+from ._outage import Outage
+from ._types import retryable
+from .exceptions import LeaseqError
 from .models import Lease
 from .queue import Queue
 
 log = structlog.get_logger(__name__)
 
 _MAX_BATCH = 512
+
+
+class AckNotConfirmed(LeaseqError):
+    """An ack the worker gave up waiting for while it stopped (Redis did not answer in
+    time). It may or may not have committed; if not, the lease expires and the job is
+    redone."""
 
 
 @dataclass(eq=False)
@@ -40,8 +49,19 @@ class AckBatcher:
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
+        self.outage = Outage("ack", queue=queue.name)
         self._pending: list[PendingAck] = []
         self._wakeup = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self._deadline = math.inf
+
+    def limit(self, seconds: float) -> None:
+        """Give the batch in flight, and any later one, at most ``seconds`` more (a
+        stopping worker: Redis may not answer at all). Acks cut off this way are reported
+        to their handlers as not confirmed; their leases expire and the jobs are redone."""
+        self._deadline = min(self._deadline, anyio.current_time() + seconds)
+        if self._scope is not None:
+            self._scope.deadline = min(self._scope.deadline, self._deadline)
 
     async def ack(self, current_lease: Callable[[], Lease], result: Any) -> bool:
         """Ack the lease returned by ``current_lease()`` (read at send time, so heartbeat
@@ -63,9 +83,16 @@ class AckBatcher:
             while self._pending:
                 batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
                 # A batch in flight must finish even when the worker is being cancelled:
-                # its handlers are waiting for the answer.
-                with anyio.CancelScope(shield=True):
+                # its handlers are waiting for the answer. Only limit() bounds it.
+                with anyio.CancelScope(shield=True, deadline=self._deadline) as scope:
+                    self._scope = scope
                     await self._flush(batch)
+                self._scope = None
+                if scope.cancelled_caught:
+                    for item in batch:
+                        if not item.done.is_set():
+                            self._resolve(item, AckNotConfirmed(
+                                "the worker stopped before Redis confirmed the ack"))
 
     async def _flush(self, batch: list[PendingAck]) -> None:
         delay = 0.05
@@ -73,9 +100,18 @@ class AckBatcher:
             try:
                 oks = await self.queue.ack_many(
                     [(item.current_lease(), item.result) for item in batch])
-            except RETRYABLE as exc:
+            except Exception as exc:
+                if not retryable(exc):
+                    if len(batch) == 1:
+                        self._resolve(batch[0], exc)
+                        return
+                    # One bad result (unserialisable) must not fail its neighbours.
+                    for item in batch:
+                        await self._flush([item])
+                    return
                 # Retry while the leases are still ours by the local clock; past that the
                 # reaper will give the job to someone else, and it will be redone.
+                self.outage.failed(exc, jobs=len(batch), retry_in=delay)
                 now = time.monotonic()
                 keep = []
                 for item in batch:
@@ -83,20 +119,12 @@ class AckBatcher:
                         keep.append(item)
                     else:
                         self._resolve(item, exc)
-                log.warning("ack_retry", queue=self.queue.name, jobs=len(keep),
-                            error=repr(exc), retry_in=delay)
                 batch = keep
-                await anyio.sleep(delay)
+                if batch:
+                    await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            except Exception as exc:
-                if len(batch) == 1:
-                    self._resolve(batch[0], exc)
-                    return
-                # One bad result (unserialisable) must not fail its neighbours.
-                for item in batch:
-                    await self._flush([item])
-                return
+            self.outage.ok()
             for item, ok in zip(batch, oks, strict=True):
                 self._resolve(item, ok)
             return

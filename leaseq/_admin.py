@@ -71,7 +71,8 @@ async def requeue_dead(queue: Queue, job_ids: list[str] | None) -> int:
     moved = 0
     async for batch in _batches(queue, job_ids):
         moved += int(await _scripts.REVIVE(
-            queue.redis, [k.dead, k.todos, k.wake, *(k.job(i) for i in batch)], batch))
+            queue.redis, [k.dead, k.todos, k.wake, *(k.job(i) for i in batch), k.reply()],
+            batch))
     return moved
 
 
@@ -81,7 +82,7 @@ async def purge_dead(queue: Queue, job_ids: list[str] | None) -> int:
     purged = 0
     async for batch in _batches(queue, job_ids):
         purged += int(await _scripts.PURGE(
-            queue.redis, [k.dead, *(k.job(i) for i in batch)], batch))
+            queue.redis, [k.dead, *(k.job(i) for i in batch), k.reply()], batch))
     return purged
 
 

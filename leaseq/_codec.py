@@ -10,7 +10,12 @@ from .exceptions import SerializationError
 
 @runtime_checkable
 class Serializer(Protocol):
-    """What a queue needs to store payloads and results: bytes out, objects back."""
+    """What a queue needs to store payloads and results: bytes out, objects back.
+
+    A serializer whose output is always UTF-8 text may say so with a class attribute
+    ``text = True``; only such a serializer is accepted on a client created with
+    ``decode_responses=True`` (binary output could not be decoded there).
+    """
 
     def dumps(self, obj: Any) -> bytes:
         """Encode ``obj``; raise any exception for values it cannot encode."""
@@ -25,6 +30,10 @@ class JsonSerializer:
     """Compact UTF-8 JSON; rejects NaN/Infinity so every stored value is standard JSON."""
 
     __slots__ = ("_decoder", "_encoder")
+
+    text = True
+    """Its output is always UTF-8 text, so it also works on a client that decodes
+    responses (``decode_responses=True``)."""
 
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(

@@ -4,8 +4,8 @@ Each job is renewed when ``heartbeat_fraction`` of its lease has passed since th
 renewal; jobs due together are renewed with one ``extend_many`` call per lease length
 (one round trip). A job whose renewal finds the lease gone is marked lost and its cancel
 scope is cancelled, which cancels its handler. A renewal that fails on a connection error
-is retried soon: the lease may well still be valid server-side (a slow or paused Redis),
-so the handler keeps running and the ack decides.
+is retried soon: the lease may well still be valid server-side (a slow or paused Redis,
+or one refusing writes for a while), so the handler keeps running and the ack decides.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from ._types import RETRYABLE
+from ._outage import Outage
+from ._types import retryable
 from .models import Lease
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Heartbeat:
         self.jobs: set[Renewable] = set()
         self._wake = anyio.Event()
         self._next = math.inf
+        self.outage = Outage("heartbeat")
 
     def due(self, job: Renewable) -> float:
         """When (monotonic) the job's lease should next be renewed."""
@@ -92,13 +94,20 @@ class Heartbeat:
             queue = jobs[0].queue
             try:
                 renewed = await queue.extend_many([job.lease for job in jobs], length)
-            except RETRYABLE as exc:
+            except Exception as exc:
+                # Also an error that retrying may not fix: the heartbeat must not die of
+                # it (every running job would lose its lease); the next renewal tries
+                # again and the ack decides.
                 retry_at = time.monotonic() + min(1.0, length * self.fraction / 2)
                 for job in jobs:
                     job.retry_at = retry_at
-                log.warning("heartbeat_failed", queue=queue.name, jobs=len(jobs),
-                            error=repr(exc))
+                if retryable(exc):
+                    self.outage.failed(exc, queue=queue.name, jobs=len(jobs))
+                else:
+                    log.error("heartbeat_failed", queue=queue.name, jobs=len(jobs),
+                              error=f"{type(exc).__name__}: {exc}")
                 continue
+            self.outage.ok()
             for job, lease in zip(jobs, renewed, strict=True):
                 if lease is None:
                     if job in self.jobs:  # still running: its lease was taken over

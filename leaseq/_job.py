@@ -9,6 +9,7 @@ scope so the job goes back to ``todos`` at once instead of after the lease timeo
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -19,8 +20,10 @@ import structlog
 from redis.exceptions import RedisError
 
 from . import _crash
+from ._acks import AckNotConfirmed
 from ._heartbeat import Renewable
-from ._types import RETRYABLE
+from ._types import retryable
+from ._validate import storable
 from .exceptions import LeaseLost, SerializationError
 from .models import JobState, Lease
 from .task import JobContext, Task
@@ -29,7 +32,9 @@ if TYPE_CHECKING:
     from .worker import Served, Worker
 
 _MAX_ERROR_CHARS = 4000
-_RELEASE_TIMEOUT = 5.0
+RELEASE_TIMEOUT = 5.0
+"""How long a stopping worker waits for Redis to take back a lease (or confirm an ack)
+before it leaves the lease to expire: a stop must end even while Redis does not answer."""
 
 
 class RunningJob(Renewable):
@@ -47,11 +52,28 @@ log = structlog.get_logger("leaseq.worker")
 
 
 def describe_error(exc: BaseException) -> str:
-    """``Type: message`` plus the innermost frames of the traceback, bounded in size."""
-    head = f"{type(exc).__name__}: {exc}"
-    frames = traceback.format_tb(exc.__traceback__)[-3:]
-    text = head + ("\n" + "".join(frames).rstrip() if frames else "")
-    return text[:_MAX_ERROR_CHARS]
+    """``Type: message`` plus the innermost frames of the traceback, bounded in size and
+    always storable: a message that cannot be made (``__str__`` raises) is described as
+    such, and what UTF-8 cannot encode (lone surrogates) is escaped."""
+    try:
+        message = str(exc)
+    except Exception as inner:
+        message = f"<message unavailable: __str__ raised {type(inner).__name__}>"
+    try:
+        frames = traceback.format_tb(exc.__traceback__)[-3:]
+    except Exception:
+        frames = []
+    text = f"{type(exc).__name__}: {message}" + (
+        "\n" + "".join(frames).rstrip() if frames else "")
+    return storable(text[:_MAX_ERROR_CHARS])
+
+
+def _being_cancelled() -> bool:
+    """Whether someone cancelled this task (the job's scope, the worker's drain, a
+    timeout), as opposed to a ``CancelledError`` that merely came out of the handler
+    (it awaited a helper task that was cancelled)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def run_job(worker: Worker, served: Served, lease: Lease) -> None:
@@ -73,34 +95,37 @@ async def run_job(worker: Worker, served: Served, lease: Lease) -> None:
             worker.count("dead", queue.name)
             log.error("job_dead", reason=reason, **fields)
             return
-        with anyio.CancelScope() as scope:
-            job.scope = scope
-            worker.heartbeat.add(job)
-            try:
+        # The heartbeat renews the lease until the job is settled, not only while the
+        # handler runs: an ack or fail that Redis refuses for a while (at maxmemory, say)
+        # is retried with the lease still held, instead of the job being redone. A
+        # renewal that races with the ack only finds the lease gone; the handler's scope
+        # has exited by then, so it cancels nothing.
+        worker.heartbeat.add(job)
+        try:
+            with anyio.CancelScope() as scope:
+                job.scope = scope
                 if task.lease_timeout is not None and task.lease_timeout != lease.lease_timeout:
                     await _renew(worker, job, task.lease_timeout)
                 ok, value = await _execute(worker, task, JobContext(queue, job.current, fields),
                                            lease.payload)
-            finally:
-                # Settling happens outside the heartbeat and outside this scope, so a
-                # renewal racing with the ack cannot cancel it.
-                worker.heartbeat.discard(job)
-        if scope.cancelled_caught:
-            worker.count("lease_lost", queue.name)
-            log.warning("lease_lost", stage="running",
-                        duration=round(time.perf_counter() - started, 6),
-                        detail="lease expired or re-claimed; handler cancelled, result dropped",
-                        **fields)
-            return
-        worker.observe(lease.task, time.perf_counter() - started, queue.name)
-        if ok:
-            _crash.point("before_ack")
-            await _ack(worker, job, fields, value, started, task)
-        else:
-            await _fail(worker, job, fields, value, task)
+            if scope.cancelled_caught:
+                worker.count("lease_lost", queue.name)
+                log.warning("lease_lost", stage="running",
+                            duration=round(time.perf_counter() - started, 6),
+                            detail="lease expired or re-claimed; handler cancelled, result "
+                                   "dropped", **fields)
+                return
+            worker.observe(lease.task, time.perf_counter() - started, queue.name)
+            if ok:
+                _crash.point("before_ack")
+                await _ack(worker, job, fields, value, started, task)
+            else:
+                await _fail(worker, job, fields, value, task)
+        finally:
+            worker.heartbeat.discard(job)
     except anyio.get_cancelled_exc_class():
         if not job.settled and not job.lost:
-            with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
+            with anyio.move_on_after(RELEASE_TIMEOUT, shield=True):
                 await _release(worker, job, fields)
         raise
 
@@ -122,7 +147,17 @@ async def _execute(
 async def _call(task: Task, ctx: JobContext, payload: Any) -> tuple[bool, Any]:
     try:
         return True, await task.handler(ctx, payload)
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
+        # Whatever the handler raises is the job's failure, never the worker's: any
+        # exception, SystemExit, KeyboardInterrupt or another BaseException, and a
+        # CancelledError nobody sent to this job. Only a real cancellation of this job
+        # (lease lost, timeout, shutdown) goes on up.
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            if _being_cancelled():
+                raise
+            return False, ("the handler raised CancelledError although the job was not "
+                           "cancelled (did it await a cancelled task?)\n"
+                           + describe_error(exc))
         return False, describe_error(exc)
 
 
@@ -133,13 +168,16 @@ async def _ack(
     try:
         acked = await job.acks.ack(job.current, result)
     except SerializationError as exc:
-        await _fail(worker, job, fields, f"SerializationError: {exc}", task)
+        await _fail(worker, job, fields, storable(f"SerializationError: {exc}"), task)
         return
-    except RETRYABLE as exc:
-        # Redis stayed unreachable until the lease ran out: the job will be redone.
+    except (AckNotConfirmed, RedisError, OSError) as exc:
+        # Redis stayed unreachable (or refusing) until the lease ran out, the worker
+        # stopped first, or the server answered with an error retrying cannot fix: the
+        # lease expires and the job will be redone.
         job.settled = True
         worker.count("lease_lost", job.queue.name)
-        log.warning("lease_lost", stage="ack", error=repr(exc), **fields)
+        log.warning("lease_lost", stage="ack", error=f"{type(exc).__name__}: {exc}",
+                    **fields)
         return
     job.settled = True
     duration = round(time.perf_counter() - started, 6)
@@ -173,29 +211,34 @@ async def _fail(
 
 
 async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> None:
-    """Give the lease back (shutdown); connection errors are retried until the caller's
-    deadline, after which the lease simply expires and the reaper requeues the job."""
+    """Give the lease back (shutdown); connection errors and refusals are retried until
+    the caller's deadline, after which the lease simply expires and the reaper requeues
+    the job."""
     delay = 0.02
+    outage = worker.outages["release"]
     while True:
         try:
             async with worker.redis_slots:
                 await job.queue.release(job.lease)
         except LeaseLost:
             log.warning("lease_lost", stage="release", **fields)
-        except RETRYABLE as exc:
-            log.warning("release_retry", error=repr(exc), retry_in=delay, **fields)
+        except (RedisError, OSError) as exc:
+            if not retryable(exc):
+                log.warning("release_failed", error=f"{type(exc).__name__}: {exc}", **fields,
+                            detail="the lease will expire and the reaper will requeue the job")
+                job.settled = True
+                return
+            outage.failed(exc, retry_in=delay)
             try:
                 await anyio.sleep(delay)
             except anyio.get_cancelled_exc_class():
-                log.warning("release_failed", error=repr(exc), **fields,
+                log.warning("release_failed", error=f"{type(exc).__name__}: {exc}", **fields,
                             detail="the lease will expire and the reaper will requeue the job")
                 raise
             delay = min(delay * 2, 0.5)
             continue
-        except RedisError as exc:
-            log.warning("release_failed", error=repr(exc), **fields,
-                        detail="the lease will expire and the reaper will requeue the job")
         else:
+            outage.ok()
             worker.count("released", job.queue.name)
             log.info("job_released", **fields)
         job.settled = True
@@ -206,10 +249,14 @@ async def _settle(
     worker: Worker, job: RunningJob, fields: dict[str, Any],
     call: Callable[[], Awaitable[Any]],
 ) -> Any:
-    """Run a fenced settle call, retrying connection errors while the lease lasts.
+    """Run a fenced settle call, retrying connection errors and refusals while the lease
+    lasts.
 
-    Returns the call's value, or None when the lease was lost (logged)."""
+    Returns the call's value, or None when the lease was lost or the server answered
+    with an error retrying cannot fix (logged; the lease expires and the job is redone
+    or goes dead then)."""
     delay = 0.05
+    outage = worker.outages["settle"]
     while True:
         try:
             async with worker.redis_slots:
@@ -219,16 +266,19 @@ async def _settle(
             worker.count("lease_lost", job.queue.name)
             log.warning("lease_lost", stage="settle", **fields)
             return None
-        except RETRYABLE as exc:
-            if job.lease.local_deadline <= time.monotonic():
+        except (RedisError, OSError) as exc:
+            gave_up = not retryable(exc) or job.lease.local_deadline <= time.monotonic()
+            if gave_up:
                 job.settled = True
                 worker.count("lease_lost", job.queue.name)
-                log.warning("lease_lost", stage="settle", error=repr(exc), **fields)
+                log.warning("lease_lost", stage="settle", error=f"{type(exc).__name__}: {exc}",
+                            **fields)
                 return None
-            log.warning("settle_retry", error=repr(exc), retry_in=delay, **fields)
+            outage.failed(exc, retry_in=delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, 2.0)
             continue
+        outage.ok()
         job.settled = True
         return value
 
@@ -243,6 +293,5 @@ async def _renew(worker: Worker, job: RunningJob, lease_timeout: float) -> None:
         job.lost = True
         if job.scope is not None:
             job.scope.cancel()
-    except RETRYABLE as exc:
-        log.warning("heartbeat_failed", error=repr(exc), queue=job.queue.name,
-                    job_id=job.lease.job_id)
+    except (RedisError, OSError) as exc:
+        worker.heartbeat.outage.failed(exc, queue=job.queue.name, job_id=job.lease.job_id)

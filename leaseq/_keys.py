@@ -7,6 +7,7 @@ transaction of a queue run on a cluster.
 
 from __future__ import annotations
 
+import os
 import re
 
 from .exceptions import InvalidInput
@@ -14,12 +15,12 @@ from .exceptions import InvalidInput
 QUEUES_KEY = "leaseq:queues"
 """A set of the names of every queue that was used (a registry for tools, not a queue key)."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 
 
 def validate_queue_name(name: object) -> str:
     """Return ``name`` if it is a usable queue name, else raise :class:`InvalidInput`."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(
             f"bad queue name {name!r}: use 1-128 characters from A-Z a-z 0-9 _ . : -, "
             "starting with a letter or digit"
@@ -60,6 +61,16 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""
         return f"{self.prefix}job:{job_id}"
+
+    def claim(self, nonce: str) -> str:
+        """The record of one claim call (its ids and fence base), so a re-sent call whose
+        reply was lost answers with the same leases; expires with the longest of them."""
+        return f"{self.prefix}claim:{nonce}"
+
+    def reply(self) -> str:
+        """A fresh reply record's key for one call of an admin or reaper script (a random
+        nonce each time): a re-sent call finds its first answer there."""
+        return f"{self.prefix}reply:{os.urandom(6).hex()}"
 
     def lease(self, job_id: str) -> str:
         """The lease key: exists (with an expiry) exactly while a claimer holds the job."""

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
-from redis.exceptions import AskError, ClusterError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -19,6 +26,28 @@ RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError,
 """Errors after which a call may be tried again: the connection failed, not the command;
 or a cluster refused it for now (its slot moving: ASK, MOVED, TRYAGAIN, redis-py's
 "TTL exhausted" after too many of those; CLUSTERDOWN while a master fails over)."""
+
+REFUSED = (OutOfMemoryError, ReadOnlyError)
+"""Refusals redis-py has a class for that pass by themselves (LOADING, MASTERDOWN,
+CLUSTERDOWN and TRYAGAIN already derive from the :data:`RETRYABLE` classes)."""
+
+_REFUSAL_CODES = frozenset(
+    {"OOM", "BUSY", "MISCONF", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN",
+     "CLUSTERDOWN", "NOREPLICAS"})
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a call that raised ``exc`` may succeed if tried again later: the
+    connection failed (:data:`RETRYABLE`), or the server refused the command for a
+    reason that passes (out of memory under ``noeviction``, BUSY running another
+    client's script, MISCONF after a failed save, LOADING, READONLY while a replica,
+    MASTERDOWN, TRYAGAIN, CLUSTERDOWN, NOREPLICAS). Such a refused command did not run."""
+    if isinstance(exc, RETRYABLE + REFUSED):
+        return True
+    if isinstance(exc, ResponseError):
+        # Codes redis-py has no class for keep their code at the start of the message.
+        return str(exc).split(" ", 1)[0] in _REFUSAL_CODES
+    return False
 
 
 def text(value: Any) -> str:
@@ -34,8 +63,14 @@ def opt_text(value: Any) -> str | None:
 
 
 def opt_int(value: Any) -> int | None:
-    """An integer reply or hash field, keeping ``None``."""
-    return None if value is None else int(value)
+    """An integer reply or hash field, keeping ``None``; a field that is not an integer
+    (written behind the queue's back) reads as ``None`` rather than failing the read."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def is_cluster(client: Any) -> bool:

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 _FIRST_POLL = 0.001
 _MAX_POLL = 0.05
+_KNOWN_EVERY = 1.0
+"""Seconds between checks that the pending jobs still exist: one acked and then trimmed
+by the retention between two polls is never seen in ``done``."""
 
 
 async def wait_all(queue: Queue, job_ids: Sequence[str], timeout: float | None) -> list[Any]:
@@ -23,7 +26,7 @@ async def wait_all(queue: Queue, job_ids: Sequence[str], timeout: float | None) 
     pending = list(range(len(job_ids)))
     k = queue.keys
     delay = _FIRST_POLL
-    checked_known = False
+    next_known_check = 0.0
     try:
         with anyio.fail_after(timeout):
             while pending:
@@ -38,9 +41,9 @@ async def wait_all(queue: Queue, job_ids: Sequence[str], timeout: float | None) 
                     await _collect(queue, job_ids, finished, results)
                 finished_idx = {i for i, _ in finished}
                 pending = [i for i in pending if i not in finished_idx]
-                if pending and not checked_known:
+                if pending and anyio.current_time() >= next_known_check:
                     await _check_known(queue, [job_ids[i] for i in pending])
-                    checked_known = True
+                    next_known_check = anyio.current_time() + _KNOWN_EVERY
                 if pending:
                     await anyio.sleep(delay)
                     delay = min(delay * 2, _MAX_POLL)
@@ -70,7 +73,8 @@ async def _collect(
 
 
 async def _check_known(queue: Queue, ids: list[str]) -> None:
-    """Fail fast for an id the queue does not know, rather than waiting for nothing."""
+    """Fail for an id the queue does not know (never enqueued, or finished and trimmed
+    since), rather than waiting for nothing."""
     k = queue.keys
     async with queue.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:

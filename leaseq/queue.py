@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -18,7 +19,8 @@ from . import _crash, _scripts, _tx, _validate
 from ._codec import JsonSerializer, Serializer, encode
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
-from ._types import AnyRedis, is_cluster, text
+from ._types import RETRYABLE, AnyRedis, is_cluster, text
+from ._validate import storable
 from ._wait import wait_all
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .models import JobInfo, JobState, Lease, QueueStats
@@ -27,13 +29,15 @@ __all__ = ["Queue"]
 
 log = structlog.get_logger(__name__)
 
-# Jobs per script call of enqueue_many: keeps each call well under a millisecond of
-# server time while one pipeline still carries the whole batch in one round trip.
-_ENQUEUE_CHUNK = 256
 # An ack transaction is retried when a watched lease key changed (a heartbeat of the same
 # worker renewing it, for example); more retries than this means something is wrong.
 _MAX_WATCH_RETRIES = 32
 # Rounds of candidates a cluster claim tries before returning short (see claim_many).
+_MAX_CLAIM = 10_000
+# Longest error text or dead reason stored with a job.
+_MAX_ERROR_CHARS = 65_536
+# Claim calls whose reply was lost, remembered for recovery (the oldest are forgotten).
+_MAX_LOST_CLAIMS = 16
 _CLUSTER_CLAIM_ROUNDS = 3
 _SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "dead": "dead"}
 
@@ -53,6 +57,11 @@ async def _cluster_wait(cluster: Any, key: str, replicas: int, timeout_ms: int) 
 
 def _default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _decodes_responses(redis: Any) -> bool:
+    get_encoder = getattr(redis, "get_encoder", None)
+    return bool(get_encoder is not None and getattr(get_encoder(), "decode_responses", False))
 
 
 class Queue:
@@ -95,19 +104,30 @@ class Queue:
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         if not isinstance(self.serializer, Serializer):
             raise LeaseqError("serializer must have dumps() and loads() methods")
+        if _decodes_responses(redis) and getattr(self.serializer, "text", False) is not True:
+            # The client would decode every reply as UTF-8: a binary payload in a claim's
+            # reply would fail the whole reply (its leases orphaned), so refuse up front.
+            raise InvalidInput(
+                "this client decodes responses (decode_responses=True), which only works "
+                "with a serializer whose output is UTF-8 text (one with text = True, like "
+                "the default JSON serializer); use a client without decode_responses")
         self.done_ttl = (
             None if done_ttl is None else _validate.seconds(done_ttl, "done_ttl", allow_zero=True)
         )
         if done_max is not None and (isinstance(done_max, bool) or not isinstance(done_max, int)
-                                     or done_max < 0):
-            raise InvalidInput(f"done_max must be an integer >= 0, got {done_max!r}")
+                                     or not 0 <= done_max <= _validate.MAX_COUNT):
+            raise InvalidInput(
+                f"done_max must be an integer from 0 to {_validate.MAX_COUNT}, got {done_max!r}")
         self.done_max = done_max
-        self.owner = owner or _default_owner()
+        self.owner = _validate.owner(_default_owner() if owner is None else owner)
         self.replicas = 0 if replicas == 0 else _validate.positive_int(replicas, "replicas")
         self.replica_timeout_ms = _validate.millis(replica_timeout, "replica_timeout")
         self.unconfirmed_writes = 0
         """Writes that ``replicas`` replicas did not confirm within ``replica_timeout``."""
         self.keys = QueueKeys(self.name)
+        self.recovered_leases = 0
+        """Leases of claim calls whose reply was lost that a later claim took over."""
+        self._lost_claims: list[str] = []
         self._server_checked = False
         self.epoch: str | None = None
         """The queue's epoch marker as this object first saw it (see :meth:`prepare`)."""
@@ -155,6 +175,12 @@ class Queue:
         Every payload is serialised (and rejected on error) before anything is written.
         ``job_ids``, when given, must have one id per payload; known ids are skipped
         as in :meth:`enqueue`.
+
+        All or nothing: the batch is one script call, which Redis runs whole or refuses
+        whole (at ``maxmemory`` it is refused before its first write; once started it
+        finishes even past the limit). The cost is that the server runs the whole batch
+        at once, about 2-3 µs per job, while other clients wait: split batches of more
+        than ~100,000 jobs into several calls (each then all or nothing on its own).
         """
         return await self._enqueue(task, list(payloads), job_ids, delay, max_attempts,
                                    lease_timeout)
@@ -186,19 +212,15 @@ class Queue:
             return ids
         await self.prepare()
         k = self.keys
-        fixed = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake]
-        calls: list[tuple[_scripts.Script, Sequence[_scripts.KeyT], Sequence[_scripts.ArgT]]] = []
-        for start in range(0, len(ids), _ENQUEUE_CHUNK):
-            chunk = range(start, min(start + _ENQUEUE_CHUNK, len(ids)))
-            keys = fixed + [k.job(ids[i]) for i in chunk]
-            args: list[_scripts.ArgT] = ["1" if job_ids is None else "0"]
-            for i in chunk:
-                args += (ids[i], task, data[i], attempts, delay_ms, lease_ms)
-            calls.append((_scripts.ENQUEUE, keys, args))
-        if len(calls) == 1:
-            await _scripts.ENQUEUE(self.redis, calls[0][1], calls[0][2])
-        else:
-            await _scripts.execute(self.redis, calls)
+        # One script call for the whole batch: Redis runs it all or refuses it whole (a
+        # server at maxmemory refuses the call before its first write), so a caller never
+        # has to guess which generated ids went in.
+        keys = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake,
+                *(k.job(i) for i in ids)]
+        args: list[_scripts.ArgT] = ["1" if job_ids is None else "0"]
+        for job, payload in zip(ids, data, strict=True):
+            args += (job, task, payload, attempts, delay_ms, lease_ms)
+        await _scripts.ENQUEUE(self.redis, keys, args)
         await self._replicated("enqueue")
         return ids
 
@@ -210,70 +232,122 @@ class Queue:
         return leases[0] if leases else None
 
     async def claim_many(self, n: int) -> list[Lease]:
-        """Claim up to ``n`` waiting jobs in one atomic step (one round trip; on a
-        cluster two, see ``docs/protocol.md``).
+        """Claim up to ``n`` (at most 10,000) waiting jobs in one atomic step (one round
+        trip; on a cluster two, see ``docs/protocol.md``).
 
         Each job gets a lease of its own length (the job's ``lease_timeout`` or the
         queue's). Due delayed jobs are promoted first. A job whose hash is missing or
         corrupt, or whose payload cannot be decoded, goes to ``dead`` with the reason
         recorded and is not returned.
+
+        A call that failed on a connection error may still have claimed jobs on the
+        server (its reply was lost). The queue remembers such a call, and its next
+        ``claim_many`` first recovers the leases that call took and still holds
+        (counted in :attr:`recovered_leases`), so those jobs run instead of waiting
+        out their leases; leases beyond ``n`` are released.
         """
-        _validate.positive_int(n, "n")
+        _validate.positive_int(n, "n", _MAX_CLAIM)
         await self.prepare()
-        if not is_cluster(self.redis):
-            return await self._claim(n, None)
-        leases: list[Lease] = []
-        # On a cluster the candidates are named up front (see claim.lua); one that a
-        # concurrent claimer took first is skipped, so a short claim is tried again a
-        # few times rather than reported as an empty queue.
-        for _ in range(_CLUSTER_CLAIM_ROUNDS):
-            want = n - len(leases)
-            picked: list[Any] = await self.redis.srandmember(  # type: ignore[assignment]
-                self.keys.todos, want)
-            candidates = [text(i) for i in picked]
-            got = await self._claim(want, candidates)
-            leases += got
-            if len(got) == len(candidates) or len(leases) >= n:
-                break  # no candidate was lost to another claimer
+        leases = await self._recover_claims() if self._lost_claims else []
+        if len(leases) >= n:
+            for extra in leases[n:]:
+                await self.release(extra)
+            return leases[:n]
+        try:
+            if not is_cluster(self.redis):
+                return leases + await self._claim(n - len(leases), None)
+            # On a cluster the candidates are named up front (see claim.lua); one that a
+            # concurrent claimer took first is skipped, so a short claim is tried again a
+            # few times rather than reported as an empty queue.
+            for _ in range(_CLUSTER_CLAIM_ROUNDS):
+                want = n - len(leases)
+                picked: list[Any] = await self.redis.srandmember(  # type: ignore[assignment]
+                    self.keys.todos, want)
+                candidates = [text(i) for i in picked]
+                got = await self._claim(want, candidates)
+                leases += got
+                if len(got) == len(candidates) or len(leases) >= n:
+                    break  # no candidate was lost to another claimer
+        except RETRYABLE:
+            if leases:
+                return leases  # already ours; the failed call is remembered for next time
+            raise
         return leases
 
-    async def _claim(self, n: int, named: list[str] | None) -> list[Lease]:
+    async def _recover_claims(self) -> list[Lease]:
+        """Leases of earlier claim calls whose reply never arrived, still held (each call
+        is looked up by its nonce; see claim.lua). A lookup that fails stays pending."""
+        leases: list[Lease] = []
+        while self._lost_claims:
+            nonce = self._lost_claims[0]
+            named: list[str] | None = None
+            if is_cluster(self.redis):
+                record = await self.redis.get(self.keys.claim(nonce))
+                named = [] if record is None else [
+                    str(v) for v in json.loads(record)[2::2]]
+            got = await self._claim(0, named, nonce)
+            self._lost_claims.pop(0)
+            leases += got
+        return leases
+
+    async def _claim(
+        self, n: int, named: list[str] | None, nonce: str | None = None
+    ) -> list[Lease]:
         """One claim.lua call: the script picks the ids, or (``named``, on a cluster) it
-        takes those of the named candidates still waiting."""
+        takes those of the named candidates still waiting. With the ``nonce`` of an
+        earlier call whose reply was lost, it answers with that call's leases."""
         k = self.keys
-        nonce = os.urandom(6).hex()
-        keys = [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence,
+        recovering = nonce is not None
+        nonce = nonce or os.urandom(6).hex()
+        keys = [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence, k.claim(nonce),
                 *(k.job(i) for i in named or ()), *(k.lease(i) for i in named or ())]
         t0 = time.monotonic()
-        reply = await _scripts.CLAIM(
-            self.redis, keys,
-            [k.prefix if named is None else "", n, self.lease_ms, nonce, self.owner,
-             *(named or ())])
+        try:
+            reply = await _scripts.CLAIM(
+                self.redis, keys,
+                [k.prefix if named is None else "", n, self.lease_ms, nonce, self.owner,
+                 *(named or ())])
+        except RETRYABLE:
+            # The server may have run the claim and the reply be lost: remember the call,
+            # so the next claim takes its leases over instead of leaving them to expire.
+            if not recovering:
+                self._lost_claims.append(nonce)
+                del self._lost_claims[:-_MAX_LOST_CLAIMS]
+            raise
         t1 = time.monotonic()
         now = int(reply[0]) / 1000
         fence_base = int(reply[1])
+        recovered = int(reply[2]) == 1
         offset = now - (t0 + t1) / 2
         leases: list[Lease] = []
-        for i in range(2, len(reply), 8):
-            job_id, token, attempt, task, payload, max_attempts, lease_ms, status = reply[i:i + 8]
+        gone = 0
+        for i in range(3, len(reply), 9):
+            (job_id, token, attempt, task, payload, max_attempts, lease_ms, ttl_ms,
+             status) = reply[i:i + 9]
             jid = text(job_id)
+            if text(status) == "gone":
+                gone += 1
+                continue
             if text(status) != "ok":
                 log.warning("job_dead", queue=self.name, job_id=jid,
                             reason="job hash missing or corrupt at claim")
                 continue
             tok = text(token)
             lease_s = int(lease_ms) / 1000
+            left_s = int(ttl_ms) / 1000
             try:
                 decoded = self.serializer.loads(payload)
                 error = None
             except Exception as exc:
                 decoded = None
-                error = f"payload cannot be decoded: {type(exc).__name__}: {exc}"
+                error = storable(f"payload cannot be decoded: {type(exc).__name__}: {exc}")
             lease = Lease(
                 queue=self.name, job_id=jid, token=tok, task=text(task), payload=decoded,
                 attempt=int(attempt), max_attempts=int(max_attempts), lease_timeout=lease_s,
-                deadline=now + lease_s, fence=fence_base + (i - 2) // 8 + 1,
-                local_deadline=t0 + lease_s, server_offset=offset,
+                deadline=now + left_s, fence=int(tok.split("-", 1)[0]),
+                # Conservative: the server measured what is left after the call was sent.
+                local_deadline=t0 + left_s,
+                server_offset=offset,
             )
             if error is not None:
                 log.warning("job_dead", queue=self.name, job_id=jid, attempt=lease.attempt,
@@ -281,6 +355,19 @@ class Queue:
                 await self._settle(lease, "bury", error, 0)
                 continue
             leases.append(lease)
+        if recovered:
+            self.recovered_leases += len(leases)
+            log.info("claim_recovered", queue=self.name, nonce=nonce, jobs=len(leases),
+                     fence_base=fence_base)
+            if gone:
+                log.warning("claim_reply_lost", queue=self.name, nonce=nonce, expired=gone,
+                            detail="leases of a claim whose reply was lost were gone before "
+                                   "they could be recovered; the reaper requeues those jobs, "
+                                   "each charged an attempt (counted as a lease expiry)")
+        elif recovering:
+            log.warning("claim_reply_lost", queue=self.name, nonce=nonce, expired=None,
+                        detail="no record of a claim whose reply was lost (it never ran, "
+                               "or its leases all expired)")
         return leases
 
     async def ack(self, lease: Lease, result: Any = None) -> None:
@@ -389,6 +476,9 @@ class Queue:
         self, lease: Lease, mode: str, error: str, delay_ms: int, cap: int | str = "",
     ) -> JobState:
         k = self.keys
+        # Error text comes from anywhere (exception messages, file names): store what
+        # UTF-8 can encode, bounded.
+        error = storable(error[:_MAX_ERROR_CHARS])
         outcome = text(await _scripts.SETTLE(
             self.redis,
             [k.lease(lease.job_id), k.job(lease.job_id), k.in_progress, k.todos, k.delayed,
@@ -508,7 +598,8 @@ class Queue:
         """Wait until the job is done and return its result.
 
         Raises :class:`JobDead` with the recorded reason if it ends in ``dead``,
-        :class:`JobNotFound` if the queue does not know the id, and :class:`WaitTimeout`
+        :class:`JobNotFound` if the queue does not know the id (never enqueued, or done
+        and forgotten by the retention before a poll saw it), and :class:`WaitTimeout`
         after ``timeout`` seconds. Polls with a backoff from 1 ms to 50 ms.
         """
         _validate.job_id(job_id)

@@ -14,6 +14,7 @@ from anyio.abc import TaskStatus
 from redis.exceptions import RedisError
 
 from . import _scripts, _validate
+from ._outage import Outage
 from ._types import is_cluster, text
 from .exceptions import InvalidInput
 from .metrics import Metrics
@@ -32,10 +33,12 @@ async def _trim(q: Queue, age_ms: int, count: int, batch: int) -> tuple[int, int
     read first, so the script can declare every key it touches (see trim.lua)."""
     k = q.keys
     if not is_cluster(q.redis):
-        reply = await _scripts.TRIM(q.redis, [k.done, k.done_at], [k.prefix, age_ms, count, batch])
+        reply = await _scripts.TRIM(q.redis, [k.done, k.done_at, k.reply()],
+                                    [k.prefix, age_ms, count, batch])
     else:
         ids = [text(i) for i in await q.redis.zrange(k.done_at, 0, batch - 1)]
-        reply = await _scripts.TRIM(q.redis, [k.done, k.done_at, *(k.job(i) for i in ids)],
+        reply = await _scripts.TRIM(q.redis, [k.done, k.done_at, *(k.job(i) for i in ids),
+                                              k.reply()],
                                     ["", age_ms, count, batch, *ids])
     return int(reply[0]), int(reply[1])
 
@@ -98,6 +101,7 @@ class Reaper:
         self.interval = _validate.seconds(interval, "interval", allow_zero=False)
         self.batch = _validate.positive_int(batch, "batch")
         self.metrics = metrics
+        self.outage = Outage("reaper", queues=[q.name for q in queues])
         self.data_losses = 0
         """How many times a sweep found a queue's epoch marker changed or gone."""
 
@@ -151,7 +155,7 @@ class Reaper:
             ids = [text(i) for i in raw_ids]
             if ids:
                 keys = [k.in_progress, k.todos, k.dead, k.wake, k.events,
-                        *(k.lease(i) for i in ids), *(k.job(i) for i in ids)]
+                        *(k.lease(i) for i in ids), *(k.job(i) for i in ids), k.reply()]
                 with watch.call():
                     reply = await _scripts.REAP(q.redis, keys,
                                                 [q.lease_ms, EVENTS_KEPT, *ids])
@@ -165,8 +169,8 @@ class Reaper:
                 break
         while True:
             with watch.call():
-                n = int(await _scripts.PROMOTE(q.redis, [k.delayed, k.todos, k.wake, k.meta],
-                                               [self.batch]))
+                n = int(await _scripts.PROMOTE(
+                    q.redis, [k.delayed, k.todos, k.wake, k.meta, k.reply()], [self.batch]))
             promoted += n
             if n < self.batch:
                 break
@@ -190,9 +194,11 @@ class Reaper:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Sweep every ``interval`` seconds until cancelled.
 
-        Redis errors are logged and retried with a backoff (up to 30 s); the reaper never
-        dies of a lost connection. Reports ready through ``task_status`` after the first
-        sweep attempt, for ``await task_group.start(reaper.run)``.
+        Redis errors (a lost connection, a refusal such as OOM or BUSY) are retried with a
+        backoff (up to 30 s) and logged once per episode (``redis_unavailable``, then
+        ``redis_recovered``); the reaper never dies of them. Reports ready through
+        ``task_status`` after the first sweep attempt, for
+        ``await task_group.start(reaper.run)``.
         """
         backoff = self.interval
         started = False
@@ -202,9 +208,10 @@ class Reaper:
             try:
                 await self.sweep_report()
                 backoff = self.interval
+                self.outage.ok()
             except (RedisError, OSError) as exc:
-                log.warning("reaper_redis_error", error=repr(exc), retry_in=backoff,
-                            queues=[q.name for q in self.queues])
+                # Any Redis error, refusals included: the reaper must outlive them all.
+                self.outage.failed(exc, retry_in=backoff)
                 backoff = min(backoff * 2, 30.0)
             if not started:
                 started = True

@@ -15,7 +15,8 @@ from redis.exceptions import RedisError
 from . import _crash, _validate
 from ._acks import AckBatcher
 from ._heartbeat import Heartbeat
-from ._job import run_job
+from ._job import RELEASE_TIMEOUT, run_job
+from ._outage import Outage
 from ._types import is_cluster
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .metrics import Metrics
@@ -148,6 +149,12 @@ class Worker:
         self._running = False
         self._stop_requested = False
         self._claim_scope: anyio.CancelScope | None = None
+        self._claim_shield: anyio.CancelScope | None = None
+        self.outages = {name: Outage(name, queue=",".join(self._names))
+                        for name in ("claim", "settle", "release", "wait")}
+        """One :class:`~leaseq._outage.Outage` per part of the worker that calls Redis (the
+        ack batchers and the heartbeat have their own): failures are logged once per
+        episode."""
         self._drain_scope: anyio.CancelScope | None = None
         self._job_finished: anyio.Event | None = None
         self._finished = 0
@@ -155,6 +162,7 @@ class Worker:
         # Per queue, when its server failed a claim: skipped until then (several queues).
         self._down_until: dict[str, float] = {}
         self._down_backoff: dict[str, float] = {}
+        self._down_logged: set[str] = set()
         self.heartbeat = Heartbeat(heartbeat_fraction)
         if metrics is not None:
             metrics.in_flight.labels(",".join(self._names)).set_function(
@@ -206,6 +214,9 @@ class Worker:
                      grace_period=self.grace_period)
         if self._claim_scope is not None:
             self._claim_scope.cancel()
+        if self._claim_shield is not None:
+            self._claim_shield.deadline = min(
+                self._claim_shield.deadline, anyio.current_time() + RELEASE_TIMEOUT)
 
     def kill(self) -> None:
         """Stop now: cancel running handlers at once (their leases are still released,
@@ -262,13 +273,17 @@ class Worker:
                         # Running handlers get the grace period; then the scope cancels
                         # them and each releases its lease on the way out.
                         drain.deadline = anyio.current_time() + self.grace_period
-                with anyio.CancelScope(shield=True):
+                # Bounded: a stop must end even while Redis does not answer (leases that
+                # could not be released expire and the reaper requeues their jobs).
+                with anyio.move_on_after(RELEASE_TIMEOUT, shield=True):
                     await self._release_unstarted(receive)
+                for served in self.served.values():
+                    served.acks.limit(RELEASE_TIMEOUT)
                 root.cancel_scope.cancel()
         finally:
             receive.close()
             self._running = False
-            self._drain_scope = self._claim_scope = None
+            self._drain_scope = self._claim_scope = self._claim_shield = None
             log.info("worker_stopped", queue=",".join(self._names), **self.counters)
 
     async def _runner(self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]) -> None:
@@ -307,18 +322,25 @@ class Worker:
             while not self._stopping():
                 slots = await self._take_slots()
                 finished_before = self._finished
+                leases: list[Lease] = []
                 try:
                     # A claim that reached Redis must be seen through: its leases are ours.
-                    with anyio.CancelScope(shield=True):
+                    # Only a stop bounds it (stop() sets a deadline): Redis may not answer.
+                    with anyio.CancelScope(shield=True) as shield:
+                        self._claim_shield = shield
+                        if self._stopping():
+                            shield.deadline = anyio.current_time() + RELEASE_TIMEOUT
                         leases = await self._claim(len(slots))
                         _crash.point("after_claim")
                         if self._stopping():
                             await self._release_all(leases)
                             leases = []
+                    self._claim_shield = None
                     backoff = 0.05
+                    self.outages["claim"].ok()
                 except (RedisError, OSError) as exc:
-                    log.warning("redis_unavailable", queue=",".join(self._names),
-                                error=repr(exc), retry_in=backoff)
+                    self._claim_shield = None
+                    self.outages["claim"].failed(exc, retry_in=backoff)
                     self._give_back(slots)
                     await anyio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -381,13 +403,18 @@ class Worker:
                 try:
                     leases += await self.served[name].queue.claim_many(want)
                     self._down_backoff.pop(name, None)
+                    if name in self._down_logged:
+                        self._down_logged.discard(name)
+                        log.info("redis_recovered", component="claim", queue=name)
                 except (RedisError, OSError) as exc:
                     failed, error = failed + 1, exc
                     backoff = self._down_backoff.get(name, 0.05)
                     self._down_until[name] = now + backoff
                     self._down_backoff[name] = min(backoff * 2, 5.0)
-                    log.warning("redis_unavailable", queue=name, error=repr(exc),
-                                retry_in=backoff)
+                    if name not in self._down_logged:
+                        self._down_logged.add(name)
+                        log.warning("redis_unavailable", component="claim", queue=name,
+                                    error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
             if len(leases) >= free:
                 break
         if error is not None and failed == tried and not leases:
@@ -405,13 +432,13 @@ class Worker:
             if len(groups) == 1 and not is_cluster(self.queue.redis):
                 await self.queue.redis.blpop([q.keys.wake for q in self.queues],
                                              timeout=self.poll_interval)
+                self.outages["wait"].ok()
                 return
             async with anyio.create_task_group() as tg:
                 for q in self.queues:
                     tg.start_soon(self._blpop_then_cancel, q, tg.cancel_scope)
         except (RedisError, OSError) as exc:
-            log.warning("redis_unavailable", queue=",".join(self._names), error=repr(exc),
-                        retry_in=self.poll_interval)
+            self.outages["wait"].failed(exc, retry_in=self.poll_interval)
             await anyio.sleep(self.poll_interval)
 
     async def _blpop_then_cancel(self, q: Queue, scope: anyio.CancelScope) -> None:
@@ -420,9 +447,9 @@ class Worker:
         # and a failing-over cluster node would take the whole worker down.
         try:
             await q.redis.blpop([q.keys.wake], timeout=self.poll_interval)
+            self.outages["wait"].ok()
         except (RedisError, OSError) as exc:
-            log.warning("redis_unavailable", queue=q.name, error=repr(exc),
-                        retry_in=self.poll_interval)
+            self.outages["wait"].failed(exc, queue=q.name, retry_in=self.poll_interval)
             await anyio.sleep(self.poll_interval)
         scope.cancel()
 

@@ -1,9 +1,12 @@
 """A hypothesis state machine drives the queue and checks it against a model of the protocol.
 
-Rules: enqueue, claim, ack / fail / release / extend with any lease ever issued (stale ones
-included), expire a live lease (what the server does when time runs out) and sweep. After
-every step: each id is in exactly the set the model says, a lease key exists exactly for the
-ids the model says are held, with the holder's token, and attempts are counted.
+Rules: enqueue, claim, a claim whose reply is lost (its leases held by nobody until the
+next claim recovers them), ack / fail / release / extend with any lease ever issued (stale
+ones included, and retries of calls that already committed, even after the job was claimed
+and settled again), expire a live lease (what the server does when time runs out) and
+sweep. After every step: each id is in exactly the set the model says, a lease key exists
+exactly for the ids the model says are held, with the holder's token, and attempts are
+counted.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ class JobModel:
     lease_live: bool = False
     failures: int = 0
     expiries: int = 0
-    settled: tuple[str, str, str] | None = None  # (token, mode, outcome) of the last settle
+    acked_by: str | None = None  # token of the ack that made it done
+    # (token, mode, outcome) of the last settlements (fail, release), newest first: a
+    # retried call finds its own among them (settle.lua keeps 8).
+    settles: list[tuple[str, str, str]] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
 
 
@@ -56,6 +62,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.reaper = Reaper(self.q, batch=3)
         self.jobs: dict[str, JobModel] = {}
         self.leases: list[Lease] = []
+        # Claims whose reply was lost, oldest first: the job ids their leases went to.
+        self.lost_claims: list[list[Lease]] = []
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -80,18 +88,50 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @rule(n=st.integers(1, 4))
     def claim(self, n: int) -> None:
+        self._claim(n)
+
+    def _claim(self, n: int) -> list[Lease]:
+        """claim_many(n) against the model; returns the freshly claimed leases."""
+        # Leases of lost claims that are still held come back first (claim.lua's record).
+        recovered = [lease for lost in self.lost_claims for lease in lost if self._owned(lease)]
+        self.lost_claims = []
         todo = [j for j, m in self.jobs.items() if m.state == "todo"]
         leases = self.run(self.q.claim_many(n))
-        assert len(leases) == min(n, len(todo))
-        for lease in leases:
+        back = min(n, len(recovered))
+        for lease in recovered[back:]:  # beyond n: released
             m = self.jobs[lease.job_id]
-            assert m.state == "todo"
-            m.state, m.holder, m.lease_live = "in_progress", lease.token, True
-            m.attempts += 1
-            assert lease.attempt == m.attempts
-            assert lease.token not in m.tokens
-            m.tokens.append(lease.token)
+            m.state, m.attempts = "todo", m.attempts - 1
+            m.settles.insert(0, (lease.token, "release", "todo"))
+            self._drop_lease(m)
+        assert [lease.token for lease in leases[:back]] == [r.token for r in recovered[:back]]
+        assert len(leases) == back + min(n - back, len(todo))
+        for lease in leases[:back]:
+            assert lease.attempt == self.jobs[lease.job_id].attempts
             self.leases.append(lease)
+        for lease in leases[back:]:
+            self._claimed(lease)
+        return leases[back:]
+
+    @rule(n=st.integers(1, 3))
+    def claim_whose_reply_is_lost(self, n: int) -> None:
+        """The server ran the claim; the caller never saw the fresh leases (the call
+        raised). The queue remembers the call's nonce, the tokens' random part."""
+        leases = self._claim(n)
+        for lease in leases:
+            self.leases.remove(lease)  # nobody holds these lease objects
+        if leases:
+            self.q._lost_claims.append(leases[0].token.split("-", 1)[1])
+            self.lost_claims.append(leases)
+
+    def _claimed(self, lease: Lease) -> None:
+        m = self.jobs[lease.job_id]
+        assert m.state == "todo"
+        m.state, m.holder, m.lease_live = "in_progress", lease.token, True
+        m.attempts += 1
+        assert lease.attempt == m.attempts
+        assert lease.token not in m.tokens
+        m.tokens.append(lease.token)
+        self.leases.append(lease)
 
     def _owned(self, lease: Lease) -> bool:
         m = self.jobs[lease.job_id]
@@ -108,9 +148,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         if self._owned(lease):
             self.run(self.q.ack(lease, result=lease.token))
             m.state = "done"
-            m.settled = (lease.token, "ack", "done")
+            m.acked_by = lease.token
             self._drop_lease(m)
-        elif m.settled is not None and m.settled[:2] == (lease.token, "ack"):
+        elif m.acked_by == lease.token:
             self.run(self.q.ack(lease, result=lease.token))  # idempotent retry
         else:
             with pytest.raises(LeaseLost):
@@ -131,12 +171,12 @@ class ProtocolMachine(RuleBasedStateMachine):
                 expected = "dead" if m.attempts >= MAX_ATTEMPTS else "todo"
                 assert outcome == expected
             m.state = expected
-            m.settled = (lease.token, mode, expected)
+            m.settles.insert(0, (lease.token, mode, expected))
             self._drop_lease(m)
-        elif m.settled is not None and m.settled[:2] == (lease.token, mode):
+        elif first := [o for t, md, o in m.settles[:8] if (t, md) == (lease.token, mode)]:
             again = self.run(call())
             if mode == "fail":
-                assert again == m.settled[2]
+                assert again == first[0]
         else:
             with pytest.raises(LeaseLost):
                 self.run(call())

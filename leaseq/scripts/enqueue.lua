@@ -1,10 +1,14 @@
 -- enqueue: create jobs that do not exist yet; an existing id is left untouched (dedup).
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 wake,
 --       7..6+n job hashes (one per job, in ARGV order)
--- ARGV: 1 '1' when the ids were freshly generated (random: cannot be known, so the
---       dedup checks are skipped), '0' for caller-given ids; then 6 fields per job:
---       id, task, payload, max_attempts, delay_ms, lease_ms ('' = queue default)
+-- ARGV: 1 '1' when the ids were freshly generated (random), '0' for caller-given ids;
+--       then 6 fields per job: id, task, payload, max_attempts, delay_ms, lease_ms
+--       ('' = queue default)
 -- Returns: one integer per job: 1 created, 0 already known (nothing written).
+-- The job hash's existence is the dedup check for every id: a call re-sent after its
+-- reply was lost (redis-py retries on connection errors) finds the hashes its first run
+-- wrote and changes nothing, whatever happened to those jobs in between. Caller-given ids
+-- are also looked up in the sets, for a hash deleted behind the queue's back.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
@@ -14,14 +18,14 @@ for i = 7, #KEYS do
   local b = (i - 7) * 6 + 1
   local id = ARGV[b + 1]
   local job = KEYS[i]
-  -- The hash marks a known job; the set checks guard against a hash deleted behind the
-  -- queue's back, which must not put one id in two sets.
-  if not fresh and (redis.call('EXISTS', job) == 1
-    or redis.call('SISMEMBER', KEYS[1], id) == 1
+  -- The hash marks a known job; for caller-given ids the set checks guard against a hash
+  -- deleted behind the queue's back, which must not put one id in two sets.
+  if redis.call('EXISTS', job) == 1 or (not fresh and (
+    redis.call('SISMEMBER', KEYS[1], id) == 1
     or redis.call('SISMEMBER', KEYS[2], id) == 1
     or redis.call('SISMEMBER', KEYS[3], id) == 1
     or redis.call('SISMEMBER', KEYS[4], id) == 1
-    or redis.call('ZSCORE', KEYS[5], id)) then
+    or redis.call('ZSCORE', KEYS[5], id))) then
     out[#out + 1] = 0
   else
     redis.call('HSET', job, 'task', ARGV[b + 2], 'payload', ARGV[b + 3],

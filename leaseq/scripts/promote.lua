@@ -1,16 +1,28 @@
 -- promote: move delayed jobs whose due time has come to todos.
--- KEYS: 1 delayed, 2 todos, 3 wake, 4 meta
+-- KEYS: 1 delayed, 2 todos, 3 wake, 4 meta, 5 the reply record
 -- ARGV: 1 batch size
 -- Also stamps meta.reaper_seen (Redis ms): every sweep calls this script at least once,
 -- so dashboards can tell whether any reaper is running.
 -- Returns: number of jobs promoted (a full batch means there may be more).
+-- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
+-- reply was lost finds it and answers what the first run did, doing nothing again.
+local saved = redis.call('GET', KEYS[#KEYS])
+if saved then return cjson.decode(saved) end
+local function answer(v, changed)
+  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
+  return v
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[4], 'reaper_seen', now)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 if #due == 0 then return 0 end
-redis.call('ZREM', KEYS[1], unpack(due))
-redis.call('SADD', KEYS[2], unpack(due))
+-- unpack() of more than a few thousand values overflows Lua's stack: move in slices.
+for from = 1, #due, 1000 do
+  local slice = {unpack(due, from, math.min(from + 999, #due))}
+  redis.call('ZREM', KEYS[1], unpack(slice))
+  redis.call('SADD', KEYS[2], unpack(slice))
+end
 redis.call('LPUSH', KEYS[3], '1')
 redis.call('LTRIM', KEYS[3], 0, 63)
-return #due
+return answer(#due, true)

@@ -1,12 +1,20 @@
 -- reap: requeue (or bury) jobs of in_progress whose lease has expired; repair leases
 -- without an expiry. Called by the reaper with one SSCAN batch of ids.
 -- KEYS: 1 in_progress, 2 todos, 3 dead, 4 wake, 5 events, then n lease keys, then n job
---       hashes
+--       hashes, then the reply record
 -- ARGV: 1 lease ms to give a lease key found without expiry, 2 events to keep, then the
 --       n ids
 -- Returns: {requeued, dead, repaired, dead ids...}
 -- Each expired lease is recorded in the events list (newest first, capped): dashboards
 -- show it, and it is the only trace of a claimer that died without a word.
+-- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
+-- reply was lost finds it and answers what the first run did, doing nothing again.
+local saved = redis.call('GET', KEYS[#KEYS])
+if saved then return cjson.decode(saved) end
+local function answer(v, changed)
+  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
+  return v
+end
 local n = #ARGV - 2
 local events = 0
 local requeued, dead, repaired = 0, 0, 0
@@ -66,4 +74,4 @@ if requeued > 0 then
 end
 local out = {requeued, dead, repaired}
 for _, id in ipairs(dead_ids) do out[#out + 1] = id end
-return out
+return answer(out, requeued + dead + repaired > 0)

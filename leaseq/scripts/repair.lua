@@ -1,6 +1,6 @@
 -- repair: fix one integrity problem found by `leaseq doctor --repair`, re-checking it first.
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 done_at, 7 wake,
---       8 the job hash, 9 the lease key
+--       8 the job hash, 9 the lease key, 10 the reply record
 -- ARGV: 1 kind, 2 id
 --   kind 'orphan_lease': a lease key whose id is not in in_progress -> deleted
 --   kind 'orphan_job':   a job hash whose id is in no set -> back to done (if it was acked)
@@ -8,6 +8,14 @@
 --                        deleted (nothing could run it)
 --   kind 'missing_hash': an id in a set with no job hash -> out of done, or to dead
 -- Returns: 1 if something was changed, 0 if the problem was gone.
+-- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
+-- reply was lost finds it and answers what the first run did, doing nothing again.
+local saved = redis.call('GET', KEYS[#KEYS])
+if saved then return cjson.decode(saved) end
+local function answer(v, changed)
+  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
+  return v
+end
 local kind, id = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -20,7 +28,7 @@ end
 if kind == 'orphan_lease' then
   if redis.call('SISMEMBER', KEYS[2], id) == 0 and redis.call('EXISTS', KEYS[9]) == 1 then
     redis.call('DEL', KEYS[9])
-    return 1
+    return answer(1, true)
   end
 elseif kind == 'orphan_job' then
   if redis.call('EXISTS', KEYS[8]) == 1 and not in_any_set() then
@@ -35,13 +43,13 @@ elseif kind == 'orphan_job' then
     else
       redis.call('DEL', KEYS[8])
     end
-    return 1
+    return answer(1, true)
   end
 elseif kind == 'missing_hash' then
   if redis.call('EXISTS', KEYS[8]) == 0 then
     if redis.call('SREM', KEYS[3], id) == 1 then
       redis.call('ZREM', KEYS[6], id)
-      return 1
+      return answer(1, true)
     end
     local moved = redis.call('SREM', KEYS[1], id) + redis.call('ZREM', KEYS[5], id)
     if redis.call('SISMEMBER', KEYS[2], id) == 1 and redis.call('EXISTS', KEYS[9]) == 0 then
@@ -51,7 +59,7 @@ elseif kind == 'missing_hash' then
       redis.call('SADD', KEYS[4], id)
       redis.call('HSET', KEYS[8], 'dead_reason', 'job hash missing (found by doctor)',
         'finished_at', now)
-      return 1
+      return answer(1, true)
     end
   end
 end

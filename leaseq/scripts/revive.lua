@@ -1,8 +1,16 @@
 -- revive: give dead jobs a fresh set of attempts and put them back in todos.
--- KEYS: 1 dead, 2 todos, 3 wake, then one job hash per id
+-- KEYS: 1 dead, 2 todos, 3 wake, then one job hash per id, then the reply record
 -- ARGV: the ids
 -- Returns: number of jobs moved. Ids not in dead, and dead ids whose hash has no task
 -- (nothing could run them), are left where they are.
+-- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
+-- reply was lost finds it and answers what the first run did, doing nothing again.
+local saved = redis.call('GET', KEYS[#KEYS])
+if saved then return cjson.decode(saved) end
+local function answer(v, changed)
+  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
+  return v
+end
 local moved = 0
 for i, id in ipairs(ARGV) do
   local job = KEYS[3 + i]
@@ -17,4 +25,4 @@ if moved > 0 then
   redis.call('LPUSH', KEYS[3], '1')
   redis.call('LTRIM', KEYS[3], 0, 63)
 end
-return moved
+return answer(moved, moved > 0)

@@ -5,32 +5,48 @@
 --       6 a lower cap on attempts for this failure ('' = the job's own max_attempts)
 -- Returns: the outcome: 'todo', 'delayed' or 'dead'; 'lost' when the token does not hold
 -- the lease. A retried call (same token, same mode) whose first attempt already settled
--- this lease returns that first outcome again (idempotent), never a second move.
+-- this lease returns that first outcome again (idempotent), never a second move: even
+-- after the job was claimed and settled again meanwhile, since the job hash keeps the
+-- last HISTORY settlements in its 'settles' field ("token:mode:outcome;" entries,
+-- newest first) besides the last one in 'settled'/'outcome'/'settled_by'.
+local HISTORY = 8
 local id, token, mode = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', KEYS[1]) ~= token then
-  local s = redis.call('HMGET', KEYS[2], 'settled', 'outcome', 'settled_by')
+  local s = redis.call('HMGET', KEYS[2], 'settled', 'outcome', 'settled_by', 'settles')
   if s[1] == token and s[3] == mode then return s[2] end
+  if s[4] then
+    local mark = ';' .. token .. ':' .. mode .. ':'
+    local history = ';' .. s[4]
+    local at = string.find(history, mark, 1, true)
+    if at then
+      local from = at + #mark
+      return string.sub(history, from, string.find(history, ';', from, true) - 1)
+    end
+  end
   return 'lost'
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Counters are read and written back as numbers (no HINCRBY): a corrupt field must not
+-- fail the script after its first write.
+local c = redis.call('HMGET', KEYS[2], 'attempts', 'max_attempts', 'failures', 'releases')
+local attempts = tonumber(c[1]) or 0
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], id)
 local outcome
 if mode == 'release' then
-  redis.call('HINCRBY', KEYS[2], 'attempts', -1)
-  redis.call('HINCRBY', KEYS[2], 'releases', 1)
+  redis.call('HSET', KEYS[2], 'attempts', math.max(attempts - 1, 0),
+    'releases', (tonumber(c[4]) or 0) + 1)
   outcome = 'todo'
 elseif mode == 'bury' then
   redis.call('HSET', KEYS[2], 'dead_reason', ARGV[4])
   outcome = 'dead'
 else
-  local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
-  redis.call('HSET', KEYS[2], 'error', ARGV[4])
-  local f = redis.call('HMGET', KEYS[2], 'attempts', 'max_attempts')
-  local max_attempts = tonumber(f[2]) or 1
+  local failures = (tonumber(c[3]) or 0) + 1
+  redis.call('HSET', KEYS[2], 'failures', failures, 'error', ARGV[4])
+  local max_attempts = tonumber(c[2]) or 1
   if tonumber(ARGV[6]) then max_attempts = math.min(max_attempts, tonumber(ARGV[6])) end
-  if (tonumber(f[1]) or 0) >= max_attempts then
+  if attempts >= max_attempts then
     redis.call('HSET', KEYS[2], 'dead_reason',
       'failed ' .. failures .. ' times, last error: ' .. ARGV[4])
     outcome = 'dead'
@@ -50,5 +66,15 @@ else
   redis.call('SADD', KEYS[6], id)
   redis.call('HSET', KEYS[2], 'finished_at', now)
 end
-redis.call('HSET', KEYS[2], 'settled', token, 'outcome', outcome, 'settled_by', mode)
+local history = token .. ':' .. mode .. ':' .. outcome .. ';'
+  .. (redis.call('HGET', KEYS[2], 'settles') or '')
+local kept, cut = 0, #history
+for i = 1, #history do
+  if string.byte(history, i) == 59 then  -- ';' ends an entry
+    kept = kept + 1
+    if kept == HISTORY then cut = i break end
+  end
+end
+redis.call('HSET', KEYS[2], 'settled', token, 'outcome', outcome, 'settled_by', mode,
+  'settles', string.sub(history, 1, cut))
 return outcome

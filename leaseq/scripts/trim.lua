@@ -1,6 +1,6 @@
 -- trim: forget done jobs beyond the retention (older than max age, or beyond max count).
 -- KEYS: 1 done, 2 done_at (zset id -> finish ms); on a cluster also the m candidates'
---       job hashes
+--       job hashes; last, the reply record
 -- ARGV: 1 key prefix, or '' on a cluster, 2 max age ms (-1 = none), 3 max count
 --       (-1 = none), 4 batch size; on a cluster also the m candidate ids, the oldest of
 --       done_at as the caller read them
@@ -9,6 +9,14 @@
 -- first entry neither rule selects ends the batch. On a plain server the batch is read
 -- here and the job hashes' keys built from the prefix; on a cluster every key must be
 -- declared (see claim.lua), so the caller names the candidates and each is re-checked.
+-- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
+-- reply was lost finds it and answers what the first run did, doing nothing again.
+local saved = redis.call('GET', KEYS[#KEYS])
+if saved then return cjson.decode(saved) end
+local function answer(v, changed)
+  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
+  return v
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]
@@ -28,7 +36,7 @@ for i, id in ipairs(ids) do
   local score = tonumber(redis.call('ZSCORE', KEYS[2], id))
   if score then  -- a named candidate may have gone meanwhile
     if excess <= 0 and not (max_age >= 0 and score <= now - max_age) then
-      return {n, i - 1}
+      return answer({n, i - 1}, n > 0)
     end
     redis.call('ZREM', KEYS[2], id)
     excess = excess - 1
@@ -41,4 +49,4 @@ for i, id in ipairs(ids) do
     end
   end
 end
-return {n, #ids}
+return answer({n, #ids}, n > 0)

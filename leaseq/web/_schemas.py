@@ -7,13 +7,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from .._validate import MAX_JOB_ID_LEN, MAX_TASK_LEN
+from .._validate import MAX_JOB_ID_LEN, MAX_TASK_LEN, PRINTABLE
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 """The same rule as :func:`leaseq._keys.validate_queue_name`, for the OpenAPI schema."""
 
-JobId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_JOB_ID_LEN)]
-TaskName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TASK_LEN)]
+# No control characters, as leaseq._validate checks (anchored: a JSON Schema pattern may
+# match anywhere in the string).
+_PRINTABLE = f"^{PRINTABLE}$"
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_JOB_ID_LEN,
+                                         pattern=_PRINTABLE)]
+TaskName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TASK_LEN,
+                                            pattern=_PRINTABLE)]
 
 
 def _whole(value: Any) -> Any:

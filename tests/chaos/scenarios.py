@@ -32,6 +32,7 @@ from leaseq.testing import (
     check_invariants,
     wait_drained,
 )
+from tests.helpers.replyproxy import ReplyDropProxy
 
 from .proxy import FaultyProxy
 
@@ -625,6 +626,54 @@ async def cancellation_storm(server: RedisServer, size: Size, logdir: Path) -> O
     return outcome
 
 
+# -- 13. lost replies ------------------------------------------------------------------------
+
+LOST_REPLY_RATE = 0.03
+LOST_REPLY_SEED = 13
+
+
+async def lost_replies(server: RedisServer, size: Size, logdir: Path) -> Outcome:
+    """Workers and a producer reach Redis through a proxy that loses about 3% of replies
+    *after* the server applied the call (it waits for the reply, discards it and resets
+    the connection), so calls that already ran are sent again: by redis-py's own retry
+    (the producer's client has redis-py's default retry) or by leaseq. The producer
+    enqueues batches of 5 generated ids and waits for the workers to claim each batch
+    before the next, so a re-sent enqueue usually finds its jobs claimed already."""
+    q = _name("lostreply")
+    start = time.monotonic()
+    ids: list[str] = []
+    async with ReplyDropProxy("127.0.0.1", server.port) as proxy:
+        proxy.drop_rate(LOST_REPLY_RATE, seed=LOST_REPLY_SEED)
+        fleet = Fleet(proxy.url, q, 3, logdir, concurrency=20, lease_timeout=2.0)
+        fleet.start()
+        # Redis(host=, port=) has redis-py's default retry (10 tries); from_url has none.
+        producer = aioredis.Redis(host="127.0.0.1", port=proxy.port)
+        direct = await _client(server.url)
+        try:
+            queue = Queue(producer, q)
+            payloads = _payloads(size.jobs, 0.005)
+            with anyio.fail_after(DRAIN_TIMEOUT):
+                for i in range(0, size.jobs, 5):
+                    ids += await queue.enqueue_many("work", payloads[i:i + 5])
+                    while await direct.scard(queue.keys.todos):
+                        await anyio.sleep(0.002)
+                    fleet.restart_dead()
+            report = await _check(server.url, q, ids)
+        finally:
+            await producer.aclose()
+            await direct.aclose()
+            fleet.terminate()
+        dropped = proxy.dropped
+    outcome = Outcome("lost replies (reply dropped after the server applied the call)",
+                      len(ids), dropped, report, time.monotonic() - start)
+    outcome.notes.append(f"replies dropped after the server applied the call: {dropped} "
+                         f"(rate {LOST_REPLY_RATE:.0%} of client chunks, seed "
+                         f"{LOST_REPLY_SEED})")
+    if dropped == 0:
+        outcome.notes.append("FAILED: no reply was dropped")
+    return outcome
+
+
 Scenario = Callable[[RedisServer, Size, Path], Awaitable[Outcome]]
 
 
@@ -635,5 +684,5 @@ def with_logdir() -> Path:
 
 IN_SERVER: tuple[Scenario, ...] = (
     sigkill_workers, zombie_worker, network_faults, slow_redis, reaper_processes, poison,
-    clean_shutdown, clock_skew, crash_points, cancellation_storm)
+    clean_shutdown, clock_skew, crash_points, cancellation_storm, lost_replies)
 """The scenarios that share the session's redis-server (the others start their own)."""

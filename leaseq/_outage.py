@@ -1,0 +1,60 @@
+"""One log line per outage: failed Redis calls of one part of a process are reported
+when the first fails and when one succeeds again, not once per call.
+
+During a refusal (a server at ``maxmemory``, a long script, a failed save) every job's
+ack, settle and renewal fails the same way; a line per call would bury the one line an
+operator needs under thousands of copies.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("leaseq.worker")
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` of a Redis error, for a log field."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Outage:
+    """Tracks failed Redis calls of one ``component`` (``claim``, ``ack``, ...).
+
+    :meth:`failed` logs ``redis_unavailable`` (a warning) at the first failure of an
+    episode and counts the rest; :meth:`ok` logs ``redis_recovered`` (with the number of
+    failures and the episode's length) at the first success after failures.
+    """
+
+    __slots__ = ("component", "context", "failures", "since")
+
+    def __init__(self, component: str, **context: Any) -> None:
+        self.component = component
+        self.context = context
+        self.failures = 0
+        self.since: float | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the last call of this component failed."""
+        return self.since is not None
+
+    def failed(self, exc: BaseException, **fields: Any) -> None:
+        """Record a failed call; log it if it starts an episode."""
+        self.failures += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("redis_unavailable", component=self.component, error=error_text(exc),
+                        **{**self.context, **fields})
+
+    def ok(self) -> None:
+        """Record a call that succeeded; log the end of an episode."""
+        if self.since is None:
+            return
+        log.info("redis_recovered", component=self.component, failures=self.failures,
+                 seconds=round(time.monotonic() - self.since, 3), **self.context)
+        self.failures = 0
+        self.since = None
