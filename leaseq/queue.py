@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -231,7 +231,9 @@ class Queue:
         leases = await self.claim_many(1)
         return leases[0] if leases else None
 
-    async def claim_many(self, n: int) -> list[Lease]:
+    async def claim_many(
+        self, n: int, *, max_attempts: Mapping[str, int] | None = None
+    ) -> list[Lease]:
         """Claim up to ``n`` (at most 10,000) waiting jobs in one atomic step (one round
         trip; on a cluster two, see ``docs/protocol.md``).
 
@@ -240,6 +242,11 @@ class Queue:
         corrupt, or whose payload cannot be decoded, goes to ``dead`` with the reason
         recorded and is not returned.
 
+        ``max_attempts`` maps task names to a lower limit on attempts for jobs of that
+        task (a worker passes its ``Task(max_attempts=...)`` values): a claimed job whose
+        own limit is higher gets this one stored with it, so the reaper, ``inspect`` and
+        the dashboard see the limit that applies.
+
         A call that failed on a connection error may still have claimed jobs on the
         server (its reply was lost). The queue remembers such a call, and its next
         ``claim_many`` first recovers the leases that call took and still holds
@@ -247,6 +254,9 @@ class Queue:
         out their leases; leases beyond ``n`` are released.
         """
         _validate.positive_int(n, "n", _MAX_CLAIM)
+        caps: list[_scripts.ArgT] = []
+        for task, limit in (max_attempts or {}).items():
+            caps += (_validate.task_name(task), _validate.positive_int(limit, "max_attempts"))
         await self.prepare()
         leases = await self._recover_claims() if self._lost_claims else []
         if len(leases) >= n:
@@ -255,7 +265,7 @@ class Queue:
             return leases[:n]
         try:
             if not is_cluster(self.redis):
-                return leases + await self._claim(n - len(leases), None)
+                return leases + await self._claim(n - len(leases), None, caps=caps)
             # On a cluster the candidates are named up front (see claim.lua); one that a
             # concurrent claimer took first is skipped, so a short claim is tried again a
             # few times rather than reported as an empty queue.
@@ -264,7 +274,7 @@ class Queue:
                 picked: list[Any] = await self.redis.srandmember(  # type: ignore[assignment]
                     self.keys.todos, want)
                 candidates = [text(i) for i in picked]
-                got = await self._claim(want, candidates)
+                got = await self._claim(want, candidates, caps=caps)
                 leases += got
                 if len(got) == len(candidates) or len(leases) >= n:
                     break  # no candidate was lost to another claimer
@@ -291,7 +301,8 @@ class Queue:
         return leases
 
     async def _claim(
-        self, n: int, named: list[str] | None, nonce: str | None = None
+        self, n: int, named: list[str] | None, nonce: str | None = None,
+        caps: Sequence[_scripts.ArgT] = (),
     ) -> list[Lease]:
         """One claim.lua call: the script picks the ids, or (``named``, on a cluster) it
         takes those of the named candidates still waiting. With the ``nonce`` of an
@@ -306,7 +317,7 @@ class Queue:
             reply = await _scripts.CLAIM(
                 self.redis, keys,
                 [k.prefix if named is None else "", n, self.lease_ms, nonce, self.owner,
-                 *(named or ())])
+                 len(caps) // 2, *caps, *(named or ())])
         except RETRYABLE:
             # The server may have run the claim and the reply be lost: remember the call,
             # so the next claim takes its leases over instead of leaving them to expire.

@@ -118,7 +118,9 @@ class Task:
     ``timeout``: seconds a run may take before it is cancelled and counted as a failure.
     ``lease_timeout``: lease length for this task (the worker renews to it right after the
     claim), so long jobs need not force a long lease on every job. ``max_attempts``: caps
-    the runs of this task on failure, below the job's own limit. ``backoff``: retry delays.
+    the attempts of this task's jobs below their own limit (stored with each job when it
+    is claimed, so failures, lease expiries, ``inspect`` and the dashboard all use it).
+    ``backoff``: retry delays.
     """
 
     handler: Handler
@@ -128,7 +130,7 @@ class Task:
     lease_timeout: float | None = None
     """Lease length for this task; ``None`` keeps the job's (queue's) lease length."""
     max_attempts: int | None = None
-    """Cap on runs when the handler fails; ``None`` keeps the job's limit."""
+    """Cap on attempts (failures and lease expiries); ``None`` keeps the job's limit."""
     backoff: Backoff | None = None
     """Retry delays; ``None`` uses the worker's."""
 

@@ -73,12 +73,15 @@ def _check_pool(queue: Queue, concurrency: int) -> None:
 class Served:
     """One queue a worker serves: the queue, its handlers and its ack batcher."""
 
-    __slots__ = ("acks", "queue", "tasks")
+    __slots__ = ("acks", "caps", "queue", "tasks")
 
     def __init__(self, queue: Queue, handlers: Mapping[str, Handler | Task]) -> None:
         self.queue = queue
         self.tasks = normalise_handlers(handlers)
         self.acks = AckBatcher(queue)
+        # Per-task attempt limits, applied (and stored with each job) at claim time.
+        self.caps = {name: t.max_attempts for name, t in self.tasks.items()
+                     if t.max_attempts is not None}
 
 
 class Worker:
@@ -391,7 +394,8 @@ class Worker:
         the others are served. Raises only when every queue it tried failed.
         """
         if len(self._names) == 1:
-            return await self.queue.claim_many(free)
+            return await self.queue.claim_many(free, max_attempts=self.served[
+                self.queue.name].caps)
         leases: list[Lease] = []
         tried = failed = 0
         error: BaseException | None = None
@@ -401,7 +405,8 @@ class Worker:
             if want > 0 and self._down_until.get(name, 0.0) <= now:
                 tried += 1
                 try:
-                    leases += await self.served[name].queue.claim_many(want)
+                    served = self.served[name]
+                    leases += await served.queue.claim_many(want, max_attempts=served.caps)
                     self._down_backoff.pop(name, None)
                     if name in self._down_logged:
                         self._down_logged.discard(name)

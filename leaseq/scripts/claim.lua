@@ -3,8 +3,10 @@
 --       (claim:<nonce>); on a cluster also the m candidates' job hashes, then their
 --       lease keys
 -- ARGV: 1 key prefix "leaseq:{NAME}:", or '' on a cluster, 2 n, 3 default lease ms,
---       4 nonce, 5 owner name; on a cluster also the m candidate ids (the caller picked
---       them with SRANDMEMBER, or, to recover a claim, read them from its record)
+--       4 nonce, 5 owner name, 6 k = number of per-task attempt limits, then k pairs
+--       task, limit (a worker's Task(max_attempts=...)); on a cluster also the m
+--       candidate ids (the caller picked them with SRANDMEMBER, or, to recover a claim,
+--       read them from its record)
 -- Returns: {now_ms, fence_base, recovered, entries...}; recovered is 1 when the record
 --   of this nonce already existed (a re-sent call) and the entries are that claim's.
 --   Each entry is 9 fields: id, token, attempt, task, payload, max_attempts, lease_ms,
@@ -21,6 +23,8 @@
 -- only the declared keys before the script runs, and an undeclared key found on the
 -- other node fails the script halfway (an id moved without its lease). There the caller
 -- names candidates and their keys, and a candidate another claimer took is skipped.
+-- A per-task limit lower than the job's own max_attempts is stored with the job at its
+-- claim, so the reaper, inspect and the dashboard all see the limit that applies.
 -- Nothing stored can fail the script after its first move: every field is checked
 -- before it is used (a bad lease_ms falls back to the default, a bad count or a key of
 -- the wrong type sends the job to dead).
@@ -31,7 +35,10 @@ local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
 local default_ms = tonumber(ARGV[3])
 local nonce = ARGV[4]
-local m = #ARGV - 5
+local caps = {}
+local first = 7 + 2 * tonumber(ARGV[6])  -- index of the first candidate id
+for i = 7, first - 1, 2 do caps[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local m = #ARGV - first + 1
 
 local function keys_of(id, i)
   if prefix == '' then return KEYS[7 + i], KEYS[7 + m + i] end
@@ -47,7 +54,7 @@ local record = redis.call('GET', KEYS[7])
 if record then
   local r = cjson.decode(record)
   local named = {}
-  for i = 1, m do named[ARGV[5 + i]] = i end
+  for i = 1, m do named[ARGV[first - 1 + i]] = i end
   local out = {now, r[1], 1}
   for j = 2, #r, 2 do
     local slot, id = r[j], r[j + 1]
@@ -84,7 +91,7 @@ local picked = {}
 if prefix == '' then
   local seen = {}
   for i = 1, m do
-    local id = ARGV[5 + i]
+    local id = ARGV[first - 1 + i]
     if #picked < n and not seen[id] and redis.call('SISMEMBER', KEYS[1], id) == 1 then
       seen[id] = true
       local job, lease = keys_of(id, i)
@@ -125,6 +132,12 @@ for i, p in ipairs(picked) do
     if not (is_count(lease_ms) and lease_ms >= 1 and lease_ms <= MAX_MS) then
       lease_ms = default_ms
     end
+    local max_attempts = f[3]
+    local cap = caps[f[1]]
+    if cap and cap < tonumber(max_attempts) then
+      max_attempts = cap
+      redis.call('HSET', job, 'max_attempts', cap)
+    end
     redis.call('SMOVE', KEYS[1], KEYS[2], id)
     local attempt = redis.call('HINCRBY', job, 'attempts', 1)
     local token = (fence + i) .. '-' .. nonce
@@ -133,7 +146,8 @@ for i, p in ipairs(picked) do
     rec[#rec + 1] = i
     rec[#rec + 1] = id
     if lease_ms > longest then longest = lease_ms end
-    for _, v in ipairs({id, token, attempt, f[1], f[2], f[3], lease_ms, lease_ms, 'ok'}) do
+    for _, v in ipairs({id, token, attempt, f[1], f[2], max_attempts, lease_ms, lease_ms,
+                        'ok'}) do
       out[#out + 1] = v
     end
   end
