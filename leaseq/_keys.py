@@ -41,6 +41,7 @@ class QueueKeys:
         "in_progress",
         "meta",
         "prefix",
+        "settings",
         "todos",
         "wake",
     )
@@ -57,6 +58,7 @@ class QueueKeys:
         self.wake = self.prefix + "wake"
         self.meta = self.prefix + "meta"
         self.events = self.prefix + "events"
+        self.settings = self.prefix + "settings"
 
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -15,10 +16,11 @@ import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from . import _admin as admin
-from . import _crash, _scripts, _tx, _validate
+from . import _crash, _scripts, _settings, _tx, _validate
 from ._codec import JsonSerializer, Serializer, encode
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
+from ._settings import STORED, Stored
 from ._types import RETRYABLE, AnyRedis, is_cluster, text
 from ._validate import storable
 from ._wait import wait_all
@@ -73,6 +75,13 @@ class Queue:
     ``dead``. Done jobs are forgotten by the reaper after ``done_ttl`` seconds or beyond the
     newest ``done_max`` (either may be ``None`` to disable it).
 
+    These four settings belong to the queue, not to one process: one given here is
+    stored with the queue in Redis (at :meth:`prepare`, with a ``queue_settings_changed``
+    warning when it replaces a different stored value); one not given is read from there,
+    so a reaper sidecar or the dashboard applies what the application set. The built-in
+    defaults (30 s, 5 attempts, a day, 100,000) apply only where nothing is stored; the
+    attributes hold the applied values once :meth:`prepare` ran.
+
     ``replicas`` (the durability knob): when > 0, every enqueue, ack and settle waits
     (``WAIT``) until that many replicas have the write, for up to ``replica_timeout``
     seconds; a write not confirmed in time is still done on the master, and is logged
@@ -87,20 +96,44 @@ class Queue:
         redis: AnyRedis,
         name: str,
         *,
-        lease_timeout: float = 30.0,
-        max_attempts: int = 5,
+        lease_timeout: float | None = None,
+        max_attempts: int | None = None,
         serializer: Serializer | None = None,
-        done_ttl: float | None = 86_400.0,
-        done_max: int | None = 100_000,
+        done_ttl: float | Stored | None = STORED,
+        done_max: int | Stored | None = STORED,
         owner: str | None = None,
         replicas: int = 0,
         replica_timeout: float = 1.0,
     ) -> None:
         self.name = validate_queue_name(name)
         self.redis = redis
-        self.lease_timeout = _validate.seconds(lease_timeout, "lease_timeout", allow_zero=False)
-        self.lease_ms = _validate.millis(lease_timeout, "lease_timeout")
-        self.max_attempts = _validate.positive_int(max_attempts, "max_attempts")
+        # Settings given here are stored with the queue; the others are read from it (see
+        # prepare), so every process applies the same ones.
+        self._explicit: dict[str, int | None] = {}
+        if lease_timeout is not None:
+            self._explicit["lease_ms"] = _validate.millis(lease_timeout, "lease_timeout")
+        if max_attempts is not None:
+            self._explicit["max_attempts"] = _validate.positive_int(max_attempts, "max_attempts")
+        if done_ttl is not STORED:
+            self._explicit["done_ttl_ms"] = None if done_ttl is None else math.ceil(
+                _validate.seconds(done_ttl, "done_ttl", allow_zero=True) * 1000)
+        if done_max is not STORED:
+            if done_max is not None and (isinstance(done_max, bool)
+                                         or not isinstance(done_max, int)
+                                         or not 0 <= done_max <= _validate.MAX_COUNT):
+                raise InvalidInput(f"done_max must be an integer from 0 to "
+                                   f"{_validate.MAX_COUNT}, got {done_max!r}")
+            self._explicit["done_max"] = done_max
+        self.lease_timeout = 30.0
+        """The default lease length in seconds (explicit, stored with the queue, or 30)."""
+        self.lease_ms = 30_000
+        self.max_attempts = 5
+        """The default attempts per job (explicit, stored with the queue, or 5)."""
+        self.done_ttl: float | None = 86_400.0
+        """Seconds done jobs are kept (explicit, stored, or a day); ``None``: no limit."""
+        self.done_max: int | None = 100_000
+        """Done jobs kept at most (explicit, stored, or 100,000); ``None``: no limit."""
+        self._apply({**_settings.DEFAULTS, **self._explicit})
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         if not isinstance(self.serializer, Serializer):
             raise LeaseqError("serializer must have dumps() and loads() methods")
@@ -111,14 +144,6 @@ class Queue:
                 "this client decodes responses (decode_responses=True), which only works "
                 "with a serializer whose output is UTF-8 text (one with text = True, like "
                 "the default JSON serializer); use a client without decode_responses")
-        self.done_ttl = (
-            None if done_ttl is None else _validate.seconds(done_ttl, "done_ttl", allow_zero=True)
-        )
-        if done_max is not None and (isinstance(done_max, bool) or not isinstance(done_max, int)
-                                     or not 0 <= done_max <= _validate.MAX_COUNT):
-            raise InvalidInput(
-                f"done_max must be an integer from 0 to {_validate.MAX_COUNT}, got {done_max!r}")
-        self.done_max = done_max
         self.owner = _validate.owner(_default_owner() if owner is None else owner)
         self.replicas = 0 if replicas == 0 else _validate.positive_int(replicas, "replicas")
         self.replica_timeout_ms = _validate.millis(replica_timeout, "replica_timeout")
@@ -131,6 +156,24 @@ class Queue:
         self._server_checked = False
         self.epoch: str | None = None
         """The queue's epoch marker as this object first saw it (see :meth:`prepare`)."""
+
+    def _apply(self, settings: Mapping[str, int | None]) -> None:
+        lease_ms = settings["lease_ms"] or _settings.DEFAULTS["lease_ms"]
+        assert lease_ms is not None
+        self.lease_ms = lease_ms
+        self.lease_timeout = lease_ms / 1000
+        self.max_attempts = settings["max_attempts"] or 5
+        ttl = settings["done_ttl_ms"]
+        self.done_ttl = None if ttl is None else ttl / 1000
+        self.done_max = settings["done_max"]
+
+    async def refresh_settings(self) -> None:
+        """Read the settings stored with the queue again and apply those this object was
+        not given explicitly (a long-running reaper calls it every sweep, so a change made
+        by another process takes effect)."""
+        stored = await self.redis.hgetall(self.keys.settings)
+        applied, _ = _settings.merge(self.name, {}, stored)
+        self._apply({**applied, **self._explicit})
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, lease_timeout={self.lease_timeout})"
@@ -638,8 +681,10 @@ class Queue:
         self.epoch = None
 
     async def prepare(self) -> None:
-        """Register the queue by name, create or read its epoch marker, and check the
-        server's eviction policy (a structured warning unless ``noeviction``).
+        """Register the queue by name, create or read its epoch marker, store the settings
+        given explicitly and apply the stored ones for the others (see
+        ``docs/protocol.md``, "Settings"), and check the server's eviction policy (a
+        structured warning unless ``noeviction``).
 
         Runs once, before the first enqueue or claim; call it to fail fast at start-up.
         """
@@ -652,8 +697,14 @@ class Queue:
             # The epoch marker tells a reaper when the server lost its data.
             pipe.hsetnx(k.meta, "epoch", uuid.uuid4().hex)
             pipe.hget(k.meta, "epoch")
-            *_, epoch = await pipe.execute()
+            pipe.hgetall(k.settings)
+            *_, epoch, stored = await pipe.execute()
         self.epoch = text(epoch)
+        applied, to_store = _settings.merge(self.name, self._explicit, stored)
+        if to_store:
+            fields: dict[Any, Any] = dict(to_store)
+            await self.redis.hset(k.settings, mapping=fields)
+        self._apply(applied)
         self._server_checked = True
         try:
             conf = await self.redis.config_get("maxmemory-policy")

@@ -129,6 +129,7 @@ class Reaper:
         """Say loudly when the server lost the queue's data (restart without persistence,
         FLUSHALL, failover to an empty replica): its epoch marker changed or vanished."""
         await q.prepare()
+        await q.refresh_settings()
         found = await q.redis.hget(q.keys.meta, "epoch")
         if found is not None and text(found) == q.epoch:
             return
