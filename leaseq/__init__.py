@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from ._codec import JsonSerializer, Serializer
+from ._version import VERSION
 from .exceptions import (
     InvalidInput,
     JobDead,
@@ -14,7 +13,7 @@ from .exceptions import (
     SerializationError,
     WaitTimeout,
 )
-from .models import JobInfo, JobState, Lease, QueueStats
+from .models import JobInfo, JobState, Lease, QueueStats, WorkerInfo
 from .policy import Policy, Priority, Weighted
 from .queue import Queue
 from .reaper import Reaper, SweepReport
@@ -22,10 +21,7 @@ from .router import Router
 from .task import Backoff, Handler, JobContext, Task
 from .worker import Worker
 
-try:
-    __version__ = version("leaseq")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = VERSION
 
 __all__ = (
     "Backoff",
@@ -53,5 +49,6 @@ __all__ = (
     "WaitTimeout",
     "Weighted",
     "Worker",
+    "WorkerInfo",
     "__version__",
 )

@@ -44,6 +44,7 @@ class QueueKeys:
         "settings",
         "todos",
         "wake",
+        "workers",
     )
 
     def __init__(self, name: str) -> None:
@@ -59,6 +60,7 @@ class QueueKeys:
         self.meta = self.prefix + "meta"
         self.events = self.prefix + "events"
         self.settings = self.prefix + "settings"
+        self.workers = self.prefix + "workers"
 
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""
@@ -68,6 +70,10 @@ class QueueKeys:
         """The record of one claim call (its ids and fence base), so a re-sent call whose
         reply was lost answers with the same leases; expires with the longest of them."""
         return f"{self.prefix}claim:{nonce}"
+
+    def worker(self, worker_id: str) -> str:
+        """A live worker's description (JSON), expiring unless the worker renews it."""
+        return f"{self.prefix}worker:{worker_id}"
 
     def reply(self) -> str:
         """A fresh reply record's key for one call of an admin or reaper script (a random

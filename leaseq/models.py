@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["JobInfo", "JobState", "Lease", "QueueStats"]
+__all__ = ["JobInfo", "JobState", "Lease", "QueueStats", "WorkerInfo"]
 
 JobState = Literal["todo", "in_progress", "done", "dead", "delayed"]
 """Where a job is: which one of the queue's sets holds its id."""
@@ -120,3 +120,29 @@ class JobInfo:
     """Seconds left on the live lease, when one exists."""
     owner: str | None
     """Name of the last claimer (``host:pid`` by default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker, as it last described itself (see :meth:`Queue.workers`)."""
+
+    id: str
+    """``host:pid:nonce``, unique per run."""
+    host: str
+    """The machine's host name."""
+    pid: int
+    """The worker's process id."""
+    queues: tuple[str, ...]
+    """Every queue the worker serves."""
+    concurrency: int
+    """Jobs it runs at once at most."""
+    in_flight: int
+    """Jobs it was running when it last said it was alive."""
+    started_at: float
+    """When it started (Unix seconds, its own clock)."""
+    last_seen: float
+    """When it last said it was alive (Unix seconds, Redis's clock)."""
+    version: str
+    """The leaseq version it runs."""
+    counters: dict[str, int] = field(default_factory=dict, compare=False)
+    """Its job counters (claimed, acked, failed, dead, lease_lost, released)."""

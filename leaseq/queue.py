@@ -20,12 +20,13 @@ from . import _crash, _scripts, _settings, _tx, _validate
 from ._codec import JsonSerializer, Serializer, encode
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
+from ._presence import live_workers
 from ._settings import STORED, Stored
 from ._types import RETRYABLE, AnyRedis, is_cluster, text
 from ._validate import storable
 from ._wait import wait_all
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
-from .models import JobInfo, JobState, Lease, QueueStats
+from .models import JobInfo, JobState, Lease, QueueStats, WorkerInfo
 
 __all__ = ["Queue"]
 
@@ -623,6 +624,12 @@ class Queue:
     async def jobs(self, job_ids: Sequence[str]) -> list[JobInfo | None]:
         """:meth:`job` for many ids in one round trip."""
         return await read_jobs(self, [_validate.job_id(j) for j in job_ids])
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers serving this queue, newest first (at most 1,000): each
+        renews its entry every ``presence_interval`` seconds, and one that died drops out
+        of the list once its entry expires (five intervals)."""
+        return await live_workers(self)
 
     async def dead_jobs(self, limit: int = 100) -> list[JobInfo]:
         """Up to ``limit`` dead jobs with their reasons (in no particular order)."""

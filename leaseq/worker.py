@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import time
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 import structlog
@@ -17,7 +21,9 @@ from ._acks import AckBatcher
 from ._heartbeat import Heartbeat
 from ._job import RELEASE_TIMEOUT, run_job
 from ._outage import Outage
+from ._presence import Presence
 from ._types import is_cluster
+from ._version import VERSION
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .metrics import Metrics
 from .models import Lease
@@ -102,7 +108,10 @@ class Worker:
     graceful stop lets running handlers finish before it cancels them and releases their
     leases. ``poll_interval`` bounds how long an idle worker blocks on the wake-up lists
     before it looks again (delayed jobs, lost wake-ups). ``metrics`` (a
-    :class:`~leaseq.metrics.Metrics`) receives the worker's counters.
+    :class:`~leaseq.metrics.Metrics`) receives the worker's counters. Every
+    ``presence_interval`` seconds the worker renews its entry in each queue's list of
+    live workers (:meth:`~leaseq.Queue.workers`, ``leaseq workers``); the entry expires
+    after five intervals, so a worker that died disappears from the list by then.
     """
 
     def __init__(
@@ -120,6 +129,7 @@ class Worker:
         poll_interval: float = 1.0,
         heartbeat_fraction: float = 1 / 3,
         metrics: Metrics | None = None,
+        presence_interval: float = 2.0,
     ) -> None:
         routes = _routes(queue, handlers)
         self.served = {q.name: Served(q, h) for q, h in routes.items()}
@@ -167,6 +177,11 @@ class Worker:
         self._down_backoff: dict[str, float] = {}
         self._down_logged: set[str] = set()
         self.heartbeat = Heartbeat(heartbeat_fraction)
+        self.presence = Presence(
+            self.queues, self._describe,
+            _validate.seconds(presence_interval, "presence_interval", allow_zero=False))
+        """Keeps this worker in the queues' lists of live workers (:meth:`Queue.workers`)."""
+        self._started_at = time.time()
         if metrics is not None:
             metrics.in_flight.labels(",".join(self._names)).set_function(
                 lambda: self.in_flight)
@@ -195,6 +210,12 @@ class Worker:
         # A call, not an attribute read, so type checkers do not assume it cannot change
         # across an await.
         return self._stop_requested
+
+    def _describe(self) -> dict[str, Any]:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "queues": self._names,
+                "concurrency": self.concurrency, "in_flight": self.in_flight,
+                "started_at": self._started_at, "version": VERSION,
+                "counters": self.counters}
 
     def count(self, event: str, queue: str) -> None:
         """Add one to a counter of ``queue`` (used by the job runner)."""
@@ -259,6 +280,7 @@ class Worker:
                 for served in self.served.values():
                     root.start_soon(served.acks.run)
                 root.start_soon(self.heartbeat.run)
+                root.start_soon(self.presence.run)
                 if self.metrics is not None:
                     root.start_soon(self.metrics.watch, self.queues)
                 with anyio.CancelScope() as drain:
