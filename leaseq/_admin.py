@@ -1,4 +1,5 @@
-"""Operator actions on dead jobs: list, requeue with fresh attempts, purge."""
+"""Operator reads and actions: list jobs by state (paged), dead jobs (list, requeue with
+fresh attempts, purge), and purging what waits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from . import _scripts
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY
 from ._types import AnyRedis, text
-from .models import JobInfo
+from .models import JobInfo, JobState
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -90,18 +91,67 @@ async def _batches(queue: Queue, job_ids: list[str] | None) -> AsyncIterator[lis
     if job_ids is None:
         # Moving members while SSCAN walks the set is allowed; a member may be returned
         # twice, which the scripts' membership checks absorb.
-        async for batch in _scan_dead(queue):
+        async for batch in _scan(queue, queue.keys.dead):
             yield batch
     else:
         for start in range(0, len(job_ids), _BATCH):
             yield job_ids[start:start + _BATCH]
 
 
-async def _scan_dead(queue: Queue) -> AsyncIterator[list[str]]:
+async def _scan(queue: Queue, key: str) -> AsyncIterator[list[str]]:
     cursor = 0
     while True:
-        cursor, raw = await queue.redis.sscan(queue.keys.dead, cursor, count=_BATCH)
+        cursor, raw = await queue.redis.sscan(key, cursor, count=_BATCH)
         if raw:
             yield [text(i) for i in raw]
         if int(cursor) == 0:
             return
+
+
+async def list_jobs(
+    queue: Queue, state: JobState, task: str | None, limit: int, cursor: str | None
+) -> tuple[list[JobInfo], str | None]:
+    """One page of jobs in ``state`` (see :meth:`Queue.list_jobs`)."""
+    k = queue.keys
+    kind, _, at = (cursor or "").partition(":")
+    if state in ("done", "delayed"):
+        # Sorted: done by finish time (newest first), delayed by due time (soonest first).
+        start = int(at) if kind == "o" and at.isdigit() else 0
+        if state == "done":
+            raw = await queue.redis.zrevrange(k.done_at, start, start + limit - 1)
+        else:
+            raw = await queue.redis.zrange(k.delayed, start, start + limit - 1)
+        ids = [text(i) for i in raw]
+        following = f"o:{start + limit}" if len(ids) == limit else None
+    else:
+        key = {"todo": k.todos, "in_progress": k.in_progress, "dead": k.dead}[state]
+        position = int(at) if kind == "s" and at.isdigit() else 0
+        position, raw = await queue.redis.sscan(key, position, count=limit)
+        ids = list(dict.fromkeys(text(i) for i in raw))
+        following = None if int(position) == 0 else f"s:{int(position)}"
+    infos = [i for i in await read_jobs(queue, ids) if i is not None and i.state == state]
+    if task is not None:
+        infos = [i for i in infos if i.task == task]
+    return infos, following
+
+
+async def purge_waiting(queue: Queue) -> int:
+    """Delete every waiting and delayed job; return how many. Jobs enqueued while it runs
+    may be left (the walk is by SSCAN pages and delayed slices)."""
+    k = queue.keys
+    purged = 0
+
+    async def drop(ids: list[str]) -> None:
+        nonlocal purged
+        if ids:
+            purged += int(await _scripts.DROP(
+                queue.redis, [k.todos, k.delayed, *(k.job(i) for i in ids), k.reply()], ids))
+
+    async for batch in _scan(queue, k.todos):
+        await drop(batch)
+    while ids := [text(i) for i in await queue.redis.zrange(k.delayed, 0, _BATCH - 1)]:
+        before = purged
+        await drop(ids)
+        if purged == before:
+            break  # nothing of this slice was still delayed: someone else is moving them
+    return purged

@@ -106,5 +106,6 @@ REVIVE = Script("revive")
 PURGE = Script("purge")
 REPAIR = Script("repair")
 PRESENCE = Script("presence")
+DROP = Script("drop")
 ALL = (ENQUEUE, CLAIM, EXTEND, SETTLE, REAP, PROMOTE, TRIM, STATS, REVIVE, PURGE, REPAIR,
-       PRESENCE)
+       PRESENCE, DROP)

@@ -625,6 +625,32 @@ class Queue:
         """:meth:`job` for many ids in one round trip."""
         return await read_jobs(self, [_validate.job_id(j) for j in job_ids])
 
+    async def list_jobs(
+        self, state: JobState, *, task: str | None = None, limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[JobInfo], str | None]:
+        """One page of the jobs in ``state`` and the cursor of the next page (``None``
+        after the last). The cost of a page is bounded by ``limit`` (at most 1,000),
+        whatever the queue's size: ``todo``, ``in_progress`` and ``dead`` are walked with
+        ``SSCAN`` (no order; a job may appear on two pages while the set changes),
+        ``done`` newest first and ``delayed`` soonest first by position. ``task`` keeps
+        only that task's jobs, so a page may hold fewer than ``limit`` (and still have a
+        next one)."""
+        if state not in ("todo", "in_progress", "done", "dead", "delayed"):
+            raise InvalidInput(f"state must be todo, in_progress, done, dead or delayed, "
+                               f"got {state!r}")
+        if task is not None:
+            _validate.task_name(task)
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidInput(f"cursor must be a string from an earlier page, got {cursor!r}")
+        return await admin.list_jobs(self, state, task,
+                                     _validate.positive_int(limit, "limit", 1000), cursor)
+
+    async def purge_waiting(self) -> int:
+        """Delete every waiting and delayed job for good; return how many. Running jobs
+        (and done and dead ones) are untouched; a job claimed meanwhile is left alone."""
+        return await admin.purge_waiting(self)
+
     async def workers(self) -> list[WorkerInfo]:
         """The live workers serving this queue, newest first (at most 1,000): each
         renews its entry every ``presence_interval`` seconds, and one that died drops out
