@@ -66,8 +66,8 @@ async def fine(ctx: JobContext, payload: Any) -> str:
 HOSTILE = {
     "surrogate_message": (surrogate_message, "FileNotFoundError: /tmp/caf\\udce9"),
     "unprintable": (unprintable, "Unprintable: <message unavailable: __str__ raised"),
-    "leaked_cancel": (leaked_cancel, "raised CancelledError although the job was not "
-                                     "cancelled"),
+    "leaked_cancel": (leaked_cancel,
+                      "raised CancelledError although the job was not cancelled"),
     "odd_base_exception": (odd_base_exception, "Odd: odd"),
     "keyboard_interrupt": (keyboard_interrupt, "KeyboardInterrupt"),
     "system_exit": (system_exit, "SystemExit: 3"),
@@ -111,7 +111,7 @@ async def test_a_job_cancelled_by_its_timeout_is_still_a_timeout(redis: aioredis
     worker = Worker(q, {"forever": forever}, reaper=False, job_timeout=0.05)
     with anyio.fail_after(30):
         await worker.run(burst=True, handle_signals=False)
-    with pytest.raises(JobDead, match="timed out after 0.05 s"):
+    with pytest.raises(JobDead, match=r"timed out after 0\.05 s"):
         await q.wait(job, timeout=5)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import anyio
-
 import pytest
 import redis.asyncio as aioredis
 
