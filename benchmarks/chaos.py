@@ -23,6 +23,7 @@ import anyio
 from leaseq import __version__
 from leaseq.testing import RedisServer
 from tests.chaos import scenarios as s
+from tests.chaos.refusals import server_refusals
 
 RESULTS = Path(__file__).parent / "results" / "chaos.md"
 
@@ -40,6 +41,8 @@ async def run_all(size: s.Size) -> list[s.Outcome]:
         outcomes.append(outcome)
     outcomes.append(await _one("redis_restarted_empty",
                                lambda: s.redis_restarted_empty(size, s.with_logdir())))
+    outcomes.append(await _one("server_refusals",
+                               lambda: server_refusals(size, s.with_logdir())))
     return outcomes
 
 

@@ -21,21 +21,31 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+QUIET = 10.0
+"""Seconds after a ``redis_unavailable`` line in which a new outage of the same part is
+not logged again: under ``maxmemory`` some calls of a part pass and others are refused,
+and each pass would otherwise end an episode and the next refusal start one."""
+
+
 class Outage:
     """Tracks failed Redis calls of one ``component`` (``claim``, ``ack``, ...).
 
     :meth:`failed` logs ``redis_unavailable`` (a warning) at the first failure of an
     episode and counts the rest; :meth:`ok` logs ``redis_recovered`` (with the number of
-    failures and the episode's length) at the first success after failures.
+    failures and the episode's length) at the first success after failures. An outage
+    that starts within :data:`QUIET` seconds of the last logged one is folded into it:
+    its failures are counted, and reported with the next ``redis_recovered``.
     """
 
-    __slots__ = ("component", "context", "failures", "since")
+    __slots__ = ("_reported", "_warned_at", "component", "context", "failures", "since")
 
     def __init__(self, component: str, **context: Any) -> None:
         self.component = component
         self.context = context
         self.failures = 0
         self.since: float | None = None
+        self._warned_at = -QUIET
+        self._reported = False
 
     @property
     def active(self) -> bool:
@@ -45,8 +55,12 @@ class Outage:
     def failed(self, exc: BaseException, **fields: Any) -> None:
         """Record a failed call; log it if it starts an episode."""
         self.failures += 1
-        if self.since is None:
-            self.since = time.monotonic()
+        if self.since is not None:
+            return
+        self.since = now = time.monotonic()
+        self._reported = now - self._warned_at >= QUIET
+        if self._reported:
+            self._warned_at = now
             log.warning("redis_unavailable", component=self.component, error=error_text(exc),
                         **{**self.context, **fields})
 
@@ -54,7 +68,8 @@ class Outage:
         """Record a call that succeeded; log the end of an episode."""
         if self.since is None:
             return
-        log.info("redis_recovered", component=self.component, failures=self.failures,
-                 seconds=round(time.monotonic() - self.since, 3), **self.context)
-        self.failures = 0
+        if self._reported:
+            log.info("redis_recovered", component=self.component, failures=self.failures,
+                     seconds=round(time.monotonic() - self.since, 3), **self.context)
+            self.failures = 0
         self.since = None

@@ -45,8 +45,14 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, RETRYABLE + REFUSED):
         return True
     if isinstance(exc, ResponseError):
-        # Codes redis-py has no class for keep their code at the start of the message.
-        return str(exc).split(" ", 1)[0] in _REFUSAL_CODES
+        # Codes redis-py has no class for keep their code at the start of the message;
+        # inside a transaction redis-py rewrites it to "Command # N (...) of pipeline
+        # caused error: ('MISCONF ...',)".
+        message = str(exc)
+        marker = "of pipeline caused error: ("
+        if marker in message:
+            message = message.split(marker, 1)[1].lstrip("'\"")
+        return message.split(" ", 1)[0] in _REFUSAL_CODES
     return False
 
 

@@ -299,11 +299,14 @@ class Worker:
                         # them and each releases its lease on the way out.
                         drain.deadline = anyio.current_time() + self.grace_period
                 # Bounded: a stop must end even while Redis does not answer (leases that
-                # could not be released expire and the reaper requeues their jobs).
-                with anyio.move_on_after(RELEASE_TIMEOUT, shield=True):
-                    await self._release_unstarted(receive)
+                # could not be released expire and the reaper requeues their jobs). One
+                # budget for all clean-up after the grace period: the runners' releases
+                # (each bounded the same way), the unstarted leases and the acks.
+                end = min(anyio.current_time(), drain.deadline) + RELEASE_TIMEOUT
                 for served in self.served.values():
-                    served.acks.limit(RELEASE_TIMEOUT)
+                    served.acks.limit(end - anyio.current_time())
+                with anyio.CancelScope(shield=True, deadline=end):
+                    await self._release_unstarted(receive)
                 root.cancel_scope.cancel()
         finally:
             receive.close()
