@@ -7,9 +7,10 @@ The bound (30 s) is generous: a correct worker stops in about grace period + 5 s
 sees its shielded ack flush through retries it while the leases last (with redis-py 8's
 default 5 s socket timeout a frozen server fails each try after 5 s), so the leases here
 (45 s) outlast the bound and the bound tells the two apart on any machine; before the
-rescue the tests end the leftover leases as expiry would, rather than wait 45 s. The handlers of the stopped worker
-write nothing to Redis (no execution log), so that their acks, not their own writes, are
-what meets the frozen server. Each test has a redis-server of its own (it is frozen)."""
+rescue the tests end the leftover leases as expiry would, rather than wait 45 s. The
+handlers of the stopped worker write nothing to Redis (no execution log), so that their
+acks, not their own writes, are what meets the frozen server. Each test has a
+redis-server of its own (it is frozen)."""
 
 from __future__ import annotations
 
