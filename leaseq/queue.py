@@ -305,7 +305,12 @@ class Queue:
         leases = await self._recover_claims() if self._lost_claims else []
         if len(leases) >= n:
             for extra in leases[n:]:
-                await self.release(extra)
+                try:
+                    await self.release(extra)
+                except (LeaseLost, RedisError, OSError) as exc:
+                    # It expires and the reaper requeues it; the others are still ours.
+                    log.warning("release_failed", queue=self.name, job_id=extra.job_id,
+                                error=f"{type(exc).__name__}: {exc}")
             return leases[:n]
         try:
             if not is_cluster(self.redis):
