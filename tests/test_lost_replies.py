@@ -669,3 +669,60 @@ async def test_claim_whose_reply_was_lost_without_retries_is_recovered_by_the_ne
     assert [lease.attempt for lease in leases] == [1, 1]
     assert q.recovered_leases == 2
     await assert_consistent(direct, "recover", held=leases)
+
+
+# -- calls added since: purge of waiting jobs, presence, stored settings, per-task limits ----
+
+async def test_purge_waiting_whose_reply_was_lost_reports_every_job_purged(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    await Queue(direct, "dropall").enqueue_many("t", list(range(20)))
+    async with proxied(redis_server) as (proxy, client):
+        q = Queue(client, "dropall")
+        purged = await lose_reply(proxy, sha(_scripts.DROP), q.purge_waiting)
+    assert purged == 20, "purge_waiting did not report the jobs its first call deleted"
+    state = await assert_consistent(direct, "dropall")
+    assert not state.hashes and not any(state.sets.values())
+
+
+async def test_presence_whose_reply_was_lost_lists_the_worker_once(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    from leaseq._presence import Presence
+
+    async with proxied(redis_server) as (proxy, client):
+        q = Queue(client, "present")
+        presence = Presence([q], lambda: {
+            "host": "h", "pid": 1, "queues": ["present"], "concurrency": 1,
+            "in_flight": 0, "started_at": 0.0, "version": "x"}, interval=60)
+        await lose_reply(proxy, sha(_scripts.PRESENCE), lambda: presence._beat(
+            '{"id": "w", "host": "h", "pid": 1, "queues": ["present"], "concurrency": 1, '
+            '"in_flight": 0, "started_at": 0.0, "version": "x"}'))
+    workers = await Queue(direct, "present").workers()
+    assert [w.id for w in workers] == [presence.worker_id]
+    assert await direct.zcard(QueueKeys("present").workers) == 1
+
+
+async def test_stored_settings_whose_reply_was_lost_are_stored_once_and_applied(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    """prepare() (registry, epoch marker, stored settings: plain writes of fixed values)
+    sent again after its reply was lost stores the same thing."""
+    async with proxied(redis_server) as (proxy, client):
+        q = Queue(client, "settled", done_max=7, lease_timeout=12)
+        await lose_reply(proxy, b"HSET", q.prepare)
+    assert await direct.hgetall(QueueKeys("settled").settings) == {
+        b"done_max": b"7", b"lease_ms": b"12000"}
+    reader = Queue(direct, "settled")
+    await reader.prepare()
+    assert (reader.done_max, reader.lease_timeout) == (7, 12.0)
+
+
+async def test_claim_with_a_task_limit_whose_reply_was_lost_stores_the_limit_once(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    await Queue(direct, "capped", max_attempts=5).enqueue("t", None)
+    async with proxied(redis_server) as (proxy, client):
+        q = Queue(client, "capped")
+        leases = await lose_reply(proxy, sha(_scripts.CLAIM),
+                                  lambda: q.claim_many(1, max_attempts={"t": 2}))
+    (lease,) = leases
+    assert (lease.attempt, lease.max_attempts) == (1, 2)
+    await assert_consistent(direct, "capped", held=leases)
+    assert await direct.hget(QueueKeys("capped").job(lease.job_id), "max_attempts") == b"2"
