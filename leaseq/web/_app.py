@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
@@ -16,6 +17,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .. import __version__
 from .._admin import server_ms
@@ -28,18 +31,23 @@ from . import _reads as reads
 from ._guard import TokenGuard
 from ._page import STATIC, dashboard_page
 from ._schemas import (
+    PRINTABLE_PATTERN,
     QUEUE_NAME_PATTERN,
     Enqueued,
     EnqueueRequest,
     JobIds,
+    JobPage,
     JobView,
     LeaseEvent,
     LeaseView,
     Moved,
     Overview,
     Problem,
+    PurgeWaiting,
     QueueDetail,
     RequeueAll,
+    State,
+    WorkerView,
 )
 
 log = structlog.get_logger(__name__)
@@ -131,6 +139,22 @@ def create_app(
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path with a
+            # GET and a POST route must allow both.
+            allowed: set[str] = set()
+            for route in app.router.routes:
+                match, _ = route.matches(request.scope)
+                if match == Match.PARTIAL:
+                    allowed |= set(getattr(route, "methods", None) or ())
+            if allowed:
+                headers["Allow"] = ", ".join(sorted(allowed))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=headers)
+
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
         log.warning("web_redis_error", path=request.url.path, error=repr(exc))
@@ -202,6 +226,37 @@ def create_app(
             max_attempts=job.max_attempts, lease_timeout=job.lease_timeout)
         log.info("web_enqueued", queue=name, job_id=job_id, task=job.task)
         return {"queue": name, "job_id": job_id}
+
+    @app.get("/queues/{name}/jobs", response_model=JobPage, responses=_ERRORS)
+    async def list_jobs(
+        name: QueueName, state: State = "todo",
+        task: Annotated[str | None, Query(min_length=1, max_length=256,
+                                          pattern=PRINTABLE_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> dict[str, Any]:
+        """One page of the queue's jobs in ``state`` (bounded cost per page on a queue
+        of millions); ``task`` keeps one task's jobs; ``next_cursor`` pages on."""
+        q = await known(name)
+        infos, following = await q.list_jobs(state, task=task, limit=limit, cursor=cursor)
+        return {"jobs": [reads.job_view(q, info) for info in infos],
+                "next_cursor": following}
+
+    @app.get("/queues/{name}/workers", response_model=list[WorkerView], responses=_ERRORS)
+    async def get_workers(name: QueueName) -> list[dict[str, Any]]:
+        """The live workers of the queue (one that died drops out within its presence
+        time to live)."""
+        q = await known(name)
+        return [dataclasses.asdict(w) for w in await q.workers()]
+
+    @app.post("/queues/{name}/purge", response_model=Moved, responses=_BODY_ERRORS)
+    async def purge_waiting(name: QueueName, body: PurgeWaiting) -> dict[str, Any]:
+        """Delete every waiting and delayed job of the queue (the body must say
+        ``{"confirm": true}``). Running, done and dead jobs are untouched."""
+        q = await known(name)
+        count = await q.purge_waiting()
+        log.info("web_purged_waiting", queue=name, count=count)
+        return {"queue": name, "count": count}
 
     @app.get("/queues/{name}/jobs/{job_id:path}", response_model=JobView, responses=_ERRORS)
     async def get_queue_job(name: QueueName, job_id: JobIdPath) -> dict[str, Any]:

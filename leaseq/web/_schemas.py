@@ -14,11 +14,11 @@ QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 
 # No control characters, as leaseq._validate checks (anchored: a JSON Schema pattern may
 # match anywhere in the string).
-_PRINTABLE = f"^{PRINTABLE}$"
+PRINTABLE_PATTERN = f"^{PRINTABLE}$"
 JobId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_JOB_ID_LEN,
-                                         pattern=_PRINTABLE)]
+                                         pattern=PRINTABLE_PATTERN)]
 TaskName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TASK_LEN,
-                                            pattern=_PRINTABLE)]
+                                            pattern=PRINTABLE_PATTERN)]
 
 
 def _whole(value: Any) -> Any:
@@ -152,6 +152,36 @@ class RequeueAll(_Strict):
     """Every dead job of the queue."""
 
     all: Literal[True] = Field(description="Requeue every dead job of the queue.")
+
+
+class JobPage(BaseModel):
+    """One page of a queue's jobs in one state."""
+
+    jobs: list[JobView]
+    next_cursor: str | None = Field(
+        description="Pass as ``cursor`` for the next page; null after the last.")
+
+
+class WorkerView(BaseModel):
+    """A live worker, as it last described itself."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    in_flight: int
+    started_at: float = Field(description="Unix seconds (the worker's clock).")
+    last_seen: float = Field(description="Unix seconds (Redis's clock).")
+    version: str
+    counters: dict[str, int]
+
+
+class PurgeWaiting(_Strict):
+    """Confirms a purge of every waiting and delayed job."""
+
+    confirm: Literal[True] = Field(
+        description="Delete every waiting and delayed job of the queue.")
 
 
 class Moved(BaseModel):

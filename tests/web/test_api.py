@@ -142,6 +142,49 @@ async def test_dead_jobs_are_requeued_or_purged_by_id_or_requeued_all(
     assert info is not None and (info.state, info.attempts) == ("todo", 0)
 
 
+async def test_jobs_are_listed_page_by_page_and_by_task(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    q = Queue(redis, "listed")
+    ids = set(await q.enqueue_many("a", range(7)))
+    await q.enqueue_many("b", range(3))
+    seen: set[str] = set()
+    cursor = None
+    for _ in range(100):
+        params = {"state": "todo", "task": "a", "limit": 3}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = (await api.get("/queues/listed/jobs", params=params)).json()
+        seen |= {job["job_id"] for job in page["jobs"]}
+        assert all(job["task"] == "a" and job["state"] == "todo" for job in page["jobs"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids
+    assert (await api.get("/queues/listed/jobs", params={"state": "nope"})).status_code == 422
+
+
+async def test_workers_are_listed_and_waiting_jobs_purged_with_confirmation(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    from leaseq._presence import Presence
+
+    q = Queue(redis, "ops")
+    await q.enqueue_many("t", range(4))
+    presence = Presence([q], lambda: {
+        "host": "h", "pid": 7, "queues": ["ops"], "concurrency": 3, "in_flight": 1,
+        "started_at": 1.0, "version": "v"}, interval=60)
+    await presence._beat(json.dumps({"id": presence.worker_id, "host": "h", "pid": 7,
+                                     "queues": ["ops"], "concurrency": 3, "in_flight": 1,
+                                     "started_at": 1.0, "version": "v"}))
+    (worker,) = (await api.get("/queues/ops/workers")).json()
+    assert (worker["id"], worker["pid"], worker["in_flight"]) == (presence.worker_id, 7, 1)
+    refused = await api.post("/queues/ops/purge", json={"confirm": False})
+    assert refused.status_code == 422 and (await q.stats()).todos == 4
+    done = await api.post("/queues/ops/purge", json={"confirm": True})
+    assert done.json() == {"queue": "ops", "count": 4} and (await q.stats()).todos == 0
+
+
 @pytest.mark.parametrize(("method", "path", "body", "status"), [
     ("get", "/queues/nope", None, 404),
     ("get", "/queues/bad%20name", None, 422),
@@ -254,5 +297,5 @@ async def test_the_openapi_document_describes_every_route(api: httpx.AsyncClient
         "/healthz", "/queues", "/queues/{name}", "/queues/{name}/leases",
         "/queues/{name}/dead", "/queues/{name}/events", "/queues/{name}/jobs",
         "/queues/{name}/jobs/{job_id}", "/jobs/{job_id}", "/queues/{name}/dead/requeue",
-        "/queues/{name}/dead/purge"}
+        "/queues/{name}/dead/purge", "/queues/{name}/workers", "/queues/{name}/purge"}
     assert "securitySchemes" not in schema.get("components", {})
