@@ -125,10 +125,13 @@ async def list_jobs(
         following = f"o:{start + limit}" if len(ids) == limit else None
     else:
         key = {"todo": k.todos, "in_progress": k.in_progress, "dead": k.dead}[state]
+        # One SSCAN step per page, never split: COUNT is only a hint (a step may return
+        # a few more), and only whole steps keep SSCAN's promise that a member present
+        # all along is returned (a set being rehashed answers one cursor differently).
         position = int(at) if kind == "s" and at.isdigit() else 0
-        position, raw = await queue.redis.sscan(key, position, count=limit)
+        after, raw = await queue.redis.sscan(key, position, count=limit)
         ids = list(dict.fromkeys(text(i) for i in raw))
-        following = None if int(position) == 0 else f"s:{int(position)}"
+        following = None if int(after) == 0 else f"s:{int(after)}"
     infos = [i for i in await read_jobs(queue, ids) if i is not None and i.state == state]
     if task is not None:
         infos = [i for i in infos if i.task == task]

@@ -636,9 +636,12 @@ class Queue:
     ) -> tuple[list[JobInfo], str | None]:
         """One page of the jobs in ``state`` and the cursor of the next page (``None``
         after the last). The cost of a page is bounded by ``limit`` (at most 1,000),
-        whatever the queue's size: ``todo``, ``in_progress`` and ``dead`` are walked with
-        ``SSCAN`` (no order; a job may appear on two pages while the set changes),
-        ``done`` newest first and ``delayed`` soonest first by position. ``task`` keeps
+        whatever the queue's size: ``done`` (newest first) and ``delayed`` (soonest
+        first) are read by position, ``limit`` at a time; ``todo``, ``in_progress`` and
+        ``dead`` one ``SSCAN`` step of ``COUNT limit`` at a time (no order; ``COUNT`` is a
+        hint, so such a page may hold a few more than ``limit`` or none while more
+        follow, and a job may appear on two pages while the set changes; every job
+        present throughout appears). ``task`` keeps
         only that task's jobs, so a page may hold fewer than ``limit`` (and still have a
         next one)."""
         if state not in ("todo", "in_progress", "done", "dead", "delayed"):
