@@ -1,15 +1,19 @@
 """The ``leaseq`` command: workers, the reaper sidecar, enqueue, stats and admin.
 
 Exit codes: 0 success; 1 the answer is "no" (job not found, problems found, aborted);
-2 bad arguments; 3 Redis unreachable or credentials refused.
+2 bad arguments; 3 Redis unreachable, credentials or permissions refused, or not a usable
+Redis server; 130 interrupted (Ctrl-C) before the work was done; 141 stdout was closed
+(``| head``), quietly.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import signal
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,48 +21,33 @@ import anyio
 import click
 import redis.asyncio as aioredis
 
+from . import _cliops, _logsetup, doctor
 from . import _cliutil as util
-from . import _logsetup, doctor
 from ._admin import registered_queues
-from ._keys import validate_queue_name
-from .exceptions import InvalidInput
+from ._cliparams import LOG_FORMATS, LOG_LEVELS, QUEUE, QUEUES, Group, queue_name
+from ._settings import STORED
+from .exceptions import InvalidInput, JobDead, WaitTimeout
 from .metrics import Metrics
-from .models import JobInfo
 from .policy import Policy, Priority, Weighted
 from .queue import Queue
 from .reaper import Reaper
 from .supervisor import Supervisor
+from .task import normalise_handlers
 from .worker import Worker
 
 __all__ = ["main"]
 
 
-def _queue_name(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    names = value if isinstance(value, tuple) else (value,)
-    for name in names:
-        if name is not None:
-            try:
-                validate_queue_name(name)
-            except InvalidInput as exc:
-                raise click.BadParameter(str(exc)) from None
-    return value
-
-
-QUEUE = click.option("--queue", "-q", "queue", required=True, callback=_queue_name,
-                     help="Queue name.")
-QUEUES = click.option("--queue", "-q", "queues", multiple=True, callback=_queue_name,
-                      help="Queue name (repeat for several).")
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Group,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--redis", "redis_url", envvar="LEASEQ_REDIS_URL",
               default="redis://localhost:6379/0", show_default=True, show_envvar=True,
               help="Redis URL: redis://[user:password@]host:port/db, rediss:// (TLS) or "
                    "unix:///path/to/socket.")
-@click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default="auto",
-              show_default=True, help="auto: console on a terminal, JSON otherwise.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", type=LOG_FORMATS, default="auto", show_default=True,
+              help="auto: console on a terminal, JSON otherwise (also accepted after the "
+                   "command).")
+@click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
 @click.version_option(package_name="leaseq")
 @click.pass_context
 def main(ctx: click.Context, redis_url: str, log_format: str, log_level: str) -> None:
@@ -69,12 +58,42 @@ def main(ctx: click.Context, redis_url: str, log_format: str, log_level: str) ->
     _logsetup.configure(log_format, log_level)  # type: ignore[arg-type]
 
 
+def _retention(kind: type[int] | type[float]) -> Any:
+    """Parse a retention flag: a number, or ``none`` to turn that rule off; not given,
+    the queue's stored value applies."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return STORED
+        if value.lower() == "none":
+            return None
+        try:
+            number = kind(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a number or 'none'") from None
+        if number < 0:
+            raise click.BadParameter(f"{value!r} must be >= 0 (or 'none')")
+        return number
+
+    return parse
+
+
+_RETENTION_TTL = click.option(
+    "--done-ttl", default=None, metavar="SECONDS|none", callback=_retention(float),
+    help="Keep done jobs this long; stored with the queue (default: the stored value, "
+         "else a day).")
+_RETENTION_MAX = click.option(
+    "--done-max", default=None, metavar="N|none", callback=_retention(int),
+    help="Keep at most N done jobs; stored with the queue (default: the stored value, "
+         "else 100,000).")
+
+
 # -- worker ---------------------------------------------------------------------------------
 
 
 @main.command()
 @click.argument("target")
-@click.option("--queue", "-q", "queues", multiple=True, required=True, callback=_queue_name,
+@click.option("--queue", "-q", "queues", multiple=True, required=True, callback=queue_name,
               help="Queue name; repeat to serve several (in priority order by default).")
 @click.option("--policy", type=click.Choice(["priority", "weighted"]), default="priority",
               show_default=True, help="How several queues share the slots.")
@@ -86,9 +105,14 @@ def main(ctx: click.Context, redis_url: str, log_format: str, log_level: str) ->
               help="Worker processes to run and supervise (one core each).")
 @click.option("--reaper/--no-reaper", default=True, show_default=True,
               help="Run a reaper inside each worker (safe with many).")
-@click.option("--lease-timeout", type=click.FloatRange(min=0.001), default=30.0,
-              show_default=True, help="Default lease length in seconds.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--lease-timeout", type=click.FloatRange(min=0.001), default=None,
+              help="Default lease length in seconds; stored with the queue (default: the "
+                   "stored value, else 30).")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=None,
+              help="Default attempts per job; stored with the queue (default: the stored "
+                   "value, else 5).")
+@_RETENTION_TTL
+@_RETENTION_MAX
 @click.option("--job-timeout", type=click.FloatRange(min=0.001), default=None,
               help="Time limit per run in seconds (default: none).")
 @click.option("--grace-period", type=click.FloatRange(min=0), default=30.0, show_default=True,
@@ -100,43 +124,62 @@ def main(ctx: click.Context, redis_url: str, log_format: str, log_level: str) ->
 @click.pass_obj
 def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy: str,
            weights: tuple[str, ...], concurrency: int, processes: int, reaper: bool,
-           lease_timeout: float, max_attempts: int, job_timeout: float | None,
-           grace_period: float, burst: bool, metrics_port: int | None,
-           metrics_host: str) -> None:
+           lease_timeout: float | None, max_attempts: int | None, done_ttl: Any,
+           done_max: Any, job_timeout: float | None, grace_period: float, burst: bool,
+           metrics_port: int | None, metrics_host: str) -> None:
     """Run a worker for TARGET, given as MODULE:ATTR.
 
     ATTR is a dict mapping task names to async handlers (served on every --queue), or a
     function that takes the Queue and returns a Worker (one --queue). SIGTERM/SIGINT stop
     gracefully; a second signal at once.
+
+    Before it starts, one round trip checks Redis: an error that cannot heal (credentials,
+    ACL, not a Redis server, TLS) exits 3; connection refused or a timeout is logged once
+    and retried until Redis answers.
     """
     handlers = util.load_target(target)
+    if isinstance(handlers, Mapping):
+        try:
+            normalise_handlers(handlers)
+        except InvalidInput as exc:
+            util.fail(f"TARGET {target!r}: {exc}", util.EXIT_USAGE)
     chosen = _policy(policy, weights, queues)
     if not isinstance(handlers, Mapping) and len(queues) > 1:
         raise click.UsageError("a Worker factory serves one --queue")
     if processes > 1:
-        sys.exit(_supervise(settings, processes, metrics_port))
+        # Children would each hit (and the supervisor restart) an error that cannot heal.
+        code = util.run(settings, lambda client: util.await_redis(
+            client, [Queue(client, name) for name in queues], settings.redis_url))
+        if code is not None:
+            sys.exit(code)
+        sys.exit(_supervise(settings, processes, metrics_port, burst))
     metrics = None
     if metrics_port is not None:
         metrics = Metrics()
         metrics.serve(metrics_port, metrics_host)
 
-    async def go(client: aioredis.Redis) -> None:
-        qs = [Queue(client, name, lease_timeout=lease_timeout, max_attempts=max_attempts)
-              for name in queues]
-        q = qs[0]
+    async def go(client: aioredis.Redis) -> int:
+        qs = [Queue(client, name, lease_timeout=lease_timeout, max_attempts=max_attempts,
+                    done_ttl=done_ttl, done_max=done_max) for name in queues]
+        code = await util.await_redis(client, qs, settings.redis_url)
+        if code is not None:
+            return code
         if isinstance(handlers, Mapping):
             w = Worker(dict.fromkeys(qs, handlers), policy=chosen, concurrency=concurrency,
                        reaper=reaper, job_timeout=job_timeout, grace_period=grace_period,
                        metrics=metrics)
         else:
-            made = handlers(q)
+            made = handlers(qs[0])
             w = await made if inspect.isawaitable(made) else made
             if not isinstance(w, Worker):
-                raise InvalidInput(f"{target} returned {type(w).__name__}, not a Worker")
+                raise util.Failure(f"TARGET {target!r} returned {type(w).__name__}: "
+                                   "expected a function that takes a Queue and returns a "
+                                   "Worker", util.EXIT_USAGE)
         await w.run(burst=burst)
+        return util.EXIT_OK
 
     # Room for every handler to use the client once, plus the worker's own connections.
-    util.run(settings, go, max_connections=2 * concurrency + 64)
+    sys.exit(util.run(settings, go, max_connections=2 * concurrency + 64))
 
 
 def _policy(name: str, weights: tuple[str, ...], queues: tuple[str, ...]) -> Policy:
@@ -154,7 +197,8 @@ def _policy(name: str, weights: tuple[str, ...], queues: tuple[str, ...]) -> Pol
     return Weighted(table)
 
 
-def _supervise(settings: util.Settings, processes: int, metrics_port: int | None) -> int:
+def _supervise(settings: util.Settings, processes: int, metrics_port: int | None,
+               burst: bool) -> int:
     args = sys.argv[1:]
     # Children run the same command line with one process each (and their own port).
     child = [a for a in args if not a.startswith(("--processes=", "-p="))]
@@ -171,7 +215,7 @@ def _supervise(settings: util.Settings, processes: int, metrics_port: int | None
                 argv[i + 1] = str(metrics_port + index)
         return argv
 
-    return anyio.run(Supervisor(argv_for, processes).run)
+    return anyio.run(Supervisor(argv_for, processes, burst=burst).run)
 
 
 # -- reaper ---------------------------------------------------------------------------------
@@ -181,15 +225,22 @@ def _supervise(settings: util.Settings, processes: int, metrics_port: int | None
 @QUEUES
 @click.option("--interval", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
               help="Seconds between sweeps.")
-@click.option("--lease-timeout", type=click.FloatRange(min=0.001), default=30.0,
-              show_default=True, help="Lease given to a lease key found without expiry.")
+@click.option("--lease-timeout", type=click.FloatRange(min=0.001), default=None,
+              help="Default lease length (also given to a lease key found without expiry); "
+                   "stored with the queue (default: the stored value, else 30).")
+@_RETENTION_TTL
+@_RETENTION_MAX
 @click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=None,
               help="Serve /metrics and /healthz on this port.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.pass_obj
 def reaper(settings: util.Settings, queues: tuple[str, ...], interval: float,
-           lease_timeout: float, metrics_port: int | None, metrics_host: str) -> None:
-    """Run the reaper sidecar for one or more queues until SIGTERM/SIGINT."""
+           lease_timeout: float | None, done_ttl: Any, done_max: Any,
+           metrics_port: int | None, metrics_host: str) -> None:
+    """Run the reaper sidecar for one or more queues until SIGTERM/SIGINT.
+
+    Redis is checked at start-up as for `leaseq worker` (exit 3 on an error that cannot
+    heal, retried otherwise)."""
     if not queues:
         raise click.UsageError("give at least one --queue")
     metrics = None
@@ -197,8 +248,12 @@ def reaper(settings: util.Settings, queues: tuple[str, ...], interval: float,
         metrics = Metrics()
         metrics.serve(metrics_port, metrics_host)
 
-    async def go(client: aioredis.Redis) -> None:
-        qs = [Queue(client, name, lease_timeout=lease_timeout) for name in queues]
+    async def go(client: aioredis.Redis) -> int:
+        qs = [Queue(client, name, lease_timeout=lease_timeout, done_ttl=done_ttl,
+                    done_max=done_max) for name in queues]
+        code = await util.await_redis(client, qs, settings.redis_url)
+        if code is not None:
+            return code
         r = Reaper(*qs, interval=interval, metrics=metrics)
         # Signals first, so the reaper is stoppable by the time it says it started.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -209,11 +264,18 @@ def reaper(settings: util.Settings, queues: tuple[str, ...], interval: float,
                 async for _ in signals:
                     break
                 tg.cancel_scope.cancel()
+        return util.EXIT_OK
 
-    util.run(settings, go)
+    sys.exit(util.run(settings, go))
 
 
 # -- enqueue --------------------------------------------------------------------------------
+
+
+_BATCH_LINES = 500
+"""Stdin lines enqueued in one round trip at most."""
+_BATCH_IDLE = 0.05
+"""Seconds without a new stdin line after which the lines read so far are enqueued."""
 
 
 @main.command()
@@ -223,59 +285,189 @@ def reaper(settings: util.Settings, queues: tuple[str, ...], interval: float,
 @click.option("--job-id", default=None, help="Explicit id (enqueue is a no-op if known).")
 @click.option("--delay", type=click.FloatRange(min=0), default=None, help="Seconds to wait.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"queue": ..., "job_id": ...} per job instead of the bare id.')
+@click.option("--wait", "wait_", is_flag=True,
+              help="Wait for the job (one PAYLOAD) to finish and print its result as JSON; "
+                   "exit 1 if it ends dead.")
+@click.option("--timeout", type=click.FloatRange(min=0.001), default=None,
+              help="With --wait: give up after this many seconds (exit 1).")
 @click.pass_obj
 def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
-            job_id: str | None, delay: float | None, max_attempts: int | None) -> None:
+            job_id: str | None, delay: float | None, max_attempts: int | None,
+            as_json: bool, wait_: bool, timeout: float | None) -> None:
     """Enqueue a TASK with a JSON PAYLOAD and print its id.
 
     Without PAYLOAD (or with -), read one JSON payload per line from stdin and enqueue
-    them in pipelined batches, printing one id per line.
+    them as they arrive: in batches, after 50 ms without a new line or every 500 lines,
+    printing each id as soon as its job is written. Ctrl-C enqueues the lines already
+    read, says how many jobs were enqueued and exits 130.
     """
+
+    def show(job: str) -> None:
+        click.echo(json.dumps({"queue": queue, "job_id": job}) if as_json else job)
+
     if payload is not None and payload != "-":
         value = _parse_json(payload, "PAYLOAD")
 
-        async def one(client: aioredis.Redis) -> None:
+        async def one(client: aioredis.Redis) -> int:
             q = Queue(client, queue)
-            click.echo(await q.enqueue(task, value, job_id=job_id, delay=delay,
-                                       max_attempts=max_attempts))
+            job = await q.enqueue(task, value, job_id=job_id, delay=delay,
+                                  max_attempts=max_attempts)
+            show(job)
+            if not wait_:
+                return util.EXIT_OK
+            try:
+                result = await q.wait(job, timeout=timeout)
+            except (JobDead, WaitTimeout) as exc:
+                util.notice(str(exc))
+                return util.EXIT_FAILURE
+            click.echo(json.dumps({"queue": queue, "job_id": job, "result": result})
+                       if as_json else json.dumps(result))
+            return util.EXIT_OK
 
-        util.run(settings, one)
-        return
+        sys.exit(util.run(settings, one))
     if job_id is not None:
         raise click.UsageError("--job-id needs a single PAYLOAD argument")
+    if wait_:
+        raise click.UsageError("--wait needs a single PAYLOAD argument")
 
-    async def many(client: aioredis.Redis) -> None:
-        q = Queue(client, queue)
-        line_no = 0
+    async def many(client: aioredis.Redis) -> int:
+        if sys.stdin.isatty():
+            util.notice("reading one JSON payload per line until Ctrl-D "
+                        "(Ctrl-C enqueues the lines entered and stops)")
+        feed = _StdinFeed(Queue(client, queue), task, delay, max_attempts, show)
+        _, interrupted = await util.until_signal(feed.run, signal.SIGINT)
+        if interrupted is not None:
+            util.notice(f"interrupted: {_jobs(feed.enqueued)} enqueued")
+            return util.EXIT_INTERRUPTED
+        return util.EXIT_OK
+
+    sys.exit(util.run(settings, many))
+
+
+def _jobs(n: int, what: str = "job") -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+class _StdinFeed:
+    """Enqueues stdin's JSON lines as they arrive (see ``enqueue``)."""
+
+    def __init__(self, queue: Queue, task: str, delay: float | None,
+                 max_attempts: int | None, show: Any) -> None:
+        self.queue = queue
+        self.task = task
+        self.delay = delay
+        self.max_attempts = max_attempts
+        self.show = show
+        self.enqueued = 0
+        """Jobs written so far."""
+        self._pending: list[Any] = []
+        self._line_no = 0
+        self._tail = b""
+
+    async def run(self) -> None:
+        send, receive = anyio.create_memory_object_stream[bytes](4)
+        async with anyio.from_thread.BlockingPortal() as portal:
+            # A thread of its own, a daemon: a read that Ctrl-C abandons must not keep the
+            # process alive (anyio's worker threads are joined at exit).
+            threading.Thread(target=_read_stdin, args=(portal, send), daemon=True,
+                             name="leaseq-stdin").start()
+            try:
+                with receive:
+                    await self._consume(receive)
+            except anyio.get_cancelled_exc_class():
+                # Ctrl-C: the lines in hand are still enqueued.
+                with anyio.CancelScope(shield=True):
+                    await self._flush()
+                raise
+
+    async def _consume(self, receive: Any) -> None:
+        eof = False
+        while not eof:
+            chunk = b""
+            idle = False
+            try:
+                if self._pending:
+                    with anyio.move_on_after(_BATCH_IDLE) as wait:
+                        chunk = await receive.receive()
+                    idle = wait.cancelled_caught
+                else:
+                    chunk = await receive.receive()
+            except anyio.EndOfStream:
+                eof = True
+            await self._take(chunk, eof)
+            if idle or eof or len(self._pending) >= _BATCH_LINES:
+                with anyio.CancelScope(shield=True):
+                    await self._flush()
+
+    async def _take(self, chunk: bytes, eof: bool) -> None:
+        *lines, self._tail = (self._tail + chunk).split(b"\n")
+        if eof and self._tail:
+            lines.append(self._tail)
+            self._tail = b""
+        for line in lines:
+            self._line_no += 1
+            if not line.strip():
+                continue
+            try:
+                self._pending.append(_loads(line))
+            except ValueError as exc:
+                with anyio.CancelScope(shield=True):
+                    await self._flush()
+                raise util.Failure(
+                    f"stdin line {self._line_no}: invalid JSON: {exc} (stopped there; "
+                    f"{_jobs(self.enqueued)} enqueued)", util.EXIT_USAGE) from None
+
+    async def _flush(self) -> None:
+        while self._pending:
+            # Taken out first: a batch whose enqueue failed is not sent again (without job
+            # ids a re-sent enqueue would make second jobs).
+            batch = self._pending[:_BATCH_LINES]
+            del self._pending[:_BATCH_LINES]
+            for job in await self.queue.enqueue_many(self.task, batch, delay=self.delay,
+                                                     max_attempts=self.max_attempts):
+                self.show(job)
+                self.enqueued += 1
+
+
+def _read_stdin(portal: anyio.from_thread.BlockingPortal, send: Any) -> None:
+    """Blocking reads of stdin; each read's bytes (what arrived, up to 64 KiB) go to the
+    event loop at once, and end of input closes ``send``."""
+    try:
+        fd: int | None = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):  # a replaced stdin (tests, embedding)
+        fd = None
+    try:
         while True:
-            lines = await anyio.to_thread.run_sync(_read_lines, 1000)
-            if not lines:
+            try:
+                chunk = (os.read(fd, 65536) if fd is not None
+                         else sys.stdin.readline().encode())
+            except OSError:
+                chunk = b""
+            if not chunk:
+                portal.call(send.aclose)
                 return
-            values = []
-            for line in lines:
-                line_no += 1
-                if line.strip():
-                    values.append(_parse_json(line, f"stdin line {line_no}"))
-            for job in await q.enqueue_many(task, values, delay=delay,
-                                            max_attempts=max_attempts):
-                click.echo(job)
-
-    util.run(settings, many)
+            portal.call(send.send, chunk)
+    except Exception:
+        # The loop is done with stdin: a closed stream or portal, or a send cancelled as
+        # the portal stopped. Nobody is listening any more.
+        return
 
 
-def _read_lines(n: int) -> list[str]:
-    lines = []
-    for line in sys.stdin:
-        lines.append(line)
-        if len(lines) >= n:
-            break
-    return lines
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(raw: str | bytes) -> Any:
+    """Strict JSON: NaN and Infinity are refused like any other invalid JSON."""
+    return json.loads(raw, parse_constant=_reject_constant)
 
 
 def _parse_json(raw: str, where: str) -> Any:
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
+        return _loads(raw)
+    except ValueError as exc:
         util.fail(f"{where}: invalid JSON: {exc}", util.EXIT_USAGE)
 
 
@@ -290,7 +482,9 @@ def _parse_json(raw: str, where: str) -> Any:
 @click.pass_obj
 def stats(settings: util.Settings, queues: tuple[str, ...], watch: bool, interval: float,
           as_json: bool) -> None:
-    """Counts per state, oldest lease age and throughput of queues (default: all known)."""
+    """Counts per state, oldest lease age and throughput of queues (default: all known).
+
+    With --watch, Ctrl-C ends the live table (exit 0)."""
     from . import _clistats
 
     util.run(settings, lambda client: _clistats.show(client, queues, watch, interval, as_json))
@@ -299,43 +493,28 @@ def stats(settings: util.Settings, queues: tuple[str, ...], watch: bool, interva
 @main.command("inspect")
 @click.argument("job_id")
 @QUEUES
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (times in Unix seconds).")
 @click.pass_obj
 def inspect_(settings: util.Settings, job_id: str, queues: tuple[str, ...],
              as_json: bool) -> None:
-    """Show everything recorded about JOB_ID (searches every known queue by default)."""
+    """Show everything recorded about JOB_ID (searches every known queue by default).
+
+    Times are local ISO-8601 with their age by Redis's clock; `-` marks what is not
+    recorded."""
+    from . import _clistats
 
     async def go(client: aioredis.Redis) -> int:
+        await util.warn_unknown_queues(client, queues)
         names = list(queues) or await registered_queues(client)
         for name in names:
             info = await Queue(client, name).job(job_id)
             if info is not None:
-                _print_job(name, info, as_json)
+                await _clistats.print_job(client, name, info, as_json)
                 return util.EXIT_OK
-        click.echo(f"leaseq: no job {job_id!r} in {', '.join(names) or 'any queue'}",
-                   err=True)
+        util.notice(f"no job {job_id!r} in {', '.join(names) or 'any queue'}")
         return util.EXIT_FAILURE
 
     sys.exit(util.run(settings, go))
-
-
-def _job_dict(queue: str, info: JobInfo) -> dict[str, Any]:
-    out = {"queue": queue}
-    for name in info.__slots__:
-        value = getattr(info, name)
-        out[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return out
-
-
-def _print_job(queue: str, info: JobInfo, as_json: bool) -> None:
-    data = _job_dict(queue, info)
-    if as_json:
-        click.echo(json.dumps(data, default=str))
-        return
-    width = max(len(k) for k in data)
-    for key, value in data.items():
-        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
-        click.echo(f"{key:<{width}}  {shown}")
 
 
 # -- dead -----------------------------------------------------------------------------------
@@ -349,18 +528,17 @@ def dead() -> None:
 @dead.command("list")
 @QUEUE
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per job (times in Unix seconds).")
 @click.pass_obj
 def dead_list(settings: util.Settings, queue: str, limit: int, as_json: bool) -> None:
-    """Show dead jobs with their reasons."""
+    """Show dead jobs: id, task, time of death and reason, under a header."""
+    from . import _clistats
 
     async def go(client: aioredis.Redis) -> None:
-        for info in await Queue(client, queue).dead_jobs(limit):
-            if as_json:
-                click.echo(json.dumps(_job_dict(queue, info), default=str))
-            else:
-                reason = (info.dead_reason or "").splitlines()[0] if info.dead_reason else "?"
-                click.echo(f"{info.job_id}\t{info.task}\t{reason}")
+        await util.warn_unknown_queues(client, [queue])
+        q = Queue(client, queue)
+        await _clistats.print_dead(client, queue, await q.dead_jobs(limit), as_json)
 
     util.run(settings, go)
 
@@ -369,9 +547,16 @@ def _confirm(action: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        util.fail(f"refusing to {action} without --yes (stdin is not a terminal)")
+        raise util.Failure(f"refusing to {action} without --yes (stdin is not a terminal)")
     if not click.confirm(f"{action}?"):
-        util.fail("aborted")
+        raise util.Failure("aborted")
+
+
+async def _dead_among(q: Queue, job_ids: list[str]) -> list[bool]:
+    async with q.redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.sismember(q.keys.dead, job_id)
+        return [bool(found) for found in await pipe.execute()]
 
 
 def _dead_action(verb: str) -> Any:
@@ -380,25 +565,47 @@ def _dead_action(verb: str) -> Any:
     @click.argument("job_ids", nargs=-1)
     @click.option("--all", "all_", is_flag=True, help="Every dead job of the queue.")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--json", "as_json", is_flag=True,
+                  help=f'Print {{"{verb}d": N, "not_found": [IDS]}}.')
     @click.pass_obj
     def action(settings: util.Settings, queue: str, job_ids: tuple[str, ...], all_: bool,
-               yes: bool) -> None:
+               yes: bool, as_json: bool) -> None:
         if bool(job_ids) == all_:
             raise click.UsageError("give JOB_IDS or --all (not both)")
-        what = "all dead jobs" if all_ else f"{len(job_ids)} dead job(s)"
-        _confirm(f"{verb} {what} of queue {queue!r}", yes)
 
-        async def go(client: aioredis.Redis) -> None:
+        async def go(client: aioredis.Redis) -> int:
             q = Queue(client, queue)
-            ids = None if all_ else list(job_ids)
-            n = await (q.requeue_dead(ids) if verb == "requeue" else q.purge_dead(ids))
-            click.echo(f"{verb}d {n} job(s)")
+            ids: list[str] | None = None
+            missing: list[str] = []
+            if all_:
+                count = int(await client.scard(q.keys.dead))
+            else:
+                asked = list(dict.fromkeys(job_ids))
+                found = await _dead_among(q, asked)
+                ids = [i for i, ok in zip(asked, found, strict=True) if ok]
+                missing = [i for i, ok in zip(asked, found, strict=True) if not ok]
+                count = len(ids)
+            n = 0
+            if count:
+                _confirm(f"{verb} {_jobs(count, 'dead job')} of queue {queue}", yes)
+                n = await (q.requeue_dead(ids) if verb == "requeue" else q.purge_dead(ids))
+            if as_json:
+                click.echo(json.dumps({f"{verb}d": n, "not_found": missing}))
+            elif count or all_:
+                click.echo(f"{verb}d {n} job(s)")
+            if missing:
+                util.notice(f"not found: {', '.join(missing)} (no dead job of queue {queue} "
+                            "has this id)")
+                return util.EXIT_FAILURE
+            return util.EXIT_OK
 
-        util.run(settings, go)
+        sys.exit(util.run(settings, go))
 
     action.__doc__ = {
-        "requeue": "Put dead jobs back in todos with fresh attempts.",
-        "purge": "Delete dead jobs for good.",
+        "requeue": "Put dead jobs back in todos with fresh attempts (exit 1 if an id is "
+                   "not a dead job of the queue).",
+        "purge": "Delete dead jobs for good (exit 1 if an id is not a dead job of the "
+                 "queue).",
     }[verb]
     return action
 
@@ -413,21 +620,20 @@ dead_purge = _dead_action("purge")
 @main.command("doctor")
 @QUEUES
 @click.option("--repair", is_flag=True, help="Fix what can be fixed safely.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @click.pass_obj
-def doctor_(settings: util.Settings, queues: tuple[str, ...], repair: bool) -> None:
-    """Check the server's settings and the queues' integrity (default: all known)."""
-    marks = {"ok": "ok  ", "info": "info", "warning": "WARN", "error": "FAIL"}
+def doctor_(settings: util.Settings, queues: tuple[str, ...], repair: bool,
+            as_json: bool) -> None:
+    """Check the server's settings, and the queues' integrity, expired leases and reaper
+    (default: all known). Exits 1 when a problem is left."""
 
     async def go(client: aioredis.Redis) -> int:
-        names = list(queues) or await registered_queues(client)
-        report = doctor.Report()
-        qs = [Queue(client, name) for name in names]
-        await doctor.check_server(qs[0] if qs else Queue(client, "doctor"), report)
-        for q in qs:
-            await doctor.check_queue(q, report, repair=repair)
-        for f in report.findings:
-            suffix = " (repaired)" if f.repaired else ""
-            click.echo(f"{marks[f.severity]}  {f.check}: {f.message}{suffix}")
+        report = await doctor.diagnose(client, queues, repair=repair)
+        if as_json:
+            click.echo(json.dumps(report.as_dict()))
+        else:
+            for line in report.lines():
+                click.echo(line)
         return util.EXIT_FAILURE if report.problems else util.EXIT_OK
 
     sys.exit(util.run(settings, go))
@@ -483,3 +689,7 @@ def demo(settings: util.Settings, jobs: int, workers: int, keep: bool) -> None:
     from . import _demo
 
     sys.exit(_demo.run(settings, jobs, workers, keep))
+
+
+for _command in _cliops.COMMANDS:
+    main.add_command(_command)

@@ -78,3 +78,43 @@ async def test_the_same_explicit_setting_again_is_not_a_change(redis: aioredis.R
     with capture_logs() as logs:
         await Queue(redis, "same", done_ttl=60).prepare()
     assert not [e for e in logs if e["event"] == "queue_settings_changed"]
+
+
+async def test_the_reaper_sidecar_applies_what_the_application_stored(redis_server):
+    """`leaseq reaper -q NAME` started with no retention flags keeps what the application
+    set (done_max=2), not the CLI's old built-in 100,000; a worker started with
+    --done-max stores its value, and says it replaced another."""
+    import signal
+    import subprocess
+    import sys
+
+    from leaseq.testing import ReaperProcess
+
+    from .conftest import wait_for
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        app = Queue(client, "sidecar", done_max=2)
+        for _ in await app.enqueue_many("t", list(range(5))):
+            lease = await app.claim()
+            assert lease is not None
+            await app.ack(lease)
+        reaper = ReaperProcess(redis_server.url, "sidecar", interval=0.05)
+        reaper.start()
+        try:
+            async def trimmed() -> bool:
+                return (await app.stats()).done == 2
+            await wait_for(trimmed, timeout=30)
+        finally:
+            reaper.send(signal.SIGTERM)
+            reaper.wait(timeout=30)
+        run = subprocess.run(
+            [sys.executable, "-m", "leaseq", "--redis", redis_server.url, "--log-format",
+             "json", "worker", "tests.helpers.tasks:HANDLERS", "-q", "sidecar",
+             "--done-max", "1", "--burst", "--no-reaper"],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert run.returncode == 0, run.stderr
+        assert '"event": "queue_settings_changed"' in run.stderr
+        assert await client.hget(app.keys.settings, "done_max") == b"1"
+    finally:
+        await client.aclose()

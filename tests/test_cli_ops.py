@@ -1,0 +1,122 @@
+"""The operator commands through the CLI as a subprocess, against a real redis-server:
+jobs, workers, queue purge, check, enqueue --wait."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+
+import pytest
+import redis as syncredis
+
+from leaseq.testing import RedisServer, WorkerProcess
+
+from .test_cli import cli
+
+pytestmark = pytest.mark.real_redis
+
+
+@pytest.fixture
+def r(redis_server: RedisServer) -> Iterator[syncredis.Redis]:
+    client = syncredis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+def enqueue(url: str, queue: str, task: str, payloads: list[object]) -> list[str]:
+    run = cli(url, "enqueue", "-q", queue, task,
+              stdin="".join(json.dumps(p) + "\n" for p in payloads))
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
+def test_jobs_lists_every_waiting_job_page_by_page(redis_server: RedisServer, r):
+    ids = enqueue(redis_server.url, "listing", "echo", list(range(12)))
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(100):
+        args = ["jobs", "-q", "listing", "--limit", "5", "--json"]
+        if cursor:
+            args += ["--cursor", cursor]
+        run = cli(redis_server.url, *args)
+        assert run.returncode == 0, run.stderr
+        page = json.loads(run.stdout)
+        seen += [job["job_id"] for job in page["jobs"]]
+        assert all(job["state"] == "todo" and job["task"] == "echo" for job in page["jobs"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert set(seen) == set(ids)
+    table = cli(redis_server.url, "jobs", "-q", "listing", "--state", "todo")
+    assert table.returncode == 0 and table.stdout.splitlines()[0].startswith("JOB")
+    assert len(table.stdout.splitlines()) == 13
+
+
+def test_jobs_of_an_unknown_queue_says_so(redis_server: RedisServer, r):
+    run = cli(redis_server.url, "jobs", "-q", "nosuch", "--json")
+    assert run.returncode == 0 and json.loads(run.stdout)["jobs"] == []
+    assert "not known on this server" in run.stderr
+
+
+def test_workers_lists_a_live_worker_and_check_turns_healthy(redis_server: RedisServer, r):
+    before = cli(redis_server.url, "check", "-q", "health", "--json")
+    assert before.returncode == 1
+    report = json.loads(before.stdout)
+    assert report["ok"] is False and report["checks"]["queue"]["ok"] is False
+    enqueue(redis_server.url, "health", "echo", [1])
+    worker = WorkerProcess(redis_server.url, "tests.helpers.tasks:HANDLERS", "health",
+                           record=False)
+    worker.start()
+    try:
+        worker.wait_ready()
+        for _ in range(300):
+            run = cli(redis_server.url, "check", "-q", "health", "--json")
+            if run.returncode == 0:
+                break
+        assert run.returncode == 0, run.stdout
+        assert all(c["ok"] for c in json.loads(run.stdout)["checks"].values())
+        listed = json.loads(cli(redis_server.url, "workers", "--json").stdout)["workers"]
+        assert [w["pid"] for w in listed] == [worker.pid]
+        assert listed[0]["queues"] == ["health"]
+        text = cli(redis_server.url, "workers", "-q", "health")
+        assert text.stdout.splitlines()[0].startswith("WORKER") and str(worker.pid) in text.stdout
+    finally:
+        worker.send(signal.SIGTERM)
+        worker.wait(timeout=60)
+    gone = json.loads(cli(redis_server.url, "workers", "--json").stdout)["workers"]
+    assert gone == []  # a worker that stopped removed itself
+    after = json.loads(cli(redis_server.url, "check", "-q", "health", "--json").stdout)
+    assert after["checks"]["workers"]["ok"] is False
+
+
+def test_queue_purge_asks_with_the_count_and_leaves_running_jobs(
+    redis_server: RedisServer, r
+):
+    enqueue(redis_server.url, "purging", "echo", list(range(4)))
+    declined = cli(redis_server.url, "queue", "purge", "-q", "purging", stdin="n\n")
+    assert declined.returncode == 1 and "delete 4 waiting and delayed jobs" in declined.stderr
+    assert r.scard("leaseq:{purging}:todos") == 4
+    done = cli(redis_server.url, "queue", "purge", "-q", "purging", "--yes", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) == {"queue": "purging",
+                                                                 "purged": 4}
+    assert r.scard("leaseq:{purging}:todos") == 0
+
+
+def test_enqueue_wait_prints_the_result(redis_server: RedisServer, r):
+    worker = WorkerProcess(redis_server.url, "tests.helpers.tasks:HANDLERS", "waited",
+                           record=False)
+    worker.start()
+    try:
+        run = cli(redis_server.url, "enqueue", "-q", "waited", "echo", '{"x": 1}',
+                  "--wait", "--timeout", "60")
+        assert run.returncode == 0, run.stderr
+        job_id, result = run.stdout.splitlines()
+        assert json.loads(result) == {"x": 1} and job_id
+    finally:
+        worker.send(signal.SIGTERM)
+        worker.wait(timeout=60)
+    timed_out = cli(redis_server.url, "enqueue", "-q", "waited", "echo", "1", "--wait",
+                    "--timeout", "0.2")
+    assert timed_out.returncode == 1 and "not finished" in timed_out.stderr
