@@ -49,6 +49,22 @@ class Command(click.Command):
                          help="As `leaseq --log-level`, given after the command."),
         ]
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Every option also reads LEASEQ_<COMMAND>_<OPTION> (LEASEQ_WORKER_CONCURRENCY,
+        # LEASEQ_DEAD_LIST_LIMIT), listed in --help: containers configure by environment.
+        # Named here, where the command's path is known (before --help is rendered).
+        names, outer = [], ctx
+        while outer.parent is not None:  # the root is `leaseq` (or `python -m leaseq`)
+            names.append(outer.info_name or "")
+            outer = outer.parent
+        path = "_".join(reversed(names)).upper().replace("-", "_")
+        for param in self.params:
+            if isinstance(param, click.Option) and param.envvar is None:
+                flag = max(param.opts, key=len).lstrip("-").upper().replace("-", "_")
+                param.envvar = f"LEASEQ_{path}_{flag}"
+                param.show_envvar = True
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         fmt = ctx.params.pop("sub_log_format", None)
         level = ctx.params.pop("sub_log_level", None)

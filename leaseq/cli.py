@@ -45,9 +45,11 @@ __all__ = ["main"]
               help="Redis URL: redis://[user:password@]host:port/db, rediss:// (TLS) or "
                    "unix:///path/to/socket.")
 @click.option("--log-format", type=LOG_FORMATS, default="auto", show_default=True,
+              envvar="LEASEQ_LOG_FORMAT", show_envvar=True,
               help="auto: console on a terminal, JSON otherwise (also accepted after the "
                    "command).")
-@click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
+@click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS,
+              envvar="LEASEQ_LOG_LEVEL", show_envvar=True)
 @click.version_option(package_name="leaseq")
 @click.pass_context
 def main(ctx: click.Context, redis_url: str, log_format: str, log_level: str) -> None:

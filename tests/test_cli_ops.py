@@ -120,3 +120,43 @@ def test_enqueue_wait_prints_the_result(redis_server: RedisServer, r):
     timed_out = cli(redis_server.url, "enqueue", "-q", "waited", "echo", "1", "--wait",
                     "--timeout", "0.2")
     assert timed_out.returncode == 1 and "not finished" in timed_out.stderr
+
+
+def test_web_says_when_a_fixed_queue_is_not_known(redis_server: RedisServer, r):
+    from leaseq.testing import WebProcess
+
+    web = WebProcess(redis_server.url, "-q", "nosuchqueue")
+    web.start()
+    try:
+        web.wait_ready()
+    finally:
+        web.send(signal.SIGTERM)
+        web.wait(timeout=30)
+    assert "queue nosuchqueue is not known on this server" in web.log_path.read_text()
+
+
+def test_every_option_reads_its_environment_variable(redis_server: RedisServer, r):
+    """LEASEQ_<COMMAND>_<OPTION> configures any option (containers), and --help lists
+    the name."""
+    enqueue(redis_server.url, "envq", "echo", [1, 2])
+    run = cli(redis_server.url, "stats", env={"LEASEQ_STATS_QUEUE": "envq",
+                                              "LEASEQ_STATS_JSON": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "envq" in run.stdout and run.stdout.lstrip().startswith(("{", "["))
+    assert "LEASEQ_WORKER_CONCURRENCY" in cli(None, "worker", "--help").stdout
+
+
+def test_demo_without_redis_server_says_what_to_install(tmp_path):
+    """A pip install alone has no redis-server: `leaseq demo` says exactly what to install
+    (one line, exit 3)."""
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "leaseq", "demo"], capture_output=True,
+                         text=True, timeout=60, check=False,
+                         env={**os.environ, "PATH": str(tmp_path)})
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "leaseq: redis-server not found on PATH; install it (Debian/Ubuntu: sudo apt-get "
+        "install redis-server); or point LEASEQ_REDIS_URL at a running Redis"]

@@ -64,6 +64,7 @@ def serve(settings: util.Settings, *, host: str, port: int, queues: Sequence[str
 
     async def main(client: AnyRedis) -> None:
         await client.ping()  # unreachable Redis: one line and exit code 3, before binding
+        await util.warn_unknown_queues(client, list(queues))
         app = create_app(client, queues=list(queues) or None, token=token, max_body=max_body)
         # log_config=None leaves logging alone; leaseq's own lines are structlog's.
         server = uvicorn.Server(uvicorn.Config(
