@@ -158,5 +158,5 @@ def test_demo_without_redis_server_says_what_to_install(tmp_path):
                          env={**os.environ, "PATH": str(tmp_path)})
     assert run.returncode == 3, run.stderr
     assert run.stderr.strip().splitlines() == [
-        "leaseq: redis-server not found on PATH; install it (Debian/Ubuntu: sudo apt-get "
-        "install redis-server); or point LEASEQ_REDIS_URL at a running Redis"]
+        ("leaseq: redis-server not found on PATH; install it (Debian/Ubuntu: sudo apt-get "
+        "install redis-server); or point LEASEQ_REDIS_URL at a running Redis")]

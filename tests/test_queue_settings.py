@@ -85,8 +85,9 @@ async def test_the_reaper_sidecar_applies_what_the_application_stored(redis_serv
     set (done_max=2), not the CLI's old built-in 100,000; a worker started with
     --done-max stores its value, and says it replaced another."""
     import signal
-    import subprocess
     import sys
+
+    import anyio
 
     from leaseq.testing import ReaperProcess
 
@@ -108,13 +109,13 @@ async def test_the_reaper_sidecar_applies_what_the_application_stored(redis_serv
         finally:
             reaper.send(signal.SIGTERM)
             reaper.wait(timeout=30)
-        run = subprocess.run(
+        run = await anyio.run_process(
             [sys.executable, "-m", "leaseq", "--redis", redis_server.url, "--log-format",
              "json", "worker", "tests.helpers.tasks:HANDLERS", "-q", "sidecar",
-             "--done-max", "1", "--burst", "--no-reaper"],
-            capture_output=True, text=True, timeout=60, check=False)
-        assert run.returncode == 0, run.stderr
-        assert '"event": "queue_settings_changed"' in run.stderr
+             "--done-max", "1", "--burst", "--no-reaper"], check=False)
+        stderr = run.stderr.decode()
+        assert run.returncode == 0, stderr
+        assert '"event": "queue_settings_changed"' in stderr
         assert await client.hget(app.keys.settings, "done_max") == b"1"
     finally:
         await client.aclose()
