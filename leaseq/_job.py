@@ -92,7 +92,7 @@ async def run_job(worker: Worker, served: Served, lease: Lease) -> None:
             reason = (f"unknown task {lease.task!r}; this worker handles "
                       f"{sorted(served.tasks)}")
             await _settle(worker, job, fields, lambda: queue.bury(job.lease, reason))
-            worker.count("dead", queue.name)
+            worker.count("dead", queue.name, lease.task)
             log.error("job_dead", reason=reason, **fields)
             return
         # The heartbeat renews the lease until the job is settled, not only while the
@@ -182,7 +182,7 @@ async def _ack(
     job.settled = True
     duration = round(time.perf_counter() - started, 6)
     if acked:
-        worker.count("acked", job.queue.name)
+        worker.count("acked", job.queue.name, job.lease.task)
         log.info("job_acked", duration=duration, **fields)
     else:
         worker.count("lease_lost", job.queue.name)
@@ -202,10 +202,10 @@ async def _fail(
     if state is None:
         return
     if state == "dead":
-        worker.count("dead", job.queue.name)
+        worker.count("dead", job.queue.name, job.lease.task)
         log.error("job_dead", error=error, **fields)
     else:
-        worker.count("failed", job.queue.name)
+        worker.count("failed", job.queue.name, job.lease.task)
         log.warning("job_failed", error=error, retry_in=round(retry_in, 3), state=state,
                     **fields)
 

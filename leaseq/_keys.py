@@ -75,6 +75,10 @@ class QueueKeys:
         """A live worker's description (JSON), expiring unless the worker renews it."""
         return f"{self.prefix}worker:{worker_id}"
 
+    def taskstats(self, minute: int) -> str:
+        """Per-task counters of one minute (Unix minute by Redis's clock), kept two hours."""
+        return f"{self.prefix}taskstats:{minute}"
+
     def reply(self) -> str:
         """A fresh reply record's key for one call of an admin or reaper script (a random
         nonce each time): a re-sent call finds its first answer there."""

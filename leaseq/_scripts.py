@@ -107,5 +107,6 @@ PURGE = Script("purge")
 REPAIR = Script("repair")
 PRESENCE = Script("presence")
 DROP = Script("drop")
+TASKSTATS = Script("taskstats")
 ALL = (ENQUEUE, CLAIM, EXTEND, SETTLE, REAP, PROMOTE, TRIM, STATS, REVIVE, PURGE, REPAIR,
-       PRESENCE, DROP)
+       PRESENCE, DROP, TASKSTATS)

@@ -481,14 +481,25 @@ def _parse_json(raw: str, where: str) -> Any:
 @click.option("--watch", "-w", is_flag=True, help="Refresh a live table until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--by-task", is_flag=True,
+              help="Per task of one queue (-q): jobs by state, acked/failed/dead per minute "
+                   "and handler p50/p95 run time.")
+@click.option("--minutes", type=click.IntRange(1, 120), default=15, show_default=True,
+              help="With --by-task: minutes of history.")
 @click.pass_obj
 def stats(settings: util.Settings, queues: tuple[str, ...], watch: bool, interval: float,
-          as_json: bool) -> None:
+          as_json: bool, by_task: bool, minutes: int) -> None:
     """Counts per state, oldest lease age and throughput of queues (default: all known).
 
-    With --watch, Ctrl-C ends the live table (exit 0)."""
+    With --watch, Ctrl-C ends the live table (exit 0). With --by-task, the same per task
+    of one queue."""
     from . import _clistats
 
+    if by_task:
+        if len(queues) != 1 or watch:
+            raise click.UsageError("--by-task takes one --queue (and no --watch)")
+        sys.exit(util.run(settings, lambda client: _cliops.show_task_stats(
+            client, queues[0], minutes, as_json)))
     util.run(settings, lambda client: _clistats.show(client, queues, watch, interval, as_json))
 
 

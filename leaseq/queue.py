@@ -16,7 +16,7 @@ import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from . import _admin as admin
-from . import _crash, _scripts, _settings, _tx, _validate
+from . import _crash, _scripts, _settings, _taskstats, _tx, _validate
 from ._codec import JsonSerializer, Serializer, encode
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
@@ -658,6 +658,17 @@ class Queue:
         """Delete every waiting and delayed job for good; return how many. Running jobs
         (and done and dead ones) are untouched; a job claimed meanwhile is left alone."""
         return await admin.purge_waiting(self)
+
+    async def task_stats(self, minutes: int = 15, sample: int = 10_000) -> dict[str, Any]:
+        """Per task: jobs acked, failed and dead in each of the last ``minutes`` minutes
+        (by Redis's clock; as workers flush them, every 5 s), p50 and p95 of the
+        handlers' run time (upper bounds of histogram buckets, in seconds), and the jobs
+        waiting, delayed, running and dead per task, counted among at most ``sample`` ids
+        per state (``sampled`` is true when a state held more, and those counts are then
+        of the sample only)."""
+        return await _taskstats.read(
+            self, _validate.positive_int(minutes, "minutes", 120),
+            _validate.positive_int(sample, "sample", 100_000))
 
     async def workers(self) -> list[WorkerInfo]:
         """The live workers serving this queue, newest first (at most 1,000): each

@@ -22,6 +22,7 @@ from ._heartbeat import Heartbeat
 from ._job import RELEASE_TIMEOUT, run_job
 from ._outage import Outage
 from ._presence import Presence
+from ._taskstats import TaskStats
 from ._types import is_cluster
 from ._version import VERSION
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
@@ -182,6 +183,9 @@ class Worker:
             _validate.seconds(presence_interval, "presence_interval", allow_zero=False))
         """Keeps this worker in the queues' lists of live workers (:meth:`Queue.workers`)."""
         self._started_at = time.time()
+        self.taskstats = TaskStats(self.queues)
+        """Per-task outcomes and run times, flushed to Redis every few seconds
+        (:meth:`Queue.task_stats`, ``leaseq stats --by-task``)."""
         if metrics is not None:
             metrics.in_flight.labels(",".join(self._names)).set_function(
                 lambda: self.in_flight)
@@ -217,14 +221,18 @@ class Worker:
                 "started_at": self._started_at, "version": VERSION,
                 "counters": self.counters}
 
-    def count(self, event: str, queue: str) -> None:
-        """Add one to a counter of ``queue`` (used by the job runner)."""
+    def count(self, event: str, queue: str, task: str | None = None) -> None:
+        """Add one to a counter of ``queue`` (used by the job runner); with ``task``, an
+        outcome (acked, failed, dead) also goes to the per-task statistics."""
         self._counts[event] += 1
         if self.metrics is not None:
             self.metrics.jobs.labels(queue, event).inc()
+        if task is not None:
+            self.taskstats.outcome(queue, task, event)
 
     def observe(self, task: str, seconds: float, queue: str) -> None:
         """Record a handler's run time on ``queue`` (used by the job runner)."""
+        self.taskstats.duration(queue, task, seconds)
         if self.metrics is not None:
             self.metrics.duration.labels(queue, task).observe(seconds)
 
@@ -281,6 +289,7 @@ class Worker:
                     root.start_soon(served.acks.run)
                 root.start_soon(self.heartbeat.run)
                 root.start_soon(self.presence.run)
+                root.start_soon(self.taskstats.run)
                 if self.metrics is not None:
                     root.start_soon(self.metrics.watch, self.queues)
                 with anyio.CancelScope() as drain:
@@ -317,6 +326,7 @@ class Worker:
     async def _runner(self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]) -> None:
         async with leases:
             async for lease, slot in leases:
+                self.taskstats.server_offset = lease.server_offset
                 self._in_flight += 1
                 try:
                     await run_job(self, self.served[lease.queue], lease)

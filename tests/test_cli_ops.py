@@ -160,3 +160,22 @@ def test_demo_without_redis_server_says_what_to_install(tmp_path):
     assert run.stderr.strip().splitlines() == [
         ("leaseq: redis-server not found on PATH; install it (Debian/Ubuntu: sudo apt-get "
         "install redis-server); or point LEASEQ_REDIS_URL at a running Redis")]
+
+
+def test_stats_by_task_through_the_cli(redis_server: RedisServer, r):
+    enqueue(redis_server.url, "tasked", "echo", [1, 2, 3])
+    enqueue(redis_server.url, "tasked", "sleep", [{"s": 0}])
+    burst = cli(redis_server.url, "worker", "tests.helpers.tasks:HANDLERS", "-q", "tasked",
+                "--burst", "--no-reaper")
+    assert burst.returncode == 0, burst.stderr
+    enqueue(redis_server.url, "tasked", "echo", [4])
+    run = cli(redis_server.url, "stats", "-q", "tasked", "--by-task", "--json")
+    assert run.returncode == 0, run.stderr
+    tasks = json.loads(run.stdout)["tasks"]
+    assert tasks["echo"]["totals"]["acked"] == 3 and tasks["echo"]["states"]["todo"] == 1
+    assert tasks["sleep"]["totals"]["acked"] == 1
+    table = cli(redis_server.url, "stats", "-q", "tasked", "--by-task")
+    assert table.returncode == 0 and table.stdout.splitlines()[0].startswith("TASK")
+    assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == ["echo", "sleep"]
+    usage = cli(redis_server.url, "stats", "--by-task")
+    assert usage.returncode == 2

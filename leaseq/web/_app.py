@@ -24,6 +24,7 @@ from .. import __version__
 from .._admin import server_ms
 from .._codec import Serializer
 from .._keys import QUEUES_KEY, validate_queue_name
+from .._taskstats import json_ready
 from .._types import RETRYABLE, AnyRedis
 from ..exceptions import InvalidInput
 from ..queue import Queue
@@ -241,6 +242,15 @@ def create_app(
         infos, following = await q.list_jobs(state, task=task, limit=limit, cursor=cursor)
         return {"jobs": [reads.job_view(q, info) for info in infos],
                 "next_cursor": following}
+
+    @app.get("/queues/{name}/tasks", responses=_ERRORS)
+    async def get_task_stats(
+        name: QueueName, minutes: Annotated[int, Query(ge=1, le=120)] = 15,
+    ) -> dict[str, Any]:
+        """Per task: jobs by state (counted on up to 10,000 per state: see ``sampled``),
+        acked/failed/dead per minute (oldest first) and handler p50/p95 run time in
+        seconds (histogram bucket bounds)."""
+        return json_ready(await (await known(name)).task_stats(minutes=minutes))
 
     @app.get("/queues/{name}/workers", response_model=list[WorkerView], responses=_ERRORS)
     async def get_workers(name: QueueName) -> list[dict[str, Any]]:

@@ -297,5 +297,6 @@ async def test_the_openapi_document_describes_every_route(api: httpx.AsyncClient
         "/healthz", "/queues", "/queues/{name}", "/queues/{name}/leases",
         "/queues/{name}/dead", "/queues/{name}/events", "/queues/{name}/jobs",
         "/queues/{name}/jobs/{job_id}", "/jobs/{job_id}", "/queues/{name}/dead/requeue",
-        "/queues/{name}/dead/purge", "/queues/{name}/workers", "/queues/{name}/purge"}
+        "/queues/{name}/dead/purge", "/queues/{name}/workers", "/queues/{name}/purge",
+        "/queues/{name}/tasks"}
     assert "securitySchemes" not in schema.get("components", {})
