@@ -158,3 +158,26 @@ async def purge_waiting(queue: Queue) -> int:
         if purged == before:
             break  # nothing of this slice was still delayed: someone else is moving them
     return purged
+
+
+REAPER_STALE_S = 60.0
+"""A queue whose last sweep is older than this has no live reaper (``health``)."""
+
+
+async def health(queue: Queue) -> dict[str, tuple[bool, str]]:
+    """Whether the queue is served: Redis answers (else this raises), the queue is
+    known, a reaper swept it in the last minute, and a worker is alive; per check,
+    (ok, detail)."""
+    k = queue.keys
+    known = bool(await queue.redis.sismember(QUEUES_KEY, queue.name))
+    seen_raw = await queue.redis.hget(k.meta, "reaper_seen")
+    now_ms = await server_ms(queue.redis)
+    age = None if seen_raw is None else (now_ms - int(seen_raw)) / 1000
+    live = await queue.workers() if known else []
+    return {
+        "redis": (True, "answers"),
+        "queue": (known, "known" if known else "not known on this server"),
+        "reaper": (age is not None and age <= REAPER_STALE_S,
+                   "never swept" if age is None else f"last swept {age:.1f} s ago"),
+        "workers": (bool(live), f"{len(live)} live"),
+    }

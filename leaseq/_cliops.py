@@ -15,14 +15,11 @@ import click
 import redis.asyncio as aioredis
 
 from . import _cliutil as util
-from ._admin import registered_queues, server_ms
+from ._admin import health, registered_queues, server_ms
 from ._cliparams import QUEUE, QUEUES, Command, Group
 from ._taskstats import json_ready
 from .models import JobInfo, JobState
 from .queue import Queue
-
-REAPER_STALE_S = 60.0
-"""A queue whose last sweep is older than this has no live reaper (``leaseq check``)."""
 
 _STATES = click.Choice(["todo", "delayed", "in_progress", "done", "dead"])
 
@@ -164,20 +161,8 @@ def check(settings: util.Settings, queue: str, as_json: bool) -> None:
     health checks). Exit 3 when Redis cannot be reached."""
 
     async def go(client: aioredis.Redis) -> int:
-        q = Queue(client, queue)
-        known = queue in await registered_queues(client)
-        seen_raw = await client.hget(q.keys.meta, "reaper_seen")
+        checks = await health(Queue(client, queue))
         now_ms = await server_ms(client)
-        reaper_age = None if seen_raw is None else (now_ms - int(seen_raw)) / 1000
-        live = await q.workers() if known else []
-        checks = {
-            "redis": (True, "answers"),
-            "queue": (known, "known" if known else "not known on this server"),
-            "reaper": (reaper_age is not None and reaper_age <= REAPER_STALE_S,
-                       "never swept" if reaper_age is None
-                       else f"last swept {_age(reaper_age)} ago"),
-            "workers": (bool(live), f"{len(live)} live"),
-        }
         healthy = all(ok for ok, _ in checks.values())
         if as_json:
             click.echo(json.dumps({

@@ -21,12 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from .. import __version__
-from .._admin import server_ms
+from .._admin import health, server_ms
 from .._codec import Serializer
 from .._keys import QUEUES_KEY, validate_queue_name
 from .._taskstats import json_ready
 from .._types import RETRYABLE, AnyRedis
-from ..exceptions import InvalidInput
+from ..exceptions import InvalidInput, JobDead, JobNotFound, WaitTimeout
 from ..queue import Queue
 from . import _reads as reads
 from ._guard import TokenGuard
@@ -58,7 +58,8 @@ DEFAULT_MAX_BODY = 256 * 1024
 
 QueueName = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN, description="Queue name.",
                                 examples=["default"])]
-JobIdPath = Annotated[str, Path(min_length=1, max_length=1024, description="Job id.")]
+JobIdPath = Annotated[str, Path(min_length=1, max_length=1024, pattern=PRINTABLE_PATTERN,
+                                description="Job id.")]
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many rows.")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -242,6 +243,36 @@ def create_app(
         infos, following = await q.list_jobs(state, task=task, limit=limit, cursor=cursor)
         return {"jobs": [reads.job_view(q, info) for info in infos],
                 "next_cursor": following}
+
+    @app.get("/queues/{name}/check", responses=_ERRORS)
+    async def check_queue(name: QueueName) -> dict[str, Any]:
+        """Whether the queue is served (as ``leaseq check``): Redis answers, the queue is
+        known, a reaper swept it in the last minute, a worker is alive; ``ok`` is all of
+        them."""
+        checks = await health(queue_of(name))
+        return {"queue": name, "ok": all(ok for ok, _ in checks.values()),
+                "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in checks.items()}}
+
+    @app.get("/queues/{name}/jobs/{job_id:path}/result", responses={
+        **_ERRORS, 409: {"model": Problem, "description": "The job ended dead"}})
+    async def job_result(
+        name: QueueName, job_id: JobIdPath,
+        timeout: Annotated[float, Query(ge=0, le=30)] = 0.0,
+    ) -> dict[str, Any]:
+        """The job's result once it is done, waiting up to ``timeout`` seconds for it (a
+        long poll, as ``leaseq enqueue --wait``): ``finished`` is false when it is not
+        done by then. 409 when it ended dead."""
+        q = await known(name)
+        try:
+            result = await q.wait(job_id, timeout=timeout or 0.001)
+        except JobNotFound:
+            raise HTTPException(404, f"queue {name!r} has no job {job_id!r}") from None
+        except JobDead as exc:
+            raise HTTPException(409, str(exc)) from None
+        except WaitTimeout:
+            return {"queue": name, "job_id": job_id, "finished": False, "result": None}
+        return {"queue": name, "job_id": job_id, "finished": True,
+                "result": reads.jsonable(result)}
 
     @app.get("/queues/{name}/tasks", responses=_ERRORS)
     async def get_task_stats(

@@ -111,16 +111,17 @@ def job_view(q: Queue, info: Any) -> dict[str, Any]:
     JSON are shown as their ``repr``)."""
     return {
         "queue": q.name, "job_id": info.job_id, "state": info.state, "task": info.task,
-        "payload": _jsonable(info.payload), "attempts": info.attempts,
+        "payload": jsonable(info.payload), "attempts": info.attempts,
         "max_attempts": info.max_attempts, "failures": info.failures,
-        "lease_expiries": info.lease_expiries, "result": _jsonable(info.result),
+        "lease_expiries": info.lease_expiries, "result": jsonable(info.result),
         "error": info.error, "dead_reason": info.dead_reason,
         "enqueued_at": info.enqueued_at, "finished_at": info.finished_at,
         "lease_ttl": info.lease_ttl, "owner": info.owner,
     }
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` if JSON can carry it, else its ``repr``."""
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):

@@ -164,6 +164,28 @@ async def test_jobs_are_listed_page_by_page_and_by_task(
     assert (await api.get("/queues/listed/jobs", params={"state": "nope"})).status_code == 422
 
 
+async def test_a_result_is_waited_for_and_a_queue_checked(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    q = Queue(redis, "waits")
+    job = await q.enqueue("t", {"n": 1})
+    pending = await api.get(f"/queues/waits/jobs/{job}/result", params={"timeout": 0.05})
+    assert pending.json() == {"queue": "waits", "job_id": job, "finished": False,
+                              "result": None}
+    lease = await q.claim()
+    assert lease is not None
+    await q.ack(lease, result=[1, 2])
+    done = await api.get(f"/queues/waits/jobs/{job}/result", params={"timeout": 5})
+    assert done.json() == {"queue": "waits", "job_id": job, "finished": True,
+                           "result": [1, 2]}
+    assert (await api.get("/queues/waits/jobs/nope/result")).status_code == 404
+    check = (await api.get("/queues/waits/check")).json()
+    assert check["ok"] is False and check["checks"]["queue"]["ok"] is True
+    assert check["checks"]["workers"] == {"ok": False, "detail": "0 live"}
+    await Reaper(q).sweep()
+    assert (await api.get("/queues/waits/check")).json()["checks"]["reaper"]["ok"] is True
+
+
 async def test_workers_are_listed_and_waiting_jobs_purged_with_confirmation(
     redis: aioredis.Redis, api: httpx.AsyncClient,
 ):
@@ -298,5 +320,5 @@ async def test_the_openapi_document_describes_every_route(api: httpx.AsyncClient
         "/queues/{name}/dead", "/queues/{name}/events", "/queues/{name}/jobs",
         "/queues/{name}/jobs/{job_id}", "/jobs/{job_id}", "/queues/{name}/dead/requeue",
         "/queues/{name}/dead/purge", "/queues/{name}/workers", "/queues/{name}/purge",
-        "/queues/{name}/tasks"}
+        "/queues/{name}/tasks", "/queues/{name}/check", "/queues/{name}/jobs/{job_id}/result"}
     assert "securitySchemes" not in schema.get("components", {})
