@@ -22,13 +22,18 @@ ArgT = str | bytes | int | float
 
 
 class Script:
-    """One Lua script of the package, identified by its SHA1."""
+    """One Lua script of the package, identified by its SHA1; with ``reply_record``,
+    behind the reply-record prelude (``scripts/_reply.lua``)."""
 
     __slots__ = ("name", "sha", "source")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, reply_record: bool = False) -> None:
         self.name = name
-        self.source = resources.files(__package__).joinpath(f"scripts/{name}.lua").read_text()
+        files = resources.files(__package__)
+        self.source = files.joinpath(f"scripts/{name}.lua").read_text()
+        if reply_record:
+            # Lua scripts cannot import: the shared prelude is put in front of them.
+            self.source = files.joinpath("scripts/_reply.lua").read_text() + self.source
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
     async def __call__(
@@ -98,15 +103,15 @@ ENQUEUE = Script("enqueue")
 CLAIM = Script("claim")
 EXTEND = Script("extend")
 SETTLE = Script("settle")
-REAP = Script("reap")
-PROMOTE = Script("promote")
-TRIM = Script("trim")
+REAP = Script("reap", reply_record=True)
+PROMOTE = Script("promote", reply_record=True)
+TRIM = Script("trim", reply_record=True)
 STATS = Script("stats")
-REVIVE = Script("revive")
-PURGE = Script("purge")
-REPAIR = Script("repair")
+REVIVE = Script("revive", reply_record=True)
+PURGE = Script("purge", reply_record=True)
+REPAIR = Script("repair", reply_record=True)
 PRESENCE = Script("presence")
-DROP = Script("drop")
+DROP = Script("drop", reply_record=True)
 TASKSTATS = Script("taskstats")
 ALL = (ENQUEUE, CLAIM, EXTEND, SETTLE, REAP, PROMOTE, TRIM, STATS, REVIVE, PURGE, REPAIR,
        PRESENCE, DROP, TASKSTATS)

@@ -4,14 +4,8 @@
 -- Also stamps meta.reaper_seen (Redis ms): every sweep calls this script at least once,
 -- so dashboards can tell whether any reaper is running.
 -- Returns: number of jobs promoted (a full batch means there may be more).
--- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
--- reply was lost finds it and answers what the first run did, doing nothing again.
-local saved = redis.call('GET', KEYS[#KEYS])
-if saved then return cjson.decode(saved) end
-local function answer(v, changed)
-  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
-  return v
-end
+-- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
+-- a re-sent call answers what the first run did; answer() stores the reply).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[4], 'reaper_seen', now)

@@ -7,14 +7,8 @@
 -- Returns: {requeued, dead, repaired, dead ids...}
 -- Each expired lease is recorded in the events list (newest first, capped): dashboards
 -- show it, and it is the only trace of a claimer that died without a word.
--- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
--- reply was lost finds it and answers what the first run did, doing nothing again.
-local saved = redis.call('GET', KEYS[#KEYS])
-if saved then return cjson.decode(saved) end
-local function answer(v, changed)
-  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
-  return v
-end
+-- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
+-- a re-sent call answers what the first run did; answer() stores the reply).
 local n = #ARGV - 2
 local events = 0
 local requeued, dead, repaired = 0, 0, 0

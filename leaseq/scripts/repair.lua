@@ -8,14 +8,8 @@
 --                        deleted (nothing could run it)
 --   kind 'missing_hash': an id in a set with no job hash -> out of done, or to dead
 -- Returns: 1 if something was changed, 0 if the problem was gone.
--- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
--- reply was lost finds it and answers what the first run did, doing nothing again.
-local saved = redis.call('GET', KEYS[#KEYS])
-if saved then return cjson.decode(saved) end
-local function answer(v, changed)
-  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
-  return v
-end
+-- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
+-- a re-sent call answers what the first run did; answer() stores the reply).
 local kind, id = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -3,14 +3,8 @@
 -- ARGV: the ids
 -- Returns: number of jobs moved. Ids not in dead, and dead ids whose hash has no task
 -- (nothing could run them), are left where they are.
--- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
--- reply was lost finds it and answers what the first run did, doing nothing again.
-local saved = redis.call('GET', KEYS[#KEYS])
-if saved then return cjson.decode(saved) end
-local function answer(v, changed)
-  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
-  return v
-end
+-- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
+-- a re-sent call answers what the first run did; answer() stores the reply).
 local moved = 0
 for i, id in ipairs(ARGV) do
   local job = KEYS[3 + i]

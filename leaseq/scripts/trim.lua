@@ -9,14 +9,8 @@
 -- first entry neither rule selects ends the batch. On a plain server the batch is read
 -- here and the job hashes' keys built from the prefix; on a cluster every key must be
 -- declared (see claim.lua), so the caller names the candidates and each is re-checked.
--- The last KEY is this call's reply record (reply:<nonce>): a call re-sent after its
--- reply was lost finds it and answers what the first run did, doing nothing again.
-local saved = redis.call('GET', KEYS[#KEYS])
-if saved then return cjson.decode(saved) end
-local function answer(v, changed)
-  if changed then redis.call('SET', KEYS[#KEYS], cjson.encode(v), 'PX', 60000) end
-  return v
-end
+-- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
+-- a re-sent call answers what the first run did; answer() stores the reply).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]
