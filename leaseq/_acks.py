@@ -77,6 +77,7 @@ class AckBatcher:
 
     async def run(self) -> None:
         """Flush batches until cancelled."""
+        self._deadline = math.inf  # a worker run again after a stop starts unbounded
         while True:
             await self._wakeup.wait()
             self._wakeup = anyio.Event()

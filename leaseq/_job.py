@@ -20,11 +20,10 @@ import structlog
 from redis.exceptions import RedisError
 
 from . import _crash
-from ._acks import AckNotConfirmed
 from ._heartbeat import Renewable
 from ._types import retryable
 from ._validate import storable
-from .exceptions import LeaseLost, SerializationError
+from .exceptions import LeaseLost, LeaseqError, SerializationError
 from .models import JobState, Lease
 from .task import JobContext, Task
 
@@ -125,7 +124,8 @@ async def run_job(worker: Worker, served: Served, lease: Lease) -> None:
             worker.heartbeat.discard(job)
     except anyio.get_cancelled_exc_class():
         if not job.settled and not job.lost:
-            with anyio.move_on_after(RELEASE_TIMEOUT, shield=True):
+            with anyio.CancelScope(shield=True, deadline=min(
+                    anyio.current_time() + RELEASE_TIMEOUT, worker.cleanup_by)):
                 await _release(worker, job, fields)
         raise
 
@@ -170,10 +170,11 @@ async def _ack(
     except SerializationError as exc:
         await _fail(worker, job, fields, storable(f"SerializationError: {exc}"), task)
         return
-    except (AckNotConfirmed, RedisError, OSError) as exc:
+    except (LeaseqError, RedisError, OSError) as exc:
         # Redis stayed unreachable (or refusing) until the lease ran out, the worker
-        # stopped first, or the server answered with an error retrying cannot fix: the
-        # lease expires and the job will be redone.
+        # stopped first (AckNotConfirmed), the lease keys kept changing, or the server
+        # answered with an error retrying cannot fix: the lease expires and the job will
+        # be redone.
         job.settled = True
         worker.count("lease_lost", job.queue.name)
         log.warning("lease_lost", stage="ack", error=f"{type(exc).__name__}: {exc}",

@@ -5,6 +5,7 @@ dashboard) and a worker that died disappears once its description expires."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -43,6 +44,9 @@ class Presence:
         self.ttl_ms = max(1, round(interval * 5 * 1000))
         self.worker_id = new_worker_id()
         self.outage = Outage("presence")
+        self.leave_by: Callable[[], float] = lambda: math.inf
+        """When (anyio's clock) the goodbye write must give up (a stopping worker's
+        clean-up deadline)."""
 
     async def run(self) -> None:
         """Say the worker is alive until cancelled; then say it left (bounded)."""
@@ -51,7 +55,8 @@ class Presence:
                 await self._beat(json.dumps({"id": self.worker_id, **self.describe()}))
                 await anyio.sleep(self.interval)
         finally:
-            with anyio.move_on_after(2.0, shield=True):
+            with anyio.CancelScope(shield=True, deadline=min(
+                    anyio.current_time() + 2.0, self.leave_by())):
                 await self._beat("")
 
     async def _beat(self, description: str) -> None:

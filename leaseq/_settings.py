@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from ._types import text
+from ._validate import MAX_COUNT, MAX_SECONDS
 
 log = structlog.get_logger("leaseq.queue")
 
@@ -41,16 +42,22 @@ def encode(value: int | None) -> str:
     return _NONE if value is None else str(value)
 
 
-def decode(raw: Any) -> int | Stored | None:
+# What a stored value may be, as the client would accept it (a value beyond, written
+# behind the queue's back, is ignored: the built-in default applies).
+_BOUNDS = {"lease_ms": (1, MAX_SECONDS * 1000), "max_attempts": (1, MAX_COUNT),
+           "done_ttl_ms": (0, MAX_SECONDS * 1000), "done_max": (0, MAX_COUNT)}
+
+
+def decode(raw: Any, field: str) -> int | Stored | None:
     """A stored setting; :data:`STORED` (not usable) for a value that is not one."""
     value = text(raw)
-    if value == _NONE:
+    if value == _NONE and field in ("done_ttl_ms", "done_max"):
         return None
-    try:
-        number = int(value)
-    except ValueError:
+    if not value.isdigit() or len(value) > 15:
         return STORED
-    return number if number >= 0 else STORED
+    low, high = _BOUNDS[field]
+    number = int(value)
+    return number if low <= number <= high else STORED
 
 
 def merge(
@@ -62,7 +69,8 @@ def merge(
     two processes disagree about the queue); the others come from the hash, else from
     :data:`DEFAULTS`.
     """
-    stored = {text(k): decode(v) for k, v in stored_raw.items()}
+    stored = {text(k): decode(v, text(k)) for k, v in stored_raw.items()
+              if text(k) in DEFAULTS}
     applied: dict[str, int | None] = {}
     to_store: dict[str, str] = {}
     for field, default in DEFAULTS.items():

@@ -12,7 +12,7 @@ import bisect
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -51,6 +51,9 @@ class TaskStats:
         self.server_offset: float | None = None
         """Redis time minus local monotonic time (from the latest claim)."""
         self.outage = Outage("taskstats")
+        self.flush_by: Callable[[], float] = lambda: math.inf
+        """When (anyio's clock) the last flush must give up (a stopping worker's
+        clean-up deadline)."""
         self._counts: dict[str, Counter[str]] = defaultdict(Counter)
         # A flush whose reply was lost is sent again as it was (same minute, same reply
         # record), so it is counted once whatever happened to the first.
@@ -71,7 +74,8 @@ class TaskStats:
                 await anyio.sleep(self.interval)
                 await self.flush()
         finally:
-            with anyio.move_on_after(2.0, shield=True):
+            with anyio.CancelScope(shield=True, deadline=min(
+                    anyio.current_time() + 2.0, self.flush_by())):
                 await self.flush()
 
     async def flush(self) -> None:

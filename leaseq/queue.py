@@ -22,7 +22,7 @@ from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
 from ._presence import live_workers
 from ._settings import STORED, Stored
-from ._types import RETRYABLE, AnyRedis, is_cluster, text
+from ._types import RETRYABLE, AnyRedis, is_cluster, opt_int, text
 from ._validate import storable
 from ._wait import wait_all
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
@@ -327,26 +327,34 @@ class Queue:
                 leases += got
                 if len(got) == len(candidates) or len(leases) >= n:
                     break  # no candidate was lost to another claimer
-        except RETRYABLE:
+        except Exception:
             if leases:
-                return leases  # already ours; the failed call is remembered for next time
+                # Already ours: returned rather than dropped (a failed call that may have
+                # claimed is remembered for next time).
+                return leases
             raise
         return leases
 
     async def _recover_claims(self) -> list[Lease]:
         """Leases of earlier claim calls whose reply never arrived, still held (each call
-        is looked up by its nonce; see claim.lua). A lookup that fails stays pending."""
+        is looked up by its nonce; see claim.lua). The pending nonces are taken at once,
+        so two tasks sharing the queue never recover the same call; a lookup that fails
+        puts back what it did not reach, and what was recovered before it is returned."""
+        pending, self._lost_claims = self._lost_claims, []
         leases: list[Lease] = []
-        while self._lost_claims:
-            nonce = self._lost_claims[0]
-            named: list[str] | None = None
-            if is_cluster(self.redis):
-                record = await self.redis.get(self.keys.claim(nonce))
-                named = [] if record is None else [
-                    str(v) for v in json.loads(record)[2::2]]
-            got = await self._claim(0, named, nonce)
-            self._lost_claims.pop(0)
-            leases += got
+        for i, nonce in enumerate(pending):
+            try:
+                named: list[str] | None = None
+                if is_cluster(self.redis):
+                    record = await self.redis.get(self.keys.claim(nonce))
+                    named = [] if record is None else [
+                        str(v) for v in json.loads(record)[2::2]]
+                leases += await self._claim(0, named, nonce)
+            except Exception:
+                self._lost_claims[:0] = pending[i:]
+                if leases:
+                    return leases
+                raise
         return leases
 
     async def _claim(
@@ -403,7 +411,8 @@ class Queue:
                 error = storable(f"payload cannot be decoded: {type(exc).__name__}: {exc}")
             lease = Lease(
                 queue=self.name, job_id=jid, token=tok, task=text(task), payload=decoded,
-                attempt=int(attempt), max_attempts=int(max_attempts), lease_timeout=lease_s,
+                attempt=opt_int(attempt) or 0,
+                max_attempts=opt_int(max_attempts) or self.max_attempts, lease_timeout=lease_s,
                 deadline=now + left_s, fence=int(tok.split("-", 1)[0]),
                 # Conservative: the server measured what is left after the call was sent.
                 local_deadline=t0 + left_s,
@@ -412,7 +421,13 @@ class Queue:
             if error is not None:
                 log.warning("job_dead", queue=self.name, job_id=jid, attempt=lease.attempt,
                             token=tok, reason=error)
-                await self._settle(lease, "bury", error, 0)
+                try:
+                    await self._settle(lease, "bury", error, 0)
+                except (LeaseqError, RedisError, OSError) as exc:
+                    # The other leases of the call are ours all the same; this one expires
+                    # and is claimed (and buried) again.
+                    log.warning("bury_failed", queue=self.name, job_id=jid,
+                                error=f"{type(exc).__name__}: {exc}")
                 continue
             leases.append(lease)
         if recovered:
@@ -425,9 +440,9 @@ class Queue:
                                    "they could be recovered; the reaper requeues those jobs, "
                                    "each charged an attempt (counted as a lease expiry)")
         elif recovering:
-            log.warning("claim_reply_lost", queue=self.name, nonce=nonce, expired=None,
-                        detail="no record of a claim whose reply was lost (it never ran, "
-                               "or its leases all expired)")
+            log.info("claim_not_recorded", queue=self.name, nonce=nonce,
+                     detail="a claim call that failed left no record: it never ran (or "
+                            "its leases all expired)")
         return leases
 
     async def ack(self, lease: Lease, result: Any = None) -> None:

@@ -116,10 +116,17 @@ class Reaper:
         start = time.perf_counter()
         totals = [0, 0, 0, 0, 0]
         longest = 0.0
+        error: BaseException | None = None
         for q in self.queues:
-            counts, worst = await self._sweep_queue(q)
+            try:  # one queue's failure must not keep the others from being swept
+                counts, worst = await self._sweep_queue(q)
+            except (RedisError, OSError) as exc:
+                error = error or exc
+                continue
             totals = [a + b for a, b in zip(totals, counts, strict=True)]
             longest = max(longest, worst)
+        if error is not None:
+            raise error
         requeued, dead, repaired, promoted, trimmed = totals
         return SweepReport(requeued=requeued, dead=dead, repaired=repaired, promoted=promoted,
                            trimmed=trimmed, seconds=time.perf_counter() - start,
@@ -144,11 +151,31 @@ class Reaper:
         await q.prepare()
 
     async def _sweep_queue(self, q: Queue) -> tuple[list[int], float]:
-        k = q.keys
         await self._check_epoch(q)
-        requeued = dead = repaired = promoted = trimmed = 0
         watch = _Stopwatch()
+        counts = [0, 0, 0, 0, 0]  # requeued, dead, repaired, promoted, trimmed
+        error: BaseException | None = None
+        # Each step on its own: one that fails (a corrupt job, a refusal) must not keep
+        # the others from running. Trim goes before promote: at maxmemory it is the step
+        # that frees memory, and Redis lets it run (its first write is a ZREM).
+        for step in (self._reap, self._trim, self._promote):
+            try:
+                await step(q, watch, counts)
+            except (RedisError, OSError) as exc:
+                error = error or exc
+        requeued, dead, repaired, _, _ = counts
+        if self.metrics is not None:
+            for outcome, n in (("requeued", requeued), ("dead", dead), ("repaired", repaired)):
+                self.metrics.reaped.labels(q.name, outcome).inc(n)
+        if requeued or dead or repaired:
+            log.info("job_reaped", queue=q.name, requeued=requeued, dead=dead,
+                     repaired=repaired)
+        if error is not None:
+            raise error
+        return counts, watch.longest
 
+    async def _reap(self, q: Queue, watch: _Stopwatch, counts: list[int]) -> None:
+        k = q.keys
         cursor: int = 0
         while True:
             with watch.call():
@@ -160,37 +187,36 @@ class Reaper:
                 with watch.call():
                     reply = await _scripts.REAP(q.redis, keys,
                                                 [q.lease_ms, EVENTS_KEPT, *ids])
-                requeued += int(reply[0])
-                dead += int(reply[1])
-                repaired += int(reply[2])
+                counts[0] += int(reply[0])
+                counts[1] += int(reply[1])
+                counts[2] += int(reply[2])
                 for job_id in reply[3:]:
                     log.warning("job_dead", queue=q.name, job_id=text(job_id),
                                 reason="lease expired with no attempts left")
             if int(cursor) == 0:
-                break
+                return
+
+    async def _promote(self, q: Queue, watch: _Stopwatch, counts: list[int]) -> None:
+        k = q.keys
         while True:
             with watch.call():
                 n = int(await _scripts.PROMOTE(
                     q.redis, [k.delayed, k.todos, k.wake, k.meta, k.reply()], [self.batch]))
-            promoted += n
+            counts[3] += n
             if n < self.batch:
-                break
-        if q.done_ttl is not None or q.done_max is not None:
-            age = -1 if q.done_ttl is None else math.ceil(q.done_ttl * 1000)
-            count = -1 if q.done_max is None else q.done_max
-            while True:
-                with watch.call():
-                    forgotten, examined = await _trim(q, age, count, self.batch)
-                trimmed += int(forgotten)
-                if int(examined) < self.batch:
-                    break
-        if self.metrics is not None:
-            for outcome, n in (("requeued", requeued), ("dead", dead), ("repaired", repaired)):
-                self.metrics.reaped.labels(q.name, outcome).inc(n)
-        if requeued or dead or repaired:
-            log.info("job_reaped", queue=q.name, requeued=requeued, dead=dead,
-                     repaired=repaired)
-        return [requeued, dead, repaired, promoted, trimmed], watch.longest
+                return
+
+    async def _trim(self, q: Queue, watch: _Stopwatch, counts: list[int]) -> None:
+        if q.done_ttl is None and q.done_max is None:
+            return
+        age = -1 if q.done_ttl is None else math.ceil(q.done_ttl * 1000)
+        count = -1 if q.done_max is None else q.done_max
+        while True:
+            with watch.call():
+                forgotten, examined = await _trim(q, age, count, self.batch)
+            counts[4] += int(forgotten)
+            if int(examined) < self.batch:
+                return
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Sweep every ``interval`` seconds until cancelled.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -107,7 +108,13 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before running again after failed attempt ``attempt``."""
-        raw = min(self.max, self.base * self.factor ** max(0, min(attempt - 1, 64)))
+        steps = max(0, attempt - 1)
+        # In log space: factor ** steps overflows a float long before it exceeds max.
+        if self.base <= 0 or steps * math.log(max(self.factor, 1.0)) >= math.log(
+                max(self.max, 1e-300) / self.base):
+            raw = self.max if self.base > 0 else 0.0
+        else:
+            raw = min(self.max, self.base * self.factor ** steps)
         return raw * (1.0 - self.jitter * random.random())
 
 

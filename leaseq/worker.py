@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -164,6 +165,8 @@ class Worker:
         self._stop_requested = False
         self._claim_scope: anyio.CancelScope | None = None
         self._claim_shield: anyio.CancelScope | None = None
+        self._stop_at: float | None = None
+        self._cleanup_by = math.inf
         self.outages = {name: Outage(name, queue=",".join(self._names))
                         for name in ("claim", "settle", "release", "wait")}
         """One :class:`~leaseq._outage.Outage` per part of the worker that calls Redis (the
@@ -184,6 +187,7 @@ class Worker:
         """Keeps this worker in the queues' lists of live workers (:meth:`Queue.workers`)."""
         self._started_at = time.time()
         self.taskstats = TaskStats(self.queues)
+        self.presence.leave_by = self.taskstats.flush_by = lambda: self._cleanup_by
         """Per-task outcomes and run times, flushed to Redis every few seconds
         (:meth:`Queue.task_stats`, ``leaseq stats --by-task``)."""
         if metrics is not None:
@@ -244,18 +248,34 @@ class Worker:
             self._stop_requested = True
             log.info("worker_stopping", queue=self.queue.name, in_flight=self.in_flight,
                      grace_period=self.grace_period)
+            if self._running:
+                # The whole stop fits in grace period + RELEASE_TIMEOUT from now, whatever
+                # Redis does: a claim in flight, releases, acks, the last presence and
+                # statistics writes all end by then (leases left behind expire).
+                self._stop_at = anyio.current_time()
+                self._cleanup_by = min(self._cleanup_by,
+                                       self._stop_at + self.grace_period + RELEASE_TIMEOUT)
         if self._claim_scope is not None:
             self._claim_scope.cancel()
         if self._claim_shield is not None:
             self._claim_shield.deadline = min(
-                self._claim_shield.deadline, anyio.current_time() + RELEASE_TIMEOUT)
+                self._claim_shield.deadline, anyio.current_time() + RELEASE_TIMEOUT,
+                self._cleanup_by)
 
     def kill(self) -> None:
         """Stop now: cancel running handlers at once (their leases are still released,
         each within a few seconds at most)."""
         self.stop()
+        if self._running:
+            self._cleanup_by = min(self._cleanup_by, anyio.current_time() + RELEASE_TIMEOUT)
         if self._drain_scope is not None:
             self._drain_scope.cancel()
+
+    @property
+    def cleanup_by(self) -> float:
+        """When (anyio's clock) a stopping worker's clean-up must be over: releases and
+        acks still waiting on Redis then are given up (``inf`` while not stopping)."""
+        return self._cleanup_by
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -276,6 +296,8 @@ class Worker:
             raise LeaseqError("this worker is already running")
         self._running = True
         self._stop_requested = False
+        self._stop_at = None
+        self._cleanup_by = math.inf
         # Claimed leases go to `concurrency` long-lived runner tasks: no task per job.
         send, receive = anyio.create_memory_object_stream[tuple[Lease, object]](
             self.concurrency)
@@ -306,12 +328,17 @@ class Worker:
                             await self._claim_loop(send, burst)
                         # Running handlers get the grace period; then the scope cancels
                         # them and each releases its lease on the way out.
-                        drain.deadline = anyio.current_time() + self.grace_period
+                        # (counted from the stop: a claim that met a frozen Redis used
+                        # part of it already).
+                        drain.deadline = (self._stop_at if self._stop_at is not None
+                                          else anyio.current_time()) + self.grace_period
                 # Bounded: a stop must end even while Redis does not answer (leases that
                 # could not be released expire and the reaper requeues their jobs). One
                 # budget for all clean-up after the grace period: the runners' releases
                 # (each bounded the same way), the unstarted leases and the acks.
-                end = min(anyio.current_time(), drain.deadline) + RELEASE_TIMEOUT
+                end = min(min(anyio.current_time(), drain.deadline) + RELEASE_TIMEOUT,
+                          self._cleanup_by)
+                self._cleanup_by = end
                 for served in self.served.values():
                     served.acks.limit(end - anyio.current_time())
                 with anyio.CancelScope(shield=True, deadline=end):
@@ -367,7 +394,8 @@ class Worker:
                     with anyio.CancelScope(shield=True) as shield:
                         self._claim_shield = shield
                         if self._stopping():
-                            shield.deadline = anyio.current_time() + RELEASE_TIMEOUT
+                            shield.deadline = min(anyio.current_time() + RELEASE_TIMEOUT,
+                                                  self._cleanup_by)
                         leases = await self._claim(len(slots))
                         _crash.point("after_claim")
                         if self._stopping():

@@ -34,6 +34,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
 local default_ms = tonumber(ARGV[3])
+if not (default_ms and default_ms >= 1 and default_ms <= MAX_MS) then default_ms = 30000 end
 local nonce = ARGV[4]
 local caps = {}
 local first = 7 + 2 * tonumber(ARGV[6])  -- index of the first candidate id
@@ -45,9 +46,10 @@ local function keys_of(id, i)
   return prefix .. 'job:' .. id, prefix .. 'lease:' .. id
 end
 
+-- A stored count: digits only (tonumber would also take '1.0', '1e1', '0x5' or ' 5',
+-- which HINCRBY and the client refuse), short enough to be exact.
 local function is_count(v)
-  local x = tonumber(v)
-  return x ~= nil and x >= 0 and x == math.floor(x) and x < 2^53
+  return type(v) == 'string' and #v <= 15 and string.match(v, '^%d+$') ~= nil
 end
 
 local record = redis.call('GET', KEYS[7])
@@ -128,9 +130,9 @@ for i, p in ipairs(picked) do
     end
     for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'dead'}) do out[#out + 1] = v end
   else
-    local lease_ms = tonumber(f[4])
-    if not (is_count(lease_ms) and lease_ms >= 1 and lease_ms <= MAX_MS) then
-      lease_ms = default_ms
+    local lease_ms = default_ms
+    if is_count(f[4]) and tonumber(f[4]) >= 1 and tonumber(f[4]) <= MAX_MS then
+      lease_ms = tonumber(f[4])
     end
     local max_attempts = f[3]
     local cap = caps[f[1]]

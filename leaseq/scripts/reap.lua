@@ -26,24 +26,29 @@ for i = 1, n do
       redis.call('PEXPIRE', lease, ARGV[1])
       repaired = repaired + 1
     elseif ttl == -2 then
-      local f = redis.call('HMGET', job, 'attempts', 'max_attempts', 'failures', 'error', 'task',
-                           'owner', 'token', 'claimed_at')
+      -- Read and checked before anything is written: a corrupt field or a key of the
+      -- wrong type must not stop the batch (nor every later sweep) halfway.
+      local f = redis.pcall('HMGET', job, 'attempts', 'max_attempts', 'failures', 'error',
+                            'task', 'owner', 'token', 'claimed_at', 'expiries')
+      local hash = not (type(f) == 'table' and f.err ~= nil)
+      if not hash then f = {} end
       local reason = nil
       local expiries = 0
       if not f[5] then
         reason = 'job hash missing at reap'
       else
-        expiries = redis.call('HINCRBY', job, 'expiries', 1)
+        expiries = math.floor(tonumber(f[9]) or 0) + 1
+        redis.call('HSET', job, 'expiries', expiries)
         if (tonumber(f[1]) or 0) >= (tonumber(f[2]) or 1) then
           reason = 'lease expired ' .. expiries .. ' times'
           if (tonumber(f[3]) or 0) > 0 then
-            reason = reason .. ', failed ' .. f[3] .. ' times, last error: ' .. f[4]
+            reason = reason .. ', failed ' .. f[3] .. ' times, last error: ' .. (f[4] or '')
           end
         end
       end
       if reason then
         redis.call('SMOVE', KEYS[1], KEYS[3], id)
-        redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
+        if hash then redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now) end
         dead = dead + 1
         dead_ids[#dead_ids + 1] = id
       else
