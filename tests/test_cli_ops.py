@@ -19,6 +19,7 @@ pytestmark = pytest.mark.real_redis
 
 @pytest.fixture
 def r(redis_server: RedisServer) -> Iterator[syncredis.Redis]:
+    """A client of the session's server, flushed first (every test owns its queues)."""
     client = syncredis.Redis.from_url(redis_server.url)
     client.flushall()
     yield client

@@ -81,22 +81,6 @@ async def test_a_bury_that_fails_does_not_lose_the_other_leases(
     assert sorted(lease.job_id for lease in leases) == sorted(good)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("attempts", "1.0"), ("attempts", "1e1"), ("attempts", "0x5"), ("attempts", " 5"),
-    ("max_attempts", "5.0"), ("max_attempts", "1e1")])
-async def test_counts_tonumber_would_take_still_send_the_job_to_dead_whole(
-    redis: aioredis.Redis, field: str, value: str,
-):
-    q = Queue(redis, "counts")
-    job = await q.enqueue("t", 1)
-    other = await q.enqueue("t", 2)
-    await redis.hset(q.keys.job(job), field, value)
-    leases = await q.claim_many(5)
-    assert [lease.job_id for lease in leases] == [other]
-    assert await redis.smembers(q.keys.dead) == {job.encode()}
-    assert await redis.exists(q.keys.lease(job)) == 0
-
-
 async def test_a_corrupt_job_does_not_stop_the_sweep(redis: aioredis.Redis):
     """reap.lua once failed halfway on a non-integer `expiries` or a missing `error`,
     and every later sweep failed the same way (nor did promote and trim run)."""

@@ -172,7 +172,11 @@ async def test_a_bad_stored_lease_length_cannot_fail_a_claim_halfway(
     assert await redis.smembers(q.keys.in_progress) == {job.encode()}
 
 
-@pytest.mark.parametrize(("field", "value"), [("attempts", "x"), ("max_attempts", "1.5")])
+@pytest.mark.parametrize(("field", "value"), [
+    ("attempts", "x"), ("max_attempts", "1.5"),
+    # tonumber() takes these, HINCRBY and the client do not:
+    ("attempts", "1.0"), ("attempts", "1e1"), ("attempts", "0x5"), ("attempts", " 5"),
+    ("max_attempts", "5.0"), ("max_attempts", "1e1")])
 async def test_a_corrupt_stored_count_sends_the_job_to_dead_whole(
     redis: aioredis.Redis, field: str, value: str
 ):
