@@ -350,9 +350,9 @@ class Queue:
                     named = [] if record is None else [
                         str(v) for v in json.loads(record)[2::2]]
                 leases += await self._claim(0, named, nonce)
-            except Exception:
+            except BaseException as exc:  # a cancellation too puts the rest back
                 self._lost_claims[:0] = pending[i:]
-                if leases:
+                if leases and isinstance(exc, Exception):
                     return leases
                 raise
         return leases
