@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import click
 import redis.asyncio as aioredis
+import structlog
 
 from . import _cliops, _logsetup, doctor
 from . import _cliutil as util
@@ -36,6 +37,8 @@ from .task import normalise_handlers
 from .worker import Worker
 
 __all__ = ["main"]
+
+log = structlog.get_logger(__name__)
 
 
 @click.group(cls=Group,
@@ -177,11 +180,27 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
                 raise util.Failure(f"TARGET {target!r} returned {type(w).__name__}: "
                                    "expected a function that takes a Queue and returns a "
                                    "Worker", util.EXIT_USAGE)
-        await w.run(burst=burst)
+        if os.environ.get("LEASEQ_WORKER_INDEX") is None:
+            await w.run(burst=burst)
+            return util.EXIT_OK
+        # A child of `leaseq worker -p N`: if the supervisor dies (SIGKILL, OOM killer),
+        # nothing would stop this process; it stops gracefully by itself instead.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_when_orphaned, w, os.getppid())
+            await w.run(burst=burst)
+            tg.cancel_scope.cancel()
         return util.EXIT_OK
 
     # Room for every handler to use the client once, plus the worker's own connections.
     sys.exit(util.run(settings, go, max_connections=2 * concurrency + 64))
+
+
+async def _stop_when_orphaned(worker: Worker, parent: int) -> None:
+    """Stop ``worker`` gracefully once the process that started it is gone."""
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent gone
+        await anyio.sleep(0.5)
+    log.warning("supervisor_gone", parent_pid=parent, action="graceful stop")
+    worker.stop()
 
 
 def _policy(name: str, weights: tuple[str, ...], queues: tuple[str, ...]) -> Policy:

@@ -275,6 +275,30 @@ def test_sigkilled_child_is_restarted_and_counted(
     assert [e["index"] for e in events if e["event"] == "worker_process_died"] == [0]
 
 
+def test_children_stop_by_themselves_when_the_supervisor_is_sigkilled(
+    url: str, fleets: Callable[..., Fleet],
+) -> None:
+    """Nothing forwards a signal from a SIGKILLed supervisor: its children notice they
+    are orphaned and stop gracefully (exit), rather than running on unsupervised."""
+    fleet = fleets(url, HANDLERS, "-q", "orphans", "-p", "2")
+    pids = [fleet.wait_for("worker_process_started", index=i)["child_pid"] for i in (0, 1)]
+    for pid in pids:
+        fleet.child_ready(pid)
+    fleet.proc.kill()
+    fleet.proc.wait(timeout=10)
+
+    def gone() -> bool:
+        for pid in pids:
+            try:
+                if b"leaseq" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return False
+            except OSError:
+                continue
+        return True
+
+    wait_until(gone, timeout=30)
+
+
 def test_sigterm_during_restart_backoff_starts_no_child_and_exits_promptly(
     url: str, fleets: Callable[..., Fleet],
 ) -> None:
