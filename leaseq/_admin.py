@@ -4,12 +4,13 @@ fresh attempts, purge), and purging what waits."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _scripts
 from ._inspect import read_jobs
 from ._keys import QUEUES_KEY
 from ._types import AnyRedis, text
+from .exceptions import InvalidInput
 from .models import JobInfo, JobState
 
 if TYPE_CHECKING:
@@ -108,34 +109,70 @@ async def _scan(queue: Queue, key: str) -> AsyncIterator[list[str]]:
             return
 
 
+def _cursor(cursor: str | None) -> tuple[int, int] | None:
+    """A listing's cursor ``c:A:B`` (A: an SSCAN cursor, or the score the last page of
+    a sorted state ended at; B: entries of that score already returned), or None. A
+    cursor of another shape is refused (InvalidInput), never sent to Redis."""
+    if cursor is None:
+        return None
+    parts = cursor.split(":")
+    # 19 digits at most keep an SSCAN cursor below 2**64.
+    if len(parts) != 3 or parts[0] != "c" or not all(
+            p.isascii() and p.isdigit() and len(p) <= 19 for p in parts[1:]):
+        raise InvalidInput(f"cursor {cursor!r} is not one this listing handed out")
+    return int(parts[1]), int(parts[2])
+
+
 async def list_jobs(
     queue: Queue, state: JobState, task: str | None, limit: int, cursor: str | None
 ) -> tuple[list[JobInfo], str | None]:
     """One page of jobs in ``state`` (see :meth:`Queue.list_jobs`)."""
     k = queue.keys
-    kind, _, at = (cursor or "").partition(":")
+    at = _cursor(cursor)
     if state in ("done", "delayed"):
-        # Sorted: done by finish time (newest first), delayed by due time (soonest first).
-        start = int(at) if kind == "o" and at.isdigit() else 0
-        if state == "done":
-            raw = await queue.redis.zrevrange(k.done_at, start, start + limit - 1)
-        else:
-            raw = await queue.redis.zrange(k.delayed, start, start + limit - 1)
-        ids = [text(i) for i in raw]
-        following = f"o:{start + limit}" if len(ids) == limit else None
+        ids, following = await _sorted_page(queue, state, limit, at)
     else:
         key = {"todo": k.todos, "in_progress": k.in_progress, "dead": k.dead}[state]
         # One SSCAN step per page, never split: COUNT is only a hint (a step may return
         # a few more), and only whole steps keep SSCAN's promise that a member present
         # all along is returned (a set being rehashed answers one cursor differently).
-        position = int(at) if kind == "s" and at.isdigit() else 0
-        after, raw = await queue.redis.sscan(key, position, count=limit)
+        after, raw = await queue.redis.sscan(key, at[0] if at else 0, count=limit)
         ids = list(dict.fromkeys(text(i) for i in raw))
-        following = None if int(after) == 0 else f"s:{int(after)}"
+        following = None if int(after) == 0 else f"c:{int(after)}:0"
     infos = [i for i in await read_jobs(queue, ids) if i is not None and i.state == state]
     if task is not None:
         infos = [i for i in infos if i.task == task]
     return infos, following
+
+
+async def _sorted_page(
+    queue: Queue, state: JobState, limit: int, at: tuple[int, int] | None
+) -> tuple[list[str], str | None]:
+    """done (newest first) or delayed (soonest first), from the score the last page
+    ended at, of which ``at[1]`` entries were already returned.
+    By score, not position: promotions and trims take entries off the front, and a
+    position would then skip jobs."""
+    k = queue.keys
+    newest_first = state == "done"
+    key = k.done_at if newest_first else k.delayed
+    edge, skip = at if at is not None else (None, 0)
+    if newest_first:
+        reply: Any = await queue.redis.zrevrangebyscore(
+            key, "+inf" if edge is None else edge, "-inf", start=skip, num=limit,
+            withscores=True)
+    else:
+        reply = await queue.redis.zrangebyscore(
+            key, "-inf" if edge is None else edge, "+inf", start=skip, num=limit,
+            withscores=True)
+    raw = cast(list[tuple[Any, float]], reply)
+    ids = [text(member) for member, _ in raw]
+    if len(raw) < limit:
+        return ids, None
+    last = int(raw[-1][1])
+    trailing = sum(1 for _, score in raw if int(score) == last)
+    # Still inside the tie the cursor pointed into: count on from its skip.
+    following_skip = skip + trailing if last == edge else trailing
+    return ids, f"c:{last}:{following_skip}"
 
 
 async def purge_waiting(queue: Queue) -> int:

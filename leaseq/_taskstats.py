@@ -31,6 +31,12 @@ BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 3
 OUTCOMES = ("acked", "failed", "dead")
 KEEP_S = 2 * 3600
 """How long a minute's hash is kept."""
+MAX_PENDING = 64
+"""Unconfirmed flushes kept for sending again (the newest; a longer outage loses the
+oldest counts)."""
+REPLY_KEEP_S = 600
+"""How long a flush's reply record is kept: longer than MAX_PENDING flushes take, so no
+retry of a flush can find its record gone and count it twice."""
 SEP = "\x1f"
 """Between a task name and its counter in a hash field (names hold no control characters)."""
 STATES = ("todo", "delayed", "in_progress", "dead")
@@ -85,7 +91,7 @@ class TaskStats:
                 time.time() - time.monotonic())
             minute = int((time.monotonic() + offset) // 60)
             for name, counts in self._counts.items():
-                args: list[Any] = [KEEP_S]
+                args: list[Any] = [KEEP_S, REPLY_KEEP_S]
                 for field, n in counts.items():
                     args += (field, n)
                 q = self.queues[name]
@@ -97,7 +103,7 @@ class TaskStats:
                 await _scripts.TASKSTATS(q.redis, [q.keys.taskstats(minute), reply], args)
             except Exception as exc:  # statistics must never stop a worker
                 self.outage.failed(exc, queue=q.name)
-                del self._pending[:-64]  # a long outage: keep the newest flushes only
+                del self._pending[:-MAX_PENDING]  # a long outage: keep the newest only
                 return
             self.outage.ok()
             self._pending.pop(0)

@@ -186,7 +186,10 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
         # A child of `leaseq worker -p N`: if the supervisor dies (SIGKILL, OOM killer),
         # nothing would stop this process; it stops gracefully by itself instead.
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_when_orphaned, w, os.getppid())
+            # The supervisor says its pid: one that died before this line is noticed too.
+            parent = os.environ.get("LEASEQ_SUPERVISOR_PID", "")
+            tg.start_soon(_stop_when_orphaned, w,
+                          int(parent) if parent.isdigit() else os.getppid())
             await w.run(burst=burst)
             tg.cancel_scope.cancel()
         return util.EXIT_OK

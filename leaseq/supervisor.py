@@ -142,6 +142,7 @@ class Supervisor:
     async def _run_child(self, index: int) -> tuple[int, int]:
         """Start child ``index``, relay its stderr until it exits; its pid and code."""
         env = {**os.environ, "LEASEQ_WORKER_INDEX": str(index),
+               "LEASEQ_SUPERVISOR_PID": str(os.getpid()),
                TTY_ENV: "1" if stderr_is_tty() else "0"}
         proc = await anyio.open_process(
             list(self.argv_for(index)), stdin=subprocess.DEVNULL, stdout=None,

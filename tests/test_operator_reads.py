@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 import redis.asyncio as aioredis
 
@@ -80,3 +81,34 @@ async def test_purge_waiting_removes_waiting_and_delayed_but_not_running(
     assert await q.job(lease.job_id) is not None
     keys = [k async for k in redis.scan_iter(match=q.keys.prefix + "job:*")]
     assert len(keys) == 1
+
+
+async def test_delayed_pages_skip_no_job_while_earlier_ones_are_promoted(
+    redis: aioredis.Redis,
+):
+    """Pages of delayed jobs go by due time, not position: jobs promoted between two
+    pages (taken off the front) make no later job disappear; ties of one due time are
+    walked whole."""
+    q = Queue(redis, "promoting")
+    soon = await q.enqueue_many("t", list(range(4)), delay=0.2)  # one due time: a tie
+    later = await q.enqueue_many("t", list(range(6)), delay=600)
+    page, cursor = await q.list_jobs("delayed", limit=5)
+    seen = [info.job_id for info in page]
+    await anyio.sleep(0.25)
+    await q.claim_many(1)  # promotes the due ones (and claims one)
+    while cursor is not None:
+        page, cursor = await q.list_jobs("delayed", limit=5, cursor=cursor)
+        seen += [info.job_id for info in page]
+    assert set(later) <= set(seen)
+    assert set(seen) <= set(soon) | set(later)
+
+
+@pytest.mark.parametrize("cursor", ["c:²:0", "c:¹:0", "c:99999999999999999999999:0", "c:1",
+                                    "x", "c:a:1", "s:1:2", "c:1:2:3"])
+async def test_a_cursor_this_listing_did_not_hand_out_is_refused(
+    redis: aioredis.Redis, cursor: str,
+):
+    q = Queue(redis, "cursors")
+    for state in ("todo", "delayed"):
+        with pytest.raises(InvalidInput, match="cursor"):
+            await q.list_jobs(state, cursor=cursor)

@@ -59,6 +59,9 @@ async def test_a_flush_sent_again_counts_once(redis: aioredis.Redis):
     replies = [k async for k in redis.scan_iter(match=q.keys.prefix + "reply:*")]
     from leaseq import _scripts
 
-    again = await _scripts.TASKSTATS(redis, [key, replies[0]], [7200, "t\x1facked", 2])
+    again = await _scripts.TASKSTATS(redis, [key, replies[0]],
+                                     [7200, 600, "t\x1facked", 2])
     assert int(again) == 0
+    # The record outlives every retry the worker would make (64 flushes of 5 s).
+    assert await redis.ttl(replies[0]) > 64 * 5
     assert (await q.task_stats())["tasks"]["t"]["totals"]["acked"] == 2

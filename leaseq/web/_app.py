@@ -235,7 +235,9 @@ def create_app(
         task: Annotated[str | None, Query(min_length=1, max_length=256,
                                           pattern=PRINTABLE_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        cursor: Annotated[str | None, Query(
+            pattern=r"^c:[0-9]{1,19}:[0-9]{1,19}$",
+            description="The next_cursor of the previous page.")] = None,
     ) -> dict[str, Any]:
         """One page of the queue's jobs in ``state`` (bounded cost per page on a queue
         of millions); ``task`` keeps one task's jobs; ``next_cursor`` pages on."""
@@ -249,7 +251,7 @@ def create_app(
         """Whether the queue is served (as ``leaseq check``): Redis answers, the queue is
         known, a reaper swept it in the last minute, a worker is alive; ``ok`` is all of
         them."""
-        checks = await health(queue_of(name))
+        checks = await health(await known(name))
         return {"queue": name, "ok": all(ok for ok, _ in checks.values()),
                 "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in checks.items()}}
 
@@ -257,7 +259,7 @@ def create_app(
         **_ERRORS, 409: {"model": Problem, "description": "The job ended dead"}})
     async def job_result(
         name: QueueName, job_id: JobIdPath,
-        timeout: Annotated[float, Query(ge=0, le=30)] = 0.0,
+        timeout: Annotated[float, Query(ge=0, le=5)] = 0.0,
     ) -> dict[str, Any]:
         """The job's result once it is done, waiting up to ``timeout`` seconds for it (a
         long poll, as ``leaseq enqueue --wait``): ``finished`` is false when it is not

@@ -179,6 +179,7 @@ async def test_a_result_is_waited_for_and_a_queue_checked(
     assert done.json() == {"queue": "waits", "job_id": job, "finished": True,
                            "result": [1, 2]}
     assert (await api.get("/queues/waits/jobs/nope/result")).status_code == 404
+    assert (await api.get("/queues/waits/jobs", params={"cursor": "c:²:0"})).status_code == 422
     check = (await api.get("/queues/waits/check")).json()
     assert check["ok"] is False and check["checks"]["queue"]["ok"] is True
     assert check["checks"]["workers"] == {"ok": False, "detail": "0 live"}
@@ -270,6 +271,8 @@ async def test_fixed_queues_are_the_only_ones_served(redis: aioredis.Redis):
         names = [row["name"] for row in (await api.get("/queues")).json()["queues"]]
         assert names == ["mine"]
         assert (await api.get("/queues/other")).status_code == 404
+        for route in ("check", "workers", "tasks", "jobs"):
+            assert (await api.get(f"/queues/other/{route}")).status_code == 404, route
         assert (await api.post("/queues/mine/jobs", json={"task": "t"})).status_code == 201
 
 
