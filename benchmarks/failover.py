@@ -70,14 +70,17 @@ async def one_run(cluster: RedisClusterServers, jobs: int, knob: bool,
     master = client.get_node_from_key(q.keys.todos)
 
     async def kill_master() -> None:
-        replica = cluster.replica_of(master.port)
+        # The slot's master as the nodes see it now: under load a node may have been
+        # failed over already since the client read its slot map.
+        port = cluster.master_now(master.port)
+        replica = cluster.replica_of(port)
         if lag:
             # Frozen and cut off: the master's later writes stay in its backlog (a
             # frozen replica alone would still find them in its socket buffer).
             replica.signal(signal.SIGSTOP)
-            _client_kill_replicas(master.port)
+            _client_kill_replicas(port)
             await anyio.sleep(1.0)  # the master takes writes the replica misses
-        cluster.server_for(master.port).kill()
+        cluster.server_for(port).kill()
         if lag:
             await anyio.sleep(0.5)
             replica.signal(signal.SIGCONT)

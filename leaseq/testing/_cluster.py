@@ -102,13 +102,27 @@ class RedisClusterServers:
         """The node listening on ``port``."""
         return next(s for s in self.servers if s.port == port)
 
-    def replica_of(self, master_port: int) -> RedisServer:
-        """The node replicating the master on ``master_port``."""
-        for server in self.servers:
-            role = self._cli(server.port, "role").split()
-            if role[0] == "slave" and int(role[2]) == master_port:
-                return server
-        raise RedisServerError(f"no replica of the master on port {master_port}")
+    def master_now(self, port: int) -> int:
+        """The port of the master serving what the node on ``port`` served: that node,
+        or (when an automatic failover under load turned it into a replica) its master."""
+        role = self._cli(port, "role").split()
+        return int(role[2]) if role and role[0] == "slave" else port
+
+    def replica_of(self, master_port: int, timeout: float = 10.0) -> RedisServer:
+        """The node replicating the master on ``master_port`` (waiting up to ``timeout``
+        seconds for one to say so: a replica reconnecting after a stall says nothing
+        for a moment)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for server in self.servers:
+                if server.process is None or server.process.poll() is not None:
+                    continue  # killed earlier in the test
+                role = self._cli(server.port, "role").split()
+                if role and role[0] == "slave" and int(role[2]) == master_port:
+                    return server
+            if time.monotonic() >= deadline:
+                raise RedisServerError(f"no replica of the master on port {master_port}")
+            time.sleep(0.1)
 
     def close(self) -> None:
         """Kill every node and delete their directories."""
