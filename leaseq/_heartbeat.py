@@ -19,7 +19,7 @@ import anyio
 import structlog
 
 from ._outage import Outage
-from ._types import retryable
+from ._types import error_text, retryable
 from .models import Lease
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Heartbeat:
                     self.outage.failed(exc, queue=queue.name, jobs=len(jobs))
                 else:
                     log.error("heartbeat_failed", queue=queue.name, jobs=len(jobs),
-                              error=f"{type(exc).__name__}: {exc}")
+                              error=error_text(exc))
                 continue
             self.outage.ok()
             for job, lease in zip(jobs, renewed, strict=True):

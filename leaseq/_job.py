@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from . import _crash
 from ._heartbeat import Renewable
-from ._types import retryable
+from ._types import error_text, retryable
 from ._validate import storable
 from .exceptions import LeaseLost, LeaseqError, SerializationError
 from .models import JobState, Lease
@@ -177,7 +177,7 @@ async def _ack(
         # be redone.
         job.settled = True
         worker.count("lease_lost", job.queue.name)
-        log.warning("lease_lost", stage="ack", error=f"{type(exc).__name__}: {exc}",
+        log.warning("lease_lost", stage="ack", error=error_text(exc),
                     **fields)
         return
     job.settled = True
@@ -225,7 +225,7 @@ async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> N
             log.warning("lease_lost", stage="release", **fields)
         except (RedisError, OSError) as exc:
             if not retryable(exc):
-                log.warning("release_failed", error=f"{type(exc).__name__}: {exc}", **fields,
+                log.warning("release_failed", error=error_text(exc), **fields,
                             detail="the lease will expire and the reaper will requeue the job")
                 job.settled = True
                 return
@@ -233,7 +233,7 @@ async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> N
             try:
                 await anyio.sleep(delay)
             except anyio.get_cancelled_exc_class():
-                log.warning("release_failed", error=f"{type(exc).__name__}: {exc}", **fields,
+                log.warning("release_failed", error=error_text(exc), **fields,
                             detail="the lease will expire and the reaper will requeue the job")
                 raise
             delay = min(delay * 2, 0.5)
@@ -272,7 +272,7 @@ async def _settle(
             if gave_up:
                 job.settled = True
                 worker.count("lease_lost", job.queue.name)
-                log.warning("lease_lost", stage="settle", error=f"{type(exc).__name__}: {exc}",
+                log.warning("lease_lost", stage="settle", error=error_text(exc),
                             **fields)
                 return None
             outage.failed(exc, retry_in=delay)

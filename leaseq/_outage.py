@@ -13,12 +13,9 @@ from typing import Any
 
 import structlog
 
+from ._types import error_text
+
 log = structlog.get_logger("leaseq.worker")
-
-
-def error_text(exc: BaseException) -> str:
-    """``Type: message`` of a Redis error, for a log field."""
-    return f"{type(exc).__name__}: {exc}"
 
 
 QUIET = 10.0

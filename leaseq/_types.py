@@ -56,6 +56,12 @@ def retryable(exc: BaseException) -> bool:
     return False
 
 
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` of an error, for a log field (redis-py's ``repr`` of its errors
+    drops the message)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def text(value: Any) -> str:
     """A reply value as ``str`` whether the client decodes responses or not."""
     if isinstance(value, bytes):

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, Literal
 
 from . import _scripts
-from ._admin import registered_queues, server_ms
+from ._admin import REAPER_STALE_S, registered_queues, server_ms
 from ._keys import QUEUES_KEY
 from ._types import AnyRedis, is_cluster, opt_int, text
 from .exceptions import InvalidInput
@@ -33,7 +33,7 @@ Severity = Literal["ok", "info", "warning", "error"]
 Status = Literal["ok", "warn", "problem"]
 EXAMPLES = 10
 """Example ids a finding keeps, however many items its check found."""
-REAPER_STALE_AFTER = 60.0
+REAPER_STALE_AFTER = REAPER_STALE_S
 """Seconds (Redis's clock) after the last sweep from which a queue's reaper is stale."""
 MAX_QUEUES = 10_000
 """Registered queues :func:`diagnose` checks when none are named."""

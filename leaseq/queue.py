@@ -22,7 +22,7 @@ from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
 from ._presence import live_workers
 from ._settings import STORED, Stored
-from ._types import RETRYABLE, AnyRedis, is_cluster, opt_int, text
+from ._types import RETRYABLE, AnyRedis, error_text, is_cluster, opt_int, text
 from ._validate import storable
 from ._wait import wait_all
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
@@ -310,7 +310,7 @@ class Queue:
                 except (LeaseLost, RedisError, OSError) as exc:
                     # It expires and the reaper requeues it; the others are still ours.
                     log.warning("release_failed", queue=self.name, job_id=extra.job_id,
-                                error=f"{type(exc).__name__}: {exc}")
+                                error=error_text(exc))
             return leases[:n]
         try:
             if not is_cluster(self.redis):
@@ -427,7 +427,7 @@ class Queue:
                     # The other leases of the call are ours all the same; this one expires
                     # and is claimed (and buried) again.
                     log.warning("bury_failed", queue=self.name, job_id=jid,
-                                error=f"{type(exc).__name__}: {exc}")
+                                error=error_text(exc))
                 continue
             leases.append(lease)
         if recovered:

@@ -24,7 +24,7 @@ from ._job import RELEASE_TIMEOUT, run_job
 from ._outage import Outage
 from ._presence import Presence
 from ._taskstats import TaskStats
-from ._types import is_cluster
+from ._types import error_text, is_cluster
 from ._version import VERSION
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .metrics import Metrics
@@ -482,7 +482,7 @@ class Worker:
                     if name not in self._down_logged:
                         self._down_logged.add(name)
                         log.warning("redis_unavailable", component="claim", queue=name,
-                                    error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
+                                    error=error_text(exc), retry_in=backoff)
             if len(leases) >= free:
                 break
         if error is not None and failed == tried and not leases:
