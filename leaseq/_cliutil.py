@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._keys import QUEUES_KEY
 from ._outage import Outage
+from ._types import redis_failure
 from .exceptions import LeaseqError
 
 if TYPE_CHECKING:
@@ -387,7 +388,9 @@ async def await_redis(client: aioredis.Redis, queues: Sequence[Queue], url: str)
                     await client.evalsha(sha, 1, q.keys.meta)
                 outage.ok()
                 return None
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not redis_failure(exc):
+                    raise
                 if permanent(exc):
                     return exc
                 outage.failed(exc, retry_in=backoff, **_hint(exc, url))

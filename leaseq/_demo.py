@@ -16,12 +16,11 @@ import uuid
 
 import anyio
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import _cliutil as util
-from ._types import text
+from ._types import redis_failure, text
 from .queue import Queue
 from .testing import RedisServer, RedisServerError
 
@@ -59,7 +58,9 @@ async def _reachable(url: str) -> bool:
     client = util.make_client(url)
     try:
         return bool(await client.ping())
-    except (RedisError, OSError):
+    except Exception as exc:
+        if not redis_failure(exc):
+            raise
         return False
     finally:
         await client.aclose()

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from redis.exceptions import RedisError
 
 from . import _crash
 from ._heartbeat import Renewable
-from ._types import error_text, retryable
+from ._types import error_text, redis_failure, retryable
 from ._validate import storable
 from .exceptions import LeaseLost, LeaseqError, SerializationError
 from .models import JobState, Lease
@@ -170,7 +169,9 @@ async def _ack(
     except SerializationError as exc:
         await _fail(worker, job, fields, storable(f"SerializationError: {exc}"), task)
         return
-    except (LeaseqError, RedisError, OSError) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, LeaseqError) or redis_failure(exc)):
+            raise
         # Redis stayed unreachable (or refusing) until the lease ran out, the worker
         # stopped first (AckNotConfirmed), the lease keys kept changing, or the server
         # answered with an error retrying cannot fix: the lease expires and the job will
@@ -223,7 +224,9 @@ async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> N
                 await job.queue.release(job.lease)
         except LeaseLost:
             log.warning("lease_lost", stage="release", **fields)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise
             if not retryable(exc):
                 log.warning("release_failed", error=error_text(exc), **fields,
                             detail="the lease will expire and the reaper will requeue the job")
@@ -267,7 +270,9 @@ async def _settle(
             worker.count("lease_lost", job.queue.name)
             log.warning("lease_lost", stage="settle", **fields)
             return None
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise
             gave_up = not retryable(exc) or job.lease.local_deadline <= time.monotonic()
             if gave_up:
                 job.settled = True
@@ -294,5 +299,7 @@ async def _renew(worker: Worker, job: RunningJob, lease_timeout: float) -> None:
         job.lost = True
         if job.scope is not None:
             job.scope.cancel()
-    except (RedisError, OSError) as exc:
+    except Exception as exc:
+        if not redis_failure(exc):
+            raise
         worker.heartbeat.outage.failed(exc, queue=job.queue.name, job_id=job.lease.job_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from ._types import AnyPipeline, AnyRedis, is_cluster
+from ._types import AnyPipeline, AnyRedis, connection_errors, is_cluster
 
 KeyT = str | bytes
 ArgT = str | bytes | int | float
@@ -40,11 +40,12 @@ class Script:
         self, client: AnyRedis, keys: Sequence[KeyT], args: Sequence[ArgT]
     ) -> Any:
         """Run the script; on ``NOSCRIPT`` load it and run it once more."""
-        try:
-            return await self._send(client, keys, args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await self._send(client, keys, args)
+        with connection_errors():
+            try:
+                return await self._send(client, keys, args)
+            except NoScriptError:
+                await client.script_load(self.source)
+                return await self._send(client, keys, args)
 
     async def _send(
         self, client: AnyRedis, keys: Sequence[KeyT], args: Sequence[ArgT]
@@ -76,14 +77,15 @@ async def execute(
     """
     if is_cluster(client):
         return [await script(client, keys, args) for script, keys, args in calls]
-    replies = await _run(client, calls)
-    missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-    if missing:
-        for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
-            await client.script_load(script.source)
-        again = await _run(client, [calls[i] for i in missing])
-        for i, reply in zip(missing, again, strict=True):
-            replies[i] = reply
+    with connection_errors():
+        replies = await _run(client, calls)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
+                await client.script_load(script.source)
+            again = await _run(client, [calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
@@ -115,3 +117,4 @@ DROP = Script("drop", reply_record=True)
 TASKSTATS = Script("taskstats")
 ALL = (ENQUEUE, CLAIM, EXTEND, SETTLE, REAP, PROMOTE, TRIM, STATS, REVIVE, PURGE, REPAIR,
        PRESENCE, DROP, TASKSTATS)
+

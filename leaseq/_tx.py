@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import anyio
 from redis.exceptions import AskError, MovedError, TryAgainError, WatchError
 
-from ._types import AnyRedis, is_cluster
+from ._types import AnyRedis, connection_errors, is_cluster
 
 T = TypeVar("T")
 Command = tuple[Any, ...]
@@ -35,21 +35,23 @@ async def watch_read_exec(redis: AnyRedis, keys: Sequence[str], decide: Decide) 
     ``False`` when a watched key changed after the read (nothing was written).
     """
     if is_cluster(redis):
-        return await _on_slot_node(redis, keys, decide)
-    async with redis.pipeline(transaction=True) as pipe:
-        try:
-            await pipe.watch(*keys)
-            commands = decide(await pipe.mget(keys))
-            if commands is None:
-                await pipe.reset()  # type: ignore[no-untyped-call]
-                return None
-            pipe.multi()  # type: ignore[no-untyped-call]
-            for command in commands:
-                pipe.execute_command(*command)
-            await pipe.execute()
-            return True
-        except WatchError:
-            return False
+        with connection_errors():
+            return await _on_slot_node(redis, keys, decide)
+    with connection_errors():
+        async with redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(*keys)
+                commands = decide(await pipe.mget(keys))
+                if commands is None:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    return None
+                pipe.multi()  # type: ignore[no-untyped-call]
+                for command in commands:
+                    pipe.execute_command(*command)
+                await pipe.execute()
+                return True
+            except WatchError:
+                return False
 
 
 async def _on_slot_node(cluster: Any, keys: Sequence[str], decide: Decide) -> bool | None:

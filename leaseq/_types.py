@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeAlias
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import (
     AskError,
     ClusterError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisError,
     ResponseError,
     TryAgainError,
 )
@@ -36,13 +42,55 @@ _REFUSAL_CODES = frozenset(
      "CLUSTERDOWN", "NOREPLICAS"})
 
 
+_TRANSPORT_DIRS = (os.path.dirname(redis.__file__) + os.sep,
+                   os.path.dirname(asyncio.__file__) + os.sep)
+
+
+def broken_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connection that broke under redis-py without being reported
+    as one: a pooled connection torn down while a command was being written (by a
+    cluster client replacing a node whose slots moved, or by the peer's reset) leaks
+    ``AttributeError: 'NoneType' object has no attribute 'writelines'`` or
+    ``TypeError: 'NoneType' object is not callable`` from redis-py's connection or
+    asyncio's transport. Nothing was written, and redis-py has already dropped the
+    connection; only the error's class is wrong. Errors of those classes raised anywhere
+    else (leaseq's own code, a handler) are not connection failures."""
+    if not isinstance(exc, (AttributeError, TypeError)):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename.startswith(_TRANSPORT_DIRS)
+
+
+@contextmanager
+def connection_errors() -> Iterator[None]:
+    """Report a :func:`broken_connection` as the ``ConnectionError`` it is, so callers
+    (and their retries) see one kind of connection failure."""
+    try:
+        yield
+    except (AttributeError, TypeError) as exc:
+        if broken_connection(exc):
+            raise RedisConnectionError(f"connection broke: {error_text(exc)}") from exc
+        raise
+
+
+def redis_failure(exc: BaseException) -> bool:
+    """Whether a call to Redis that raised ``exc`` failed at Redis or on the way there
+    (any redis-py error, an ``OSError``, or a :func:`broken_connection`) rather than in
+    the caller's own code."""
+    return isinstance(exc, (RedisError, OSError)) or broken_connection(exc)
+
+
 def retryable(exc: BaseException) -> bool:
     """Whether a call that raised ``exc`` may succeed if tried again later: the
     connection failed (:data:`RETRYABLE`), or the server refused the command for a
     reason that passes (out of memory under ``noeviction``, BUSY running another
     client's script, MISCONF after a failed save, LOADING, READONLY while a replica,
     MASTERDOWN, TRYAGAIN, CLUSTERDOWN, NOREPLICAS). Such a refused command did not run."""
-    if isinstance(exc, RETRYABLE + REFUSED):
+    if isinstance(exc, RETRYABLE + REFUSED) or broken_connection(exc):
         return True
     if isinstance(exc, ResponseError):
         # Codes redis-py has no class for keep their code at the start of the message;

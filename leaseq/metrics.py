@@ -19,7 +19,8 @@ import anyio
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import MetricsHandler
-from redis.exceptions import RedisError
+
+from ._types import redis_failure
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -117,7 +118,9 @@ class Metrics:
                     for state in _STATES:
                         self.depth.labels(q.name, state).set(getattr(stats, state))
                 self.set_health(True)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not redis_failure(exc):
+                    raise
                 if self._healthy:
                     log.warning("redis_unavailable", error=repr(exc))
                 self.set_health(False)

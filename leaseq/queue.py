@@ -22,7 +22,16 @@ from ._inspect import read_jobs
 from ._keys import QUEUES_KEY, QueueKeys, validate_queue_name
 from ._presence import live_workers
 from ._settings import STORED, Stored
-from ._types import RETRYABLE, AnyRedis, error_text, is_cluster, opt_int, text
+from ._types import (
+    RETRYABLE,
+    AnyRedis,
+    connection_errors,
+    error_text,
+    is_cluster,
+    opt_int,
+    redis_failure,
+    text,
+)
 from ._validate import storable
 from ._wait import wait_all
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
@@ -307,7 +316,9 @@ class Queue:
             for extra in leases[n:]:
                 try:
                     await self.release(extra)
-                except (LeaseLost, RedisError, OSError) as exc:
+                except Exception as exc:
+                    if not (isinstance(exc, LeaseLost) or redis_failure(exc)):
+                        raise
                     # It expires and the reaper requeues it; the others are still ours.
                     log.warning("release_failed", queue=self.name, job_id=extra.job_id,
                                 error=error_text(exc))
@@ -320,8 +331,9 @@ class Queue:
             # few times rather than reported as an empty queue.
             for _ in range(_CLUSTER_CLAIM_ROUNDS):
                 want = n - len(leases)
-                picked: list[Any] = await self.redis.srandmember(  # type: ignore[assignment]
-                    self.keys.todos, want)
+                with connection_errors():
+                    picked: list[Any] = await self.redis.srandmember(  # type: ignore[assignment]
+                        self.keys.todos, want)
                 candidates = [text(i) for i in picked]
                 got = await self._claim(want, candidates, caps=caps)
                 leases += got
@@ -346,7 +358,8 @@ class Queue:
             try:
                 named: list[str] | None = None
                 if is_cluster(self.redis):
-                    record = await self.redis.get(self.keys.claim(nonce))
+                    with connection_errors():
+                        record = await self.redis.get(self.keys.claim(nonce))
                     named = [] if record is None else [
                         str(v) for v in json.loads(record)[2::2]]
                 leases += await self._claim(0, named, nonce)

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 import anyio
 import structlog
 from anyio.abc import TaskStatus
-from redis.exceptions import RedisError
 
 from . import _scripts, _validate
 from ._outage import Outage
-from ._types import is_cluster, text
+from ._types import is_cluster, redis_failure, text
 from .exceptions import InvalidInput
 from .metrics import Metrics
 from .queue import Queue
@@ -120,7 +119,9 @@ class Reaper:
         for q in self.queues:
             try:  # one queue's failure must not keep the others from being swept
                 counts, worst = await self._sweep_queue(q)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not redis_failure(exc):
+                    raise
                 error = error or exc
                 continue
             totals = [a + b for a, b in zip(totals, counts, strict=True)]
@@ -161,7 +162,9 @@ class Reaper:
         for step in (self._reap, self._trim, self._promote):
             try:
                 await step(q, watch, counts)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not redis_failure(exc):
+                    raise
                 error = error or exc
         requeued, dead, repaired, _, _ = counts
         if self.metrics is not None:
@@ -236,7 +239,9 @@ class Reaper:
                 await self.sweep_report()
                 backoff = self.interval
                 self.outage.ok()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not redis_failure(exc):
+                    raise
                 # Any Redis error, refusals included: the reaper must outlive them all.
                 self.outage.failed(exc, retry_in=backoff)
                 backoff = min(backoff * 2, 30.0)

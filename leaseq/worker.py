@@ -15,7 +15,6 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from redis.exceptions import RedisError
 
 from . import _crash, _validate
 from ._acks import AckBatcher
@@ -24,7 +23,7 @@ from ._job import RELEASE_TIMEOUT, run_job
 from ._outage import Outage
 from ._presence import Presence
 from ._taskstats import TaskStats
-from ._types import error_text, is_cluster
+from ._types import error_text, is_cluster, redis_failure
 from ._version import VERSION
 from .exceptions import InvalidInput, LeaseLost, LeaseqError
 from .metrics import Metrics
@@ -404,7 +403,9 @@ class Worker:
                     self._claim_shield = None
                     backoff = 0.05
                     self.outages["claim"].ok()
-                except (RedisError, OSError) as exc:
+                except Exception as exc:
+                    if not redis_failure(exc):
+                        raise
                     self._claim_shield = None
                     self.outages["claim"].failed(exc, retry_in=backoff)
                     self._give_back(slots)
@@ -474,7 +475,9 @@ class Worker:
                     if name in self._down_logged:
                         self._down_logged.discard(name)
                         log.info("redis_recovered", component="claim", queue=name)
-                except (RedisError, OSError) as exc:
+                except Exception as exc:
+                    if not redis_failure(exc):
+                        raise
                     failed, error = failed + 1, exc
                     backoff = self._down_backoff.get(name, 0.05)
                     self._down_until[name] = now + backoff
@@ -505,7 +508,9 @@ class Worker:
             async with anyio.create_task_group() as tg:
                 for q in self.queues:
                     tg.start_soon(self._blpop_then_cancel, q, tg.cancel_scope)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise
             self.outages["wait"].failed(exc, retry_in=self.poll_interval)
             await anyio.sleep(self.poll_interval)
 
@@ -516,7 +521,9 @@ class Worker:
         try:
             await q.redis.blpop([q.keys.wake], timeout=self.poll_interval)
             self.outages["wait"].ok()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise
             self.outages["wait"].failed(exc, queue=q.name, retry_in=self.poll_interval)
             await anyio.sleep(self.poll_interval)
         scope.cancel()
@@ -525,7 +532,9 @@ class Worker:
         for lease in leases:
             try:
                 await self.served[lease.queue].queue.release(lease)
-            except (LeaseLost, RedisError, OSError) as exc:
+            except Exception as exc:
+                if not (isinstance(exc, LeaseLost) or redis_failure(exc)):
+                    raise
                 log.warning("release_failed", queue=lease.queue, job_id=lease.job_id,
                             error=repr(exc))
 

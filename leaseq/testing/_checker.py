@@ -24,10 +24,9 @@ from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from .._keys import QueueKeys
-from .._types import text
+from .._types import redis_failure, text
 from ._record import log_key
 
 __all__ = ["ChaosReport", "check_invariants", "wait_drained"]
@@ -94,8 +93,9 @@ async def wait_drained(redis: aioredis.Redis, queue: str, timeout: float) -> Non
                     pipe.zcard(k.delayed)
                     if sum(await pipe.execute()) == 0:
                         return
-            except (RedisError, OSError):
-                pass
+            except Exception as exc:
+                if not redis_failure(exc):
+                    raise
             await anyio.sleep(0.05)
 
 
