@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import redis as syncredis
 
-from leaseq._keys import QUEUES_KEY, QueueKeys
+from leaseq.protocol.keys import QUEUES_KEY, QueueKeys
 from leaseq.testing import RedisServer, WebProcess
 
 from . import _results

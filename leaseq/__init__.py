@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ._codec import JsonSerializer, Serializer
 from ._version import VERSION
 from .exceptions import (
     InvalidInput,
@@ -14,12 +13,13 @@ from .exceptions import (
     WaitTimeout,
 )
 from .models import JobInfo, JobState, Lease, QueueStats, WorkerInfo
-from .policy import Policy, Priority, Weighted
-from .queue import Queue
-from .reaper import Reaper, SweepReport
-from .router import Router
-from .task import Backoff, Handler, JobContext, Task
-from .worker import Worker
+from .protocol.codec import JsonSerializer, Serializer
+from .protocol.queue import Queue
+from .protocol.router import Router
+from .runtime.policy import Policy, Priority, Weighted
+from .runtime.reaper import Reaper, SweepReport
+from .runtime.task import Backoff, Handler, JobContext, Task
+from .runtime.worker import Worker
 
 __version__ = VERSION
 

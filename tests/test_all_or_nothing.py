@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError
 
-from leaseq import JobNotFound, Queue, Reaper, _wait
+from leaseq import JobNotFound, Queue, Reaper
+from leaseq.protocol import wait as _wait
 from leaseq.testing import RedisServer
 
 pytestmark = pytest.mark.real_redis

@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
 from leaseq import JobContext, Queue, Worker
-from leaseq._types import broken_connection, retryable
+from leaseq.protocol.wire import broken_connection, retryable
 from leaseq.testing import RedisServer
 from leaseq.testing._cluster import RedisClusterServers
 

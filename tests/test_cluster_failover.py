@@ -16,7 +16,7 @@ import redis as syncredis
 from redis.asyncio.cluster import RedisCluster
 
 from leaseq import Lease, Queue, Reaper, Worker
-from leaseq._types import RETRYABLE, text
+from leaseq.protocol.wire import RETRYABLE, text
 from leaseq.testing import check_invariants
 from leaseq.testing._cluster import RedisClusterServers
 from leaseq.testing._record import _wrap

@@ -15,10 +15,11 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from leaseq import Queue, Reaper, doctor
-from leaseq._admin import server_ms
-from leaseq._keys import QUEUES_KEY
-from leaseq.doctor import Finding, Report, check_queue
+from leaseq import Queue, Reaper
+from leaseq.protocol import doctor
+from leaseq.protocol.admin import server_ms
+from leaseq.protocol.doctor import Finding, Report, check_queue
+from leaseq.protocol.keys import QUEUES_KEY
 from leaseq.testing import RedisServer
 
 pytestmark = pytest.mark.real_redis

@@ -34,10 +34,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import WatchError
 
-from leaseq import Lease, Queue, Reaper, _scripts
-from leaseq._keys import QueueKeys
-from leaseq._types import text
-from leaseq.doctor import Report, check_queue
+from leaseq import Lease, Queue, Reaper
+from leaseq.protocol import scripts
+from leaseq.protocol.doctor import Report, check_queue
+from leaseq.protocol.keys import QueueKeys
+from leaseq.protocol.wire import text
 from leaseq.testing import RedisServer
 
 from .conftest import wait_for
@@ -57,7 +58,7 @@ async def direct(real_redis: aioredis.Redis) -> aioredis.Redis:
     """A client of the real server that bypasses the proxy, with every script loaded:
     otherwise the first call of a script answers NOSCRIPT (it did not run), and the drop
     would hit a call that changed nothing."""
-    for script in _scripts.ALL:
+    for script in scripts.ALL:
         await real_redis.script_load(script.source)
     return real_redis
 
@@ -190,7 +191,7 @@ async def held_retry(
     return outcome["result"]
 
 
-def sha(script: _scripts.Script) -> bytes:
+def sha(script: scripts.Script) -> bytes:
     return script.sha.encode()
 
 
@@ -271,7 +272,7 @@ async def test_enqueue_of_a_generated_id_whose_reply_was_lost_creates_one_waitin
         direct: aioredis.Redis, redis_server: RedisServer):
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "enq")
-        job_id = await lose_reply(proxy, sha(_scripts.ENQUEUE), lambda: q.enqueue("t", {"a": 1}))
+        job_id = await lose_reply(proxy, sha(scripts.ENQUEUE), lambda: q.enqueue("t", {"a": 1}))
     state = await assert_consistent(direct, "enq")
     assert state.hashes == {job_id}
     assert state.where(job_id) == ["todos"]
@@ -281,7 +282,7 @@ async def test_enqueue_of_a_given_id_whose_reply_was_lost_returns_the_id_and_cre
         direct: aioredis.Redis, redis_server: RedisServer):
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "enqid")
-        got = await lose_reply(proxy, sha(_scripts.ENQUEUE),
+        got = await lose_reply(proxy, sha(scripts.ENQUEUE),
                                lambda: q.enqueue("t", {"a": 1}, job_id="order-1"))
     assert got == "order-1"
     state = await assert_consistent(direct, "enqid")
@@ -293,7 +294,7 @@ async def test_enqueue_many_whose_reply_was_lost_creates_each_of_600_jobs_once(
         direct: aioredis.Redis, redis_server: RedisServer):
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "many")
-        ids = await lose_reply(proxy, sha(_scripts.ENQUEUE),
+        ids = await lose_reply(proxy, sha(scripts.ENQUEUE),
                                lambda: q.enqueue_many("t", list(range(600))))
     assert len(ids) == len(set(ids)) == 600
     state = await assert_consistent(direct, "many")
@@ -308,7 +309,7 @@ async def test_claim_whose_reply_was_lost_leases_one_job_with_one_attempt(
     await Queue(direct, "claim1").enqueue_many("t", list(range(3)))
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "claim1")
-        lease = await lose_reply(proxy, sha(_scripts.CLAIM), q.claim)
+        lease = await lose_reply(proxy, sha(scripts.CLAIM), q.claim)
     assert lease is not None and lease.attempt == 1
     state = await assert_consistent(direct, "claim1", held=[lease])
     assert state.sets["in_progress"] == {lease.job_id}
@@ -319,7 +320,7 @@ async def test_claim_many_whose_reply_was_lost_returns_exactly_the_leases_it_too
     await Queue(direct, "claim2").enqueue_many("t", list(range(5)))
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "claim2")
-        leases = await lose_reply(proxy, sha(_scripts.CLAIM), lambda: q.claim_many(2))
+        leases = await lose_reply(proxy, sha(scripts.CLAIM), lambda: q.claim_many(2))
     assert len(leases) == 2
     assert [lease.attempt for lease in leases] == [1, 1]
     assert await direct.scard(q.keys.in_progress) == 2, "the retry claimed jobs a second time"
@@ -367,7 +368,7 @@ async def test_fail_whose_reply_was_lost_returns_the_first_outcome(
         q = Queue(client, "fail")
         lease = await q.claim()
         assert lease is not None
-        got = await lose_reply(proxy, sha(_scripts.SETTLE),
+        got = await lose_reply(proxy, sha(scripts.SETTLE),
                                lambda: q.fail(lease, "boom", retry_in=retry_in, max_attempts=cap))
     assert got == outcome
     state = await assert_consistent(direct, "fail", attempts={job_id: 1})
@@ -382,7 +383,7 @@ async def test_release_whose_reply_was_lost_requeues_once_and_gives_the_attempt_
         q = Queue(client, "release")
         lease = await q.claim()
         assert lease is not None
-        assert await lose_reply(proxy, sha(_scripts.SETTLE), lambda: q.release(lease)) is None
+        assert await lose_reply(proxy, sha(scripts.SETTLE), lambda: q.release(lease)) is None
     state = await assert_consistent(direct, "release", attempts={job_id: 0})
     assert state.where(job_id) == ["todos"]
     assert state.field(job_id, "releases") == "1"
@@ -395,7 +396,7 @@ async def test_bury_whose_reply_was_lost_moves_the_job_to_dead_once(
         q = Queue(client, "bury")
         lease = await q.claim()
         assert lease is not None
-        assert await lose_reply(proxy, sha(_scripts.SETTLE),
+        assert await lose_reply(proxy, sha(scripts.SETTLE),
                                 lambda: q.bury(lease, "cannot run")) is None
     state = await assert_consistent(direct, "bury", attempts={job_id: 1})
     assert state.where(job_id) == ["dead"]
@@ -409,7 +410,7 @@ async def test_extend_whose_reply_was_lost_returns_the_renewed_lease(
         q = Queue(client, "extend", lease_timeout=10.0)
         lease = await q.claim()
         assert lease is not None
-        renewed = await lose_reply(proxy, sha(_scripts.EXTEND), lambda: q.extend(lease, 60.0))
+        renewed = await lose_reply(proxy, sha(scripts.EXTEND), lambda: q.extend(lease, 60.0))
     assert renewed.token == lease.token and renewed.lease_timeout == 60.0
     state = await assert_consistent(direct, "extend", held=[renewed])
     assert state.leases[lease.job_id][1] > 10_000  # renewed beyond the first lease's length
@@ -429,7 +430,7 @@ async def test_sweep_whose_reap_reply_was_lost_reports_the_requeue_and_counts_on
     await wait_for(expired)
     async with proxied(redis_server) as (proxy, client):
         reaper = Reaper(Queue(client, "reap"))
-        handled = await lose_reply(proxy, sha(_scripts.REAP), reaper.sweep)
+        handled = await lose_reply(proxy, sha(scripts.REAP), reaper.sweep)
     assert handled == 1, "the sweep did not report the requeue its first REAP call made"
     state = await assert_consistent(direct, "reap", attempts={job_id: 1})
     assert state.where(job_id) == ["todos"]
@@ -449,7 +450,7 @@ async def test_sweep_whose_promote_reply_was_lost_reports_the_due_job_promoted(
     await wait_for(due)
     async with proxied(redis_server) as (proxy, client):
         reaper = Reaper(Queue(client, "promote"))
-        report = await lose_reply(proxy, sha(_scripts.PROMOTE), reaper.sweep_report)
+        report = await lose_reply(proxy, sha(scripts.PROMOTE), reaper.sweep_report)
     assert report.promoted == 1, "the sweep did not report the promotion its first call made"
     state = await assert_consistent(direct, "promote")
     assert state.sets["todos"] == {job_id}
@@ -465,7 +466,7 @@ async def test_sweep_whose_trim_reply_was_lost_reports_the_done_job_trimmed(
     await consumer.ack(lease, "ok")
     async with proxied(redis_server) as (proxy, client):
         reaper = Reaper(Queue(client, "trim", done_max=0))
-        report = await lose_reply(proxy, sha(_scripts.TRIM), reaper.sweep_report)
+        report = await lose_reply(proxy, sha(scripts.TRIM), reaper.sweep_report)
     assert report.trimmed == 1, "the sweep did not report the trim its first call made"
     state = await assert_consistent(direct, "trim")
     assert not state.hashes and not state.sets["done"]
@@ -488,7 +489,7 @@ async def test_requeue_dead_whose_reply_was_lost_reports_the_job_requeued(
     job_id = await _dead_job(direct, "revive")
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "revive")
-        moved = await lose_reply(proxy, sha(_scripts.REVIVE), q.requeue_dead)
+        moved = await lose_reply(proxy, sha(scripts.REVIVE), q.requeue_dead)
     assert moved == 1, "requeue_dead did not report the job its first call moved"
     state = await assert_consistent(direct, "revive", attempts={job_id: 0})
     assert state.where(job_id) == ["todos"]
@@ -499,7 +500,7 @@ async def test_purge_dead_whose_reply_was_lost_reports_the_job_purged(
     await _dead_job(direct, "purge")
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "purge")
-        purged = await lose_reply(proxy, sha(_scripts.PURGE), q.purge_dead)
+        purged = await lose_reply(proxy, sha(scripts.PURGE), q.purge_dead)
     assert purged == 1, "purge_dead did not report the job its first call purged"
     state = await assert_consistent(direct, "purge")
     assert not state.hashes and not any(state.sets.values())
@@ -531,9 +532,9 @@ async def _lease_without_expiry(q: Queue, direct: aioredis.Redis) -> tuple[str, 
 
 
 @pytest.mark.parametrize(("check", "make", "match", "where"), [
-    ("orphan_lease", _orphan_lease, sha(_scripts.REPAIR), "todos"),
-    ("orphan_job", _orphan_job, sha(_scripts.REPAIR), "todos"),
-    ("missing_hash", _missing_hash, sha(_scripts.REPAIR), "dead"),
+    ("orphan_lease", _orphan_lease, sha(scripts.REPAIR), "todos"),
+    ("orphan_job", _orphan_job, sha(scripts.REPAIR), "todos"),
+    ("missing_hash", _missing_hash, sha(scripts.REPAIR), "dead"),
     ("lease_without_expiry", _lease_without_expiry, b"PEXPIRE", "in_progress"),
 ], ids=["orphan_lease", "orphan_job", "missing_hash", "lease_without_expiry"])
 async def test_doctor_repair_whose_reply_was_lost_reports_the_problem_repaired(
@@ -568,7 +569,7 @@ async def test_enqueue_retried_after_a_consumer_claimed_the_job_leaves_it_only_i
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "ivclaim")
         await q.prepare()  # the connection the enqueue will use is open before the hold
-        job_id = await held_retry(proxy, sha(_scripts.ENQUEUE),
+        job_id = await held_retry(proxy, sha(scripts.ENQUEUE),
                                   lambda: q.enqueue("t", {"a": 1}), claim)
     (lease,) = taken
     assert lease.job_id == job_id
@@ -592,7 +593,7 @@ async def test_enqueue_retried_after_a_consumer_acked_the_job_leaves_it_done_not
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "ivack")
         await q.prepare()
-        job_id = await held_retry(proxy, sha(_scripts.ENQUEUE),
+        job_id = await held_retry(proxy, sha(scripts.ENQUEUE),
                                   lambda: q.enqueue("t", {"a": 1}), claim_and_ack)
     state = await assert_consistent(direct, "ivack", attempts={job_id: 1})
     assert state.where(job_id) == ["done"]
@@ -612,7 +613,7 @@ async def test_enqueue_many_retried_after_a_consumer_claimed_some_puts_no_id_in_
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "ivmany")
         await q.prepare()
-        ids = await held_retry(proxy, sha(_scripts.ENQUEUE),
+        ids = await held_retry(proxy, sha(scripts.ENQUEUE),
                                lambda: q.enqueue_many("t", list(range(50))), claim_20)
     state = await assert_consistent(direct, "ivmany", held=taken)
     assert state.hashes == set(ids)
@@ -645,7 +646,7 @@ async def test_settle_retried_after_another_consumer_reclaimed_and_settled_retur
                 return await q.fail(lease, "boom")
             return await q.release(lease)
 
-        got = await held_retry(proxy, sha(_scripts.SETTLE), settle, reclaim_and_settle)
+        got = await held_retry(proxy, sha(scripts.SETTLE), settle, reclaim_and_settle)
     assert got == ("todo" if first == "fail" else None)
     claims = 2 if first == "fail" else 1  # a release gives its attempt back
     state = await assert_consistent(direct, "ivsettle", attempts={job_id: claims})
@@ -658,7 +659,7 @@ async def test_claim_whose_reply_was_lost_without_retries_is_recovered_by_the_ne
     async with proxied(redis_server, retry=Retry(NoBackoff(), 0)) as (proxy, client):
         q = Queue(client, "recover")
         await q.prepare()
-        proxy.arm(sha(_scripts.CLAIM))
+        proxy.arm(sha(scripts.CLAIM))
         with pytest.raises(RedisConnectionError):
             await q.claim_many(2)
         assert proxy.dropped == 1
@@ -678,7 +679,7 @@ async def test_purge_waiting_whose_reply_was_lost_reports_every_job_purged(
     await Queue(direct, "dropall").enqueue_many("t", list(range(20)))
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "dropall")
-        purged = await lose_reply(proxy, sha(_scripts.DROP), q.purge_waiting)
+        purged = await lose_reply(proxy, sha(scripts.DROP), q.purge_waiting)
     assert purged == 20, "purge_waiting did not report the jobs its first call deleted"
     state = await assert_consistent(direct, "dropall")
     assert not state.hashes and not any(state.sets.values())
@@ -686,14 +687,14 @@ async def test_purge_waiting_whose_reply_was_lost_reports_every_job_purged(
 
 async def test_presence_whose_reply_was_lost_lists_the_worker_once(
         direct: aioredis.Redis, redis_server: RedisServer):
-    from leaseq._presence import Presence
+    from leaseq.runtime.presence import Presence
 
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "present")
         presence = Presence([q], lambda: {
             "host": "h", "pid": 1, "queues": ["present"], "concurrency": 1,
             "in_flight": 0, "started_at": 0.0, "version": "x"}, interval=60)
-        await lose_reply(proxy, sha(_scripts.PRESENCE), lambda: presence._beat(
+        await lose_reply(proxy, sha(scripts.PRESENCE), lambda: presence._beat(
             '{"id": "w", "host": "h", "pid": 1, "queues": ["present"], "concurrency": 1, '
             '"in_flight": 0, "started_at": 0.0, "version": "x"}'))
     workers = await Queue(direct, "present").workers()
@@ -720,7 +721,7 @@ async def test_claim_with_a_task_limit_whose_reply_was_lost_stores_the_limit_onc
     await Queue(direct, "capped", max_attempts=5).enqueue("t", None)
     async with proxied(redis_server) as (proxy, client):
         q = Queue(client, "capped")
-        leases = await lose_reply(proxy, sha(_scripts.CLAIM),
+        leases = await lose_reply(proxy, sha(scripts.CLAIM),
                                   lambda: q.claim_many(1, max_attempts={"t": 2}))
     (lease,) = leases
     assert (lease.attempt, lease.max_attempts) == (1, 2)

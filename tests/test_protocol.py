@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from leaseq import JobDead, JobNotFound, LeaseLost, Queue, Reaper, WaitTimeout
-from leaseq._keys import QueueKeys
-from leaseq.reaper import EVENTS_KEPT
+from leaseq.protocol.keys import QueueKeys
+from leaseq.runtime.reaper import EVENTS_KEPT
 
 from .conftest import wait_for
 

@@ -46,7 +46,7 @@ async def test_outcomes_durations_and_states_per_task(redis: aioredis.Redis):
 
 async def test_a_flush_sent_again_counts_once(redis: aioredis.Redis):
     """A flush whose reply was lost is retried with its reply record: counted once."""
-    from leaseq._taskstats import TaskStats
+    from leaseq.runtime.taskstats import TaskStats
 
     q = Queue(redis, "again")
     stats = TaskStats([q])
@@ -57,9 +57,9 @@ async def test_a_flush_sent_again_counts_once(redis: aioredis.Redis):
     # What a re-sent call would carry: same minute key, same reply record.
     (key,) = [k async for k in redis.scan_iter(match=q.keys.prefix + "taskstats:*")]
     replies = [k async for k in redis.scan_iter(match=q.keys.prefix + "reply:*")]
-    from leaseq import _scripts
+    from leaseq.protocol import scripts
 
-    again = await _scripts.TASKSTATS(redis, [key, replies[0]],
+    again = await scripts.TASKSTATS(redis, [key, replies[0]],
                                      [7200, 600, "t\x1facked", 2])
     assert int(again) == 0
     # The record outlives every retry the worker would make (64 flushes of 5 s).

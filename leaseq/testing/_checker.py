@@ -25,8 +25,8 @@ from typing import Any
 import anyio
 import redis.asyncio as aioredis
 
-from .._keys import QueueKeys
-from .._types import redis_failure, text
+from ..protocol.keys import QueueKeys
+from ..protocol.wire import redis_failure, text
 from ._record import log_key
 
 __all__ = ["ChaosReport", "check_invariants", "wait_drained"]

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..task import Handler, JobContext, Task, normalise_handlers
+from ..runtime.task import Handler, JobContext, Task, normalise_handlers
 
 
 def log_key(prefix: str) -> str:

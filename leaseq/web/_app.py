@@ -21,13 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from .. import __version__
-from .._admin import health, server_ms
-from .._codec import Serializer
-from .._keys import QUEUES_KEY, validate_queue_name
-from .._taskstats import json_ready
-from .._types import RETRYABLE, AnyRedis
 from ..exceptions import InvalidInput, JobDead, JobNotFound, WaitTimeout
-from ..queue import Queue
+from ..protocol.admin import health, server_ms
+from ..protocol.codec import Serializer
+from ..protocol.keys import QUEUES_KEY, validate_queue_name
+from ..protocol.queue import Queue
+from ..protocol.wire import RETRYABLE, AnyRedis
+from ..runtime.taskstats import json_ready
 from . import _reads as reads
 from ._guard import TokenGuard
 from ._page import STATIC, dashboard_page

@@ -13,10 +13,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .. import _admin
-from .._admin import scan_members
-from .._types import AnyRedis, opt_int, opt_text
-from ..queue import Queue
+from ..protocol import admin
+from ..protocol.admin import scan_members
+from ..protocol.queue import Queue
+from ..protocol.wire import AnyRedis, opt_int, opt_text
 
 MAX_QUEUES = 1000
 """The most queue names the registry read returns (a registry is small; this bounds it)."""
@@ -24,7 +24,7 @@ MAX_QUEUES = 1000
 
 async def registered_queues(redis: AnyRedis) -> list[str]:
     """Names from the ``leaseq:queues`` registry, sorted, at most :data:`MAX_QUEUES`."""
-    return await _admin.registered_queues(redis, MAX_QUEUES)
+    return await admin.registered_queues(redis, MAX_QUEUES)
 
 
 async def summary(q: Queue) -> dict[str, Any]:

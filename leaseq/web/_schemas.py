@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from .._validate import MAX_JOB_ID_LEN, MAX_TASK_LEN, PRINTABLE
+from ..protocol.validate import MAX_JOB_ID_LEN, MAX_TASK_LEN, PRINTABLE
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 """The same rule as :func:`leaseq._keys.validate_queue_name`, for the OpenAPI schema."""

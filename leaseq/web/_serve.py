@@ -11,8 +11,8 @@ import anyio
 import structlog
 import uvicorn
 
-from .. import _cliutil as util
-from .._types import AnyRedis
+from ..cli import util
+from ..protocol.wire import AnyRedis
 from ._app import create_app
 
 log = structlog.get_logger(__name__)

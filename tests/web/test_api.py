@@ -190,7 +190,7 @@ async def test_a_result_is_waited_for_and_a_queue_checked(
 async def test_workers_are_listed_and_waiting_jobs_purged_with_confirmation(
     redis: aioredis.Redis, api: httpx.AsyncClient,
 ):
-    from leaseq._presence import Presence
+    from leaseq.runtime.presence import Presence
 
     q = Queue(redis, "ops")
     await q.enqueue_many("t", range(4))

@@ -1,0 +1,62 @@
+"""Serialisation of payloads and results (JSON by default, never pickle)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol, runtime_checkable
+
+from ..exceptions import SerializationError
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """What a queue needs to store payloads and results: bytes out, objects back.
+
+    A serializer whose output is always UTF-8 text may say so with a class attribute
+    ``text = True``; only such a serializer is accepted on a client created with
+    ``decode_responses=True`` (binary output could not be decoded there).
+    """
+
+    def dumps(self, obj: Any) -> bytes:
+        """Encode ``obj``; raise any exception for values it cannot encode."""
+        ...
+
+    def loads(self, data: bytes | str) -> Any:
+        """Decode what :meth:`dumps` produced; raise any exception for bad data."""
+        ...
+
+
+class JsonSerializer:
+    """Compact UTF-8 JSON; rejects NaN/Infinity so every stored value is standard JSON."""
+
+    __slots__ = ("_decoder", "_encoder")
+
+    text = True
+    """Its output is always UTF-8 text, so it also works on a client that decodes
+    responses (``decode_responses=True``)."""
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(
+            ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+        self._decoder = json.JSONDecoder()
+
+    def dumps(self, obj: Any) -> bytes:
+        """Encode ``obj`` as compact JSON."""
+        return self._encoder.encode(obj).encode()
+
+    def loads(self, data: bytes | str) -> Any:
+        """Decode JSON from bytes (must be UTF-8) or str."""
+        text = data.decode() if isinstance(data, bytes) else data
+        return self._decoder.decode(text)
+
+
+def encode(serializer: Serializer, obj: Any, what: str) -> bytes:
+    """Encode with a leaseq error instead of whatever the serializer raised."""
+    try:
+        data = serializer.dumps(obj)
+    except Exception as exc:
+        raise SerializationError(f"{what} cannot be serialised: {exc}") from exc
+    if not isinstance(data, (bytes, str)):
+        raise SerializationError(f"serializer returned {type(data).__name__}, not bytes")
+    return data if isinstance(data, bytes) else data.encode()

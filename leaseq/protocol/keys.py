@@ -1,0 +1,89 @@
+"""The only place where Redis key names are built.
+
+Every key of a queue starts with ``leaseq:{NAME}:`` so that all of them carry the same
+hash tag and land in one Redis Cluster slot: that is what lets every script and
+transaction of a queue run on a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ..exceptions import InvalidInput
+
+QUEUES_KEY = "leaseq:queues"
+"""A set of the names of every queue that was used (a registry for tools, not a queue key)."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
+
+
+def validate_queue_name(name: object) -> str:
+    """Return ``name`` if it is a usable queue name, else raise :class:`InvalidInput`."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidInput(
+            f"bad queue name {name!r}: use 1-128 characters from A-Z a-z 0-9 _ . : -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class QueueKeys:
+    """Key names of one queue. Attributes are the fixed keys; methods build per-job keys."""
+
+    __slots__ = (
+        "dead",
+        "delayed",
+        "done",
+        "done_at",
+        "events",
+        "fence",
+        "in_progress",
+        "meta",
+        "prefix",
+        "settings",
+        "todos",
+        "wake",
+        "workers",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.prefix = f"leaseq:{{{name}}}:"
+        self.todos = self.prefix + "todos"
+        self.in_progress = self.prefix + "in_progress"
+        self.done = self.prefix + "done"
+        self.dead = self.prefix + "dead"
+        self.delayed = self.prefix + "delayed"
+        self.done_at = self.prefix + "done_at"
+        self.fence = self.prefix + "fence"
+        self.wake = self.prefix + "wake"
+        self.meta = self.prefix + "meta"
+        self.events = self.prefix + "events"
+        self.settings = self.prefix + "settings"
+        self.workers = self.prefix + "workers"
+
+    def job(self, job_id: str) -> str:
+        """The hash holding a job's task, payload, counters, result and error."""
+        return f"{self.prefix}job:{job_id}"
+
+    def claim(self, nonce: str) -> str:
+        """The record of one claim call (its ids and fence base), so a re-sent call whose
+        reply was lost answers with the same leases; expires with the longest of them."""
+        return f"{self.prefix}claim:{nonce}"
+
+    def worker(self, worker_id: str) -> str:
+        """A live worker's description (JSON), expiring unless the worker renews it."""
+        return f"{self.prefix}worker:{worker_id}"
+
+    def taskstats(self, minute: int) -> str:
+        """Per-task counters of one minute (Unix minute by Redis's clock), kept two hours."""
+        return f"{self.prefix}taskstats:{minute}"
+
+    def reply(self) -> str:
+        """A fresh reply record's key for one call of an admin or reaper script (a random
+        nonce each time): a re-sent call finds its first answer there."""
+        return f"{self.prefix}reply:{os.urandom(6).hex()}"
+
+    def lease(self, job_id: str) -> str:
+        """The lease key: exists (with an expiry) exactly while a claimer holds the job."""
+        return f"{self.prefix}lease:{job_id}"

@@ -1,0 +1,120 @@
+"""Lua scripts of the protocol: loaded once from the package, called by SHA.
+
+redis-py's own ``Script`` objects run ``SCRIPT EXISTS`` before every pipeline execution;
+that costs a round trip per batch, so scripts here are called with ``EVALSHA`` directly
+and loaded only when the server answers ``NOSCRIPT`` (first use, or after a restart or a
+``SCRIPT FLUSH``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from .wire import AnyPipeline, AnyRedis, connection_errors, is_cluster
+
+KeyT = str | bytes
+ArgT = str | bytes | int | float
+
+
+class Script:
+    """One Lua script of the package, identified by its SHA1; with ``reply_record``,
+    behind the reply-record prelude (``lua/_reply.lua``)."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str, *, reply_record: bool = False) -> None:
+        self.name = name
+        files = resources.files(__package__)
+        self.source = files.joinpath(f"lua/{name}.lua").read_text()
+        if reply_record:
+            # Lua scripts cannot import: the shared prelude is put in front of them.
+            self.source = files.joinpath("lua/_reply.lua").read_text() + self.source
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+
+    async def __call__(
+        self, client: AnyRedis, keys: Sequence[KeyT], args: Sequence[ArgT]
+    ) -> Any:
+        """Run the script; on ``NOSCRIPT`` load it and run it once more."""
+        with connection_errors():
+            try:
+                return await self._send(client, keys, args)
+            except NoScriptError:
+                await client.script_load(self.source)
+                return await self._send(client, keys, args)
+
+    async def _send(
+        self, client: AnyRedis, keys: Sequence[KeyT], args: Sequence[ArgT]
+    ) -> Any:
+        if is_cluster(client) and keys:
+            # Name the node of the keys' slot: otherwise redis-py hashes every key of the
+            # call to check that they share a slot (the server checks that too), which
+            # for a cluster claim's candidate keys costs the worker ~10% of its CPU.
+            cluster: Any = client
+            await cluster.initialize()  # a no-op once the slot map is known
+            return await cluster.execute_command(
+                "EVALSHA", self.sha, len(keys), *keys, *args,
+                target_nodes=cluster.get_node_from_key(keys[0]))
+        return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    def queue(self, pipe: AnyPipeline, keys: Sequence[KeyT], args: Sequence[ArgT]) -> None:
+        """Add a call to a (non-transactional) pipeline; see :func:`execute`."""
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def execute(
+    client: AnyRedis, calls: Sequence[tuple[Script, Sequence[KeyT], Sequence[ArgT]]]
+) -> list[Any]:
+    """Run many script calls in one round trip and return their replies in order.
+
+    Calls answered ``NOSCRIPT`` did not run, so after loading the missing scripts exactly
+    those are sent again; no call runs twice. Other errors are raised. A cluster client
+    (whose pipelines refuse scripts) runs the calls one after another instead.
+    """
+    if is_cluster(client):
+        return [await script(client, keys, args) for script, keys, args in calls]
+    with connection_errors():
+        replies = await _run(client, calls)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
+                await client.script_load(script.source)
+            again = await _run(client, [calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+async def _run(
+    client: AnyRedis, calls: Sequence[tuple[Script, Sequence[KeyT], Sequence[ArgT]]]
+) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for script, keys, args in calls:
+            script.queue(pipe, keys, args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+ENQUEUE = Script("enqueue")
+CLAIM = Script("claim")
+EXTEND = Script("extend")
+SETTLE = Script("settle")
+REAP = Script("reap", reply_record=True)
+PROMOTE = Script("promote", reply_record=True)
+TRIM = Script("trim", reply_record=True)
+STATS = Script("stats")
+REVIVE = Script("revive", reply_record=True)
+PURGE = Script("purge", reply_record=True)
+REPAIR = Script("repair", reply_record=True)
+PRESENCE = Script("presence")
+DROP = Script("drop", reply_record=True)
+TASKSTATS = Script("taskstats")
+ALL = (ENQUEUE, CLAIM, EXTEND, SETTLE, REAP, PROMOTE, TRIM, STATS, REVIVE, PURGE, REPAIR,
+       PRESENCE, DROP, TASKSTATS)
+

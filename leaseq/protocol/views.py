@@ -1,0 +1,81 @@
+"""Reading jobs: their hash, which set holds them, and their live lease, pipelined."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..models import JobInfo, JobState
+from .wire import opt_int, opt_text, text
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+_READS_PER_JOB = 8
+
+
+async def read_jobs(queue: Queue, job_ids: Sequence[str]) -> list[JobInfo | None]:
+    """One :class:`JobInfo` per id (``None`` for unknown ids), in one round trip."""
+    if not job_ids:
+        return []
+    k = queue.keys
+    async with queue.redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hgetall(k.job(job_id))
+            pipe.sismember(k.todos, job_id)
+            pipe.sismember(k.in_progress, job_id)
+            pipe.sismember(k.done, job_id)
+            pipe.sismember(k.dead, job_id)
+            pipe.zscore(k.delayed, job_id)
+            pipe.get(k.lease(job_id))
+            pipe.pttl(k.lease(job_id))
+        replies = await pipe.execute()
+    return [
+        _info(queue, job_id, replies[i * _READS_PER_JOB:(i + 1) * _READS_PER_JOB])
+        for i, job_id in enumerate(job_ids)
+    ]
+
+
+def _info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
+    raw, todo, inp, done, dead, delayed, token, pttl = replies
+    state: JobState | None = None
+    flags: tuple[tuple[Any, JobState], ...] = (
+        (todo, "todo"), (inp, "in_progress"), (done, "done"), (dead, "dead"),
+        (delayed is not None, "delayed"))
+    for flag, name in flags:
+        if flag:
+            state = name
+    if not raw and state is None:
+        return None
+    h = {text(f): v for f, v in raw.items()}
+    return JobInfo(
+        job_id=job_id, state=state, task=opt_text(h.get("task")),
+        payload=_decode_or_raw(queue, h.get("payload")),
+        attempts=opt_int(h.get("attempts")) or 0,
+        max_attempts=opt_int(h.get("max_attempts")),
+        failures=opt_int(h.get("failures")) or 0,
+        lease_expiries=opt_int(h.get("expiries")) or 0,
+        result=_decode_or_raw(queue, h.get("result")) if state == "done" else None,
+        error=opt_text(h.get("error")),
+        dead_reason=opt_text(h.get("dead_reason")) if state == "dead" else None,
+        enqueued_at=_ms_to_s(h.get("enqueued_at")),
+        finished_at=_ms_to_s(h.get("finished_at")),
+        lease_token=opt_text(token),
+        lease_ttl=int(pttl) / 1000 if token is not None and int(pttl) >= 0 else None,
+        owner=opt_text(h.get("owner")),
+    )
+
+
+def _decode_or_raw(queue: Queue, data: Any) -> Any:
+    """Decoded value, or the raw bytes when they cannot be decoded (corrupt data is
+    shown, not hidden)."""
+    if data is None:
+        return None
+    try:
+        return queue.serializer.loads(data)
+    except Exception:
+        return data
+
+
+def _ms_to_s(value: Any) -> float | None:
+    return None if value is None else int(value) / 1000

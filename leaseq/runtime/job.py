@@ -1,0 +1,305 @@
+"""One job inside a worker: its handler, and how it ends.
+
+The handler runs in a cancel scope the worker's heartbeat holds, so a renewal that finds
+the lease lost cancels the handler, and the handler's result is never acked. If the worker
+cancels
+the job from outside (shutdown past the grace period), the lease is released in a shielded
+scope so the job goes back to ``todos`` at once instead of after the lease timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from ..exceptions import LeaseLost, LeaseqError, SerializationError
+from ..models import JobState, Lease
+from ..protocol import crash
+from ..protocol.validate import storable
+from ..protocol.wire import error_text, redis_failure, retryable
+from .heartbeat import Renewable
+from .task import JobContext, Task
+
+if TYPE_CHECKING:
+    from .worker import Served, Worker
+
+_MAX_ERROR_CHARS = 4000
+RELEASE_TIMEOUT = 5.0
+"""How long a stopping worker waits for Redis to take back a lease (or confirm an ack)
+before it leaves the lease to expire: a stop must end even while Redis does not answer."""
+
+
+class RunningJob(Renewable):
+    """Mutable state of one job while it runs (the heartbeat renews ``lease``)."""
+
+    __slots__ = ("acks", "settled")
+
+    def __init__(self, served: Served, lease: Lease) -> None:
+        super().__init__(served.queue, lease)
+        self.acks = served.acks
+        self.settled = False
+
+
+log = structlog.get_logger("leaseq.worker")
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost frames of the traceback, bounded in size and
+    always storable: a message that cannot be made (``__str__`` raises) is described as
+    such, and what UTF-8 cannot encode (lone surrogates) is escaped."""
+    try:
+        message = str(exc)
+    except Exception as inner:
+        message = f"<message unavailable: __str__ raised {type(inner).__name__}>"
+    try:
+        frames = traceback.format_tb(exc.__traceback__)[-3:]
+    except Exception:
+        frames = []
+    text = f"{type(exc).__name__}: {message}" + (
+        "\n" + "".join(frames).rstrip() if frames else "")
+    return storable(text[:_MAX_ERROR_CHARS])
+
+
+def _being_cancelled() -> bool:
+    """Whether someone cancelled this task (the job's scope, the worker's drain, a
+    timeout), as opposed to a ``CancelledError`` that merely came out of the handler
+    (it awaited a helper task that was cancelled)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def run_job(worker: Worker, served: Served, lease: Lease) -> None:
+    """Run one claimed job to its end: acked, failed, dead, lost or released."""
+    queue = served.queue
+    job = RunningJob(served, lease)
+    # Log context as plain keyword arguments: binding a logger per job costs more than
+    # the job itself when logging is filtered.
+    fields = {"queue": queue.name, "job_id": lease.job_id, "attempt": lease.attempt,
+              "token": lease.token, "task": lease.task}
+    started = time.perf_counter()
+    worker.count("claimed", queue.name)
+    task = served.tasks.get(lease.task)
+    try:
+        if task is None:
+            reason = (f"unknown task {lease.task!r}; this worker handles "
+                      f"{sorted(served.tasks)}")
+            await _settle(worker, job, fields, lambda: queue.bury(job.lease, reason))
+            worker.count("dead", queue.name, lease.task)
+            log.error("job_dead", reason=reason, **fields)
+            return
+        # The heartbeat renews the lease until the job is settled, not only while the
+        # handler runs: an ack or fail that Redis refuses for a while (at maxmemory, say)
+        # is retried with the lease still held, instead of the job being redone. A
+        # renewal that races with the ack only finds the lease gone; the handler's scope
+        # has exited by then, so it cancels nothing.
+        worker.heartbeat.add(job)
+        try:
+            with anyio.CancelScope() as scope:
+                job.scope = scope
+                if task.lease_timeout is not None and task.lease_timeout != lease.lease_timeout:
+                    await _renew(worker, job, task.lease_timeout)
+                ok, value = await _execute(worker, task, JobContext(queue, job.current, fields),
+                                           lease.payload)
+            if scope.cancelled_caught:
+                worker.count("lease_lost", queue.name)
+                log.warning("lease_lost", stage="running",
+                            duration=round(time.perf_counter() - started, 6),
+                            detail="lease expired or re-claimed; handler cancelled, result "
+                                   "dropped", **fields)
+                return
+            worker.observe(lease.task, time.perf_counter() - started, queue.name)
+            if ok:
+                crash.point("before_ack")
+                await _ack(worker, job, fields, value, started, task)
+            else:
+                await _fail(worker, job, fields, value, task)
+        finally:
+            worker.heartbeat.discard(job)
+    except anyio.get_cancelled_exc_class():
+        if not job.settled and not job.lost:
+            with anyio.CancelScope(shield=True, deadline=min(
+                    anyio.current_time() + RELEASE_TIMEOUT, worker.cleanup_by)):
+                await _release(worker, job, fields)
+        raise
+
+
+async def _execute(
+    worker: Worker, task: Task, ctx: JobContext, payload: Any
+) -> tuple[bool, Any]:
+    """Run the handler; (True, result) or (False, error text). Never raises but on
+    cancellation: a handler's exception, timeout or ``sys.exit`` is the job's failure,
+    never the worker's."""
+    timeout = task.timeout if task.timeout is not None else worker.job_timeout
+    if timeout is None:
+        return await _call(task, ctx, payload)
+    with anyio.move_on_after(timeout):
+        return await _call(task, ctx, payload)
+    return False, f"TimeoutError: handler timed out after {timeout} s"
+
+
+async def _call(task: Task, ctx: JobContext, payload: Any) -> tuple[bool, Any]:
+    try:
+        return True, await task.handler(ctx, payload)
+    except BaseException as exc:
+        # Whatever the handler raises is the job's failure, never the worker's: any
+        # exception, SystemExit, KeyboardInterrupt or another BaseException, and a
+        # CancelledError nobody sent to this job. Only a real cancellation of this job
+        # (lease lost, timeout, shutdown) goes on up.
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            if _being_cancelled():
+                raise
+            return False, ("the handler raised CancelledError although the job was not "
+                           "cancelled (did it await a cancelled task?)\n"
+                           + describe_error(exc))
+        return False, describe_error(exc)
+
+
+async def _ack(
+    worker: Worker, job: RunningJob, fields: dict[str, Any], result: Any, started: float,
+    task: Task,
+) -> None:
+    try:
+        acked = await job.acks.ack(job.current, result)
+    except SerializationError as exc:
+        await _fail(worker, job, fields, storable(f"SerializationError: {exc}"), task)
+        return
+    except Exception as exc:
+        if not (isinstance(exc, LeaseqError) or redis_failure(exc)):
+            raise
+        # Redis stayed unreachable (or refusing) until the lease ran out, the worker
+        # stopped first (AckNotConfirmed), the lease keys kept changing, or the server
+        # answered with an error retrying cannot fix: the lease expires and the job will
+        # be redone.
+        job.settled = True
+        worker.count("lease_lost", job.queue.name)
+        log.warning("lease_lost", stage="ack", error=error_text(exc),
+                    **fields)
+        return
+    job.settled = True
+    duration = round(time.perf_counter() - started, 6)
+    if acked:
+        worker.count("acked", job.queue.name, job.lease.task)
+        log.info("job_acked", duration=duration, **fields)
+    else:
+        worker.count("lease_lost", job.queue.name)
+        log.warning("lease_lost", stage="ack", duration=duration,
+                    detail="ack rejected: the lease expired or was re-claimed", **fields)
+
+
+async def _fail(
+    worker: Worker, job: RunningJob, fields: dict[str, Any], error: str, task: Task
+) -> None:
+    backoff = task.backoff or worker.backoff
+    retry_in = backoff.delay(job.lease.attempt)
+    state: JobState | None = await _settle(
+        worker, job, fields,
+        lambda: job.queue.fail(job.lease, error, retry_in=retry_in,
+                                  max_attempts=task.max_attempts))
+    if state is None:
+        return
+    if state == "dead":
+        worker.count("dead", job.queue.name, job.lease.task)
+        log.error("job_dead", error=error, **fields)
+    else:
+        worker.count("failed", job.queue.name, job.lease.task)
+        log.warning("job_failed", error=error, retry_in=round(retry_in, 3), state=state,
+                    **fields)
+
+
+async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> None:
+    """Give the lease back (shutdown); connection errors and refusals are retried until
+    the caller's deadline, after which the lease simply expires and the reaper requeues
+    the job."""
+    delay = 0.02
+    outage = worker.outages["release"]
+    while True:
+        try:
+            async with worker.redis_slots:
+                await job.queue.release(job.lease)
+        except LeaseLost:
+            log.warning("lease_lost", stage="release", **fields)
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise
+            if not retryable(exc):
+                log.warning("release_failed", error=error_text(exc), **fields,
+                            detail="the lease will expire and the reaper will requeue the job")
+                job.settled = True
+                return
+            outage.failed(exc, retry_in=delay)
+            try:
+                await anyio.sleep(delay)
+            except anyio.get_cancelled_exc_class():
+                log.warning("release_failed", error=error_text(exc), **fields,
+                            detail="the lease will expire and the reaper will requeue the job")
+                raise
+            delay = min(delay * 2, 0.5)
+            continue
+        else:
+            outage.ok()
+            worker.count("released", job.queue.name)
+            log.info("job_released", **fields)
+        job.settled = True
+        return
+
+
+async def _settle(
+    worker: Worker, job: RunningJob, fields: dict[str, Any],
+    call: Callable[[], Awaitable[Any]],
+) -> Any:
+    """Run a fenced settle call, retrying connection errors and refusals while the lease
+    lasts.
+
+    Returns the call's value, or None when the lease was lost or the server answered
+    with an error retrying cannot fix (logged; the lease expires and the job is redone
+    or goes dead then)."""
+    delay = 0.05
+    outage = worker.outages["settle"]
+    while True:
+        try:
+            async with worker.redis_slots:
+                value = await call()
+        except LeaseLost:
+            job.settled = True
+            worker.count("lease_lost", job.queue.name)
+            log.warning("lease_lost", stage="settle", **fields)
+            return None
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise
+            gave_up = not retryable(exc) or job.lease.local_deadline <= time.monotonic()
+            if gave_up:
+                job.settled = True
+                worker.count("lease_lost", job.queue.name)
+                log.warning("lease_lost", stage="settle", error=error_text(exc),
+                            **fields)
+                return None
+            outage.failed(exc, retry_in=delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            continue
+        outage.ok()
+        job.settled = True
+        return value
+
+
+async def _renew(worker: Worker, job: RunningJob, lease_timeout: float) -> None:
+    """Extend the lease to the task's own length right after the claim; a lost lease
+    cancels the job (its scope), a connection error leaves it to the heartbeat."""
+    try:
+        async with worker.redis_slots:
+            job.lease = await job.queue.extend(job.lease, lease_timeout)
+    except LeaseLost:
+        job.lost = True
+        if job.scope is not None:
+            job.scope.cancel()
+    except Exception as exc:
+        if not redis_failure(exc):
+            raise
+        worker.heartbeat.outage.failed(exc, queue=job.queue.name, job_id=job.lease.job_id)

@@ -1,0 +1,560 @@
+"""The worker: claims jobs into free slots, runs their handlers, shuts down gracefully."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._version import VERSION
+from ..exceptions import InvalidInput, LeaseLost, LeaseqError
+from ..models import Lease
+from ..protocol import crash, validate
+from ..protocol.queue import Queue
+from ..protocol.wire import error_text, is_cluster, redis_failure
+from .acks import AckBatcher
+from .heartbeat import Heartbeat
+from .job import RELEASE_TIMEOUT, run_job
+from .metrics import Metrics
+from .outage import Outage
+from .policy import Policy, Priority
+from .presence import Presence
+from .reaper import Reaper
+from .task import Backoff, Handler, Task, normalise_handlers
+from .taskstats import TaskStats
+
+__all__ = ["Worker"]
+
+log = structlog.get_logger(__name__)
+
+_MAX_CLAIM_BATCH = 100
+_REDIS_SLOTS = 16
+# Connections the worker itself may hold at once besides its handlers': per-job calls,
+# claims, the wake-up wait, acks, the reaper, metrics.
+_OWN_CONNECTIONS = _REDIS_SLOTS + 5
+
+
+def _routes(
+    queue: Queue | Mapping[Queue, Mapping[str, Handler | Task]],
+    handlers: Mapping[str, Handler | Task] | None,
+) -> dict[Queue, Mapping[str, Handler | Task]]:
+    if isinstance(queue, Queue):
+        if handlers is None:
+            raise InvalidInput("Worker(queue, handlers) needs the handlers")
+        return {queue: handlers}
+    if isinstance(queue, Mapping) and handlers is None and queue:
+        names = [q.name if isinstance(q, Queue) else q for q in queue]
+        for q in queue:
+            if not isinstance(q, Queue):
+                raise InvalidInput(f"Worker takes Queue objects as keys, got {q!r}")
+        if len(set(names)) != len(names):
+            raise InvalidInput(f"a worker serves each queue once, got {names}")
+        return dict(queue)
+    raise InvalidInput("use Worker(queue, handlers) or Worker({queue: handlers, ...}), "
+                       f"got {queue!r}")
+
+
+def _check_pool(queue: Queue, concurrency: int) -> None:
+    """Warn when the client's pool may run out: redis-py's default pool raises
+    ``MaxConnectionsError`` (at 100 connections) instead of waiting."""
+    pool = getattr(queue.redis, "connection_pool", None)  # a cluster client has none
+    limit = getattr(pool, "max_connections", None)
+    if isinstance(limit, int) and limit < concurrency + _OWN_CONNECTIONS:
+        log.warning("connection_pool_small", queue=queue.name, max_connections=limit,
+                    concurrency=concurrency,
+                    advice=f"allow at least concurrency + {_OWN_CONNECTIONS} connections "
+                           "(more if handlers use the client), or use a "
+                           "BlockingConnectionPool")
+
+
+class Served:
+    """One queue a worker serves: the queue, its handlers and its ack batcher."""
+
+    __slots__ = ("acks", "caps", "queue", "tasks")
+
+    def __init__(self, queue: Queue, handlers: Mapping[str, Handler | Task]) -> None:
+        self.queue = queue
+        self.tasks = normalise_handlers(handlers)
+        self.acks = AckBatcher(queue)
+        # Per-task attempt limits, applied (and stored with each job) at claim time.
+        self.caps = {name: t.max_attempts for name, t in self.tasks.items()
+                     if t.max_attempts is not None}
+
+
+class Worker:
+    """Runs the handlers of one queue — or of several — with at most ``concurrency``
+    jobs at once.
+
+    ``Worker(queue, handlers)`` serves one queue; ``handlers`` maps task names to
+    ``async def handler(ctx, payload)`` functions or to :class:`~leaseq.Task` values with
+    options of their own. ``Worker({high: handlers, low: handlers}, policy=...)`` serves
+    several, each with its own handlers (and its own lease length and attempts, from its
+    :class:`~leaseq.Queue`); ``policy`` shares the slots between them:
+    :class:`~leaseq.Priority` (the default: in the given order) or
+    :class:`~leaseq.Weighted`.
+
+    ``reaper=True`` runs a :class:`~leaseq.Reaper` for the served queues inside the
+    worker (safe with many workers). ``job_timeout`` bounds every run (``None``: no
+    limit); ``backoff`` spaces retries of failed jobs; ``grace_period`` is how long a
+    graceful stop lets running handlers finish before it cancels them and releases their
+    leases. ``poll_interval`` bounds how long an idle worker blocks on the wake-up lists
+    before it looks again (delayed jobs, lost wake-ups). ``metrics`` (a
+    :class:`~leaseq.metrics.Metrics`) receives the worker's counters. Every
+    ``presence_interval`` seconds the worker renews its entry in each queue's list of
+    live workers (:meth:`~leaseq.Queue.workers`, ``leaseq workers``); the entry expires
+    after five intervals, so a worker that died disappears from the list by then.
+    """
+
+    def __init__(
+        self,
+        queue: Queue | Mapping[Queue, Mapping[str, Handler | Task]],
+        handlers: Mapping[str, Handler | Task] | None = None,
+        *,
+        policy: Policy | None = None,
+        concurrency: int = 10,
+        reaper: bool = True,
+        reaper_interval: float = 1.0,
+        job_timeout: float | None = None,
+        backoff: Backoff | None = None,
+        grace_period: float = 30.0,
+        poll_interval: float = 1.0,
+        heartbeat_fraction: float = 1 / 3,
+        metrics: Metrics | None = None,
+        presence_interval: float = 2.0,
+    ) -> None:
+        routes = _routes(queue, handlers)
+        self.served = {q.name: Served(q, h) for q, h in routes.items()}
+        self.queues = [s.queue for s in self.served.values()]
+        self.queue = self.queues[0]
+        """The (first) served queue."""
+        self.tasks = self.served[self.queue.name].tasks
+        """The handlers of the (first) served queue."""
+        self.policy: Policy = policy if policy is not None else Priority()
+        self._names = list(self.served)
+        self.concurrency = validate.positive_int(concurrency, "concurrency")
+        self.metrics = metrics
+        self.reaper = (Reaper(*self.queues, interval=reaper_interval, metrics=metrics)
+                       if reaper else None)
+        self.job_timeout = (None if job_timeout is None
+                            else validate.seconds(job_timeout, "job_timeout", allow_zero=False))
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.grace_period = validate.seconds(grace_period, "grace_period", allow_zero=True)
+        self.poll_interval = validate.seconds(poll_interval, "poll_interval", allow_zero=False)
+        if not 0 < heartbeat_fraction < 1:
+            raise InvalidInput(f"heartbeat_fraction must be in (0, 1), got {heartbeat_fraction}")
+        self.heartbeat_fraction = heartbeat_fraction
+        self._counts: Counter[str] = Counter()
+        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        # The worker's own per-job Redis calls (heartbeats, fails, releases) share a few
+        # connections, so a thousand running jobs do not need a thousand connections.
+        self.redis_slots = anyio.CapacityLimiter(_REDIS_SLOTS)
+        for q in self.queues:
+            _check_pool(q, self.concurrency)
+        self._running = False
+        self._stop_requested = False
+        self._claim_scope: anyio.CancelScope | None = None
+        self._claim_shield: anyio.CancelScope | None = None
+        self._stop_at: float | None = None
+        self._cleanup_by = math.inf
+        self.outages = {name: Outage(name, queue=",".join(self._names))
+                        for name in ("claim", "settle", "release", "wait")}
+        """One :class:`~leaseq._outage.Outage` per part of the worker that calls Redis (the
+        ack batchers and the heartbeat have their own): failures are logged once per
+        episode."""
+        self._drain_scope: anyio.CancelScope | None = None
+        self._job_finished: anyio.Event | None = None
+        self._finished = 0
+        self._in_flight = 0
+        # Per queue, when its server failed a claim: skipped until then (several queues).
+        self._down_until: dict[str, float] = {}
+        self._down_backoff: dict[str, float] = {}
+        self._down_logged: set[str] = set()
+        self.heartbeat = Heartbeat(heartbeat_fraction)
+        self.presence = Presence(
+            self.queues, self._describe,
+            validate.seconds(presence_interval, "presence_interval", allow_zero=False))
+        """Keeps this worker in the queues' lists of live workers (:meth:`Queue.workers`)."""
+        self._started_at = time.time()
+        self.taskstats = TaskStats(self.queues)
+        self.presence.leave_by = self.taskstats.flush_by = lambda: self._cleanup_by
+        """Per-task outcomes and run times, flushed to Redis every few seconds
+        (:meth:`Queue.task_stats`, ``leaseq stats --by-task``)."""
+        if metrics is not None:
+            metrics.in_flight.labels(",".join(self._names)).set_function(
+                lambda: self.in_flight)
+
+    # -- public control -------------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Jobs this worker has claimed, acked, failed (and retried), sent to dead, lost
+        (lease expired or re-claimed) and released, since it was created."""
+        return {name: self._counts[name] for name in
+                ("claimed", "acked", "failed", "dead", "lease_lost", "released")}
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs running (or settling) right now; slots the claim loop holds for a claim in
+        progress do not count."""
+        return self._in_flight
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested (the worker claims nothing more)."""
+        return self._stop_requested
+
+    def _stopping(self) -> bool:
+        # A call, not an attribute read, so type checkers do not assume it cannot change
+        # across an await.
+        return self._stop_requested
+
+    def _describe(self) -> dict[str, Any]:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "queues": self._names,
+                "concurrency": self.concurrency, "in_flight": self.in_flight,
+                "started_at": self._started_at, "version": VERSION,
+                "counters": self.counters}
+
+    def count(self, event: str, queue: str, task: str | None = None) -> None:
+        """Add one to a counter of ``queue`` (used by the job runner); with ``task``, an
+        outcome (acked, failed, dead) also goes to the per-task statistics."""
+        self._counts[event] += 1
+        if self.metrics is not None:
+            self.metrics.jobs.labels(queue, event).inc()
+        if task is not None:
+            self.taskstats.outcome(queue, task, event)
+
+    def observe(self, task: str, seconds: float, queue: str) -> None:
+        """Record a handler's run time on ``queue`` (used by the job runner)."""
+        self.taskstats.duration(queue, task, seconds)
+        if self.metrics is not None:
+            self.metrics.duration.labels(queue, task).observe(seconds)
+
+    def stop(self) -> None:
+        """Stop gracefully: claim nothing more, let running handlers finish within the
+        grace period, then cancel the rest and release their leases. Returns at once;
+        :meth:`run` returns when the worker has stopped."""
+        if not self._stop_requested:
+            self._stop_requested = True
+            log.info("worker_stopping", queue=self.queue.name, in_flight=self.in_flight,
+                     grace_period=self.grace_period)
+            if self._running:
+                # The whole stop fits in grace period + RELEASE_TIMEOUT from now, whatever
+                # Redis does: a claim in flight, releases, acks, the last presence and
+                # statistics writes all end by then (leases left behind expire).
+                self._stop_at = anyio.current_time()
+                self._cleanup_by = min(self._cleanup_by,
+                                       self._stop_at + self.grace_period + RELEASE_TIMEOUT)
+        if self._claim_scope is not None:
+            self._claim_scope.cancel()
+        if self._claim_shield is not None:
+            self._claim_shield.deadline = min(
+                self._claim_shield.deadline, anyio.current_time() + RELEASE_TIMEOUT,
+                self._cleanup_by)
+
+    def kill(self) -> None:
+        """Stop now: cancel running handlers at once (their leases are still released,
+        each within a few seconds at most)."""
+        self.stop()
+        if self._running:
+            self._cleanup_by = min(self._cleanup_by, anyio.current_time() + RELEASE_TIMEOUT)
+        if self._drain_scope is not None:
+            self._drain_scope.cancel()
+
+    @property
+    def cleanup_by(self) -> float:
+        """When (anyio's clock) a stopping worker's clean-up must be over: releases and
+        acks still waiting on Redis then are given up (``inf`` while not stopping)."""
+        return self._cleanup_by
+
+    # -- main loop ------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        burst: bool = False,
+        handle_signals: bool = True,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until stopped (:meth:`stop`, SIGTERM or SIGINT; a second signal kills).
+
+        ``burst=True`` returns instead once no job is waiting and none is running (jobs
+        delayed for later are left for another run). ``handle_signals=False`` leaves
+        signals to the embedding application. Reports ready through ``task_status``.
+        """
+        if self._running:
+            raise LeaseqError("this worker is already running")
+        self._running = True
+        self._stop_requested = False
+        self._stop_at = None
+        self._cleanup_by = math.inf
+        # Claimed leases go to `concurrency` long-lived runner tasks: no task per job.
+        send, receive = anyio.create_memory_object_stream[tuple[Lease, object]](
+            self.concurrency)
+        try:
+            async with anyio.create_task_group() as root:
+                if handle_signals:
+                    await root.start(self._watch_signals)
+                if self.reaper is not None:
+                    root.start_soon(self.reaper.run)
+                for served in self.served.values():
+                    root.start_soon(served.acks.run)
+                root.start_soon(self.heartbeat.run)
+                root.start_soon(self.presence.run)
+                root.start_soon(self.taskstats.run)
+                if self.metrics is not None:
+                    root.start_soon(self.metrics.watch, self.queues)
+                with anyio.CancelScope() as drain:
+                    self._drain_scope = drain
+                    async with anyio.create_task_group() as runners:
+                        for _ in range(self.concurrency):
+                            runners.start_soon(self._runner, receive.clone())
+                        log.info("worker_started", queue=",".join(self._names),
+                                 concurrency=self.concurrency,
+                                 tasks=sorted({t for s in self.served.values()
+                                               for t in s.tasks}))
+                        task_status.started()
+                        async with send:
+                            await self._claim_loop(send, burst)
+                        # Running handlers get the grace period; then the scope cancels
+                        # them and each releases its lease on the way out.
+                        # (counted from the stop: a claim that met a frozen Redis used
+                        # part of it already).
+                        drain.deadline = (self._stop_at if self._stop_at is not None
+                                          else anyio.current_time()) + self.grace_period
+                # Bounded: a stop must end even while Redis does not answer (leases that
+                # could not be released expire and the reaper requeues their jobs). One
+                # budget for all clean-up after the grace period: the runners' releases
+                # (each bounded the same way), the unstarted leases and the acks.
+                end = min(min(anyio.current_time(), drain.deadline) + RELEASE_TIMEOUT,
+                          self._cleanup_by)
+                self._cleanup_by = end
+                for served in self.served.values():
+                    served.acks.limit(end - anyio.current_time())
+                with anyio.CancelScope(shield=True, deadline=end):
+                    await self._release_unstarted(receive)
+                root.cancel_scope.cancel()
+        finally:
+            receive.close()
+            self._running = False
+            self._drain_scope = self._claim_scope = self._claim_shield = None
+            log.info("worker_stopped", queue=",".join(self._names), **self.counters)
+
+    async def _runner(self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]) -> None:
+        async with leases:
+            async for lease, slot in leases:
+                self.taskstats.server_offset = lease.server_offset
+                self._in_flight += 1
+                try:
+                    await run_job(self, self.served[lease.queue], lease)
+                finally:
+                    self._in_flight -= 1
+                    self._limiter.release_on_behalf_of(slot)
+                    self._finished += 1
+                    if self._job_finished is not None:
+                        self._job_finished.set()
+
+    async def _release_unstarted(
+        self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]
+    ) -> None:
+        """Leases claimed but never picked up (the runners were cancelled first)."""
+        unstarted = []
+        while True:
+            try:
+                lease, slot = leases.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            unstarted.append(lease)
+            self._limiter.release_on_behalf_of(slot)
+        await self._release_all(unstarted)
+
+    async def _claim_loop(
+        self, runners: MemoryObjectSendStream[tuple[Lease, object]], burst: bool
+    ) -> None:
+        with anyio.CancelScope() as scope:
+            self._claim_scope = scope
+            backoff = 0.05
+            while not self._stopping():
+                slots = await self._take_slots()
+                finished_before = self._finished
+                leases: list[Lease] = []
+                try:
+                    # A claim that reached Redis must be seen through: its leases are ours.
+                    # Only a stop bounds it (stop() sets a deadline): Redis may not answer.
+                    with anyio.CancelScope(shield=True) as shield:
+                        self._claim_shield = shield
+                        if self._stopping():
+                            shield.deadline = min(anyio.current_time() + RELEASE_TIMEOUT,
+                                                  self._cleanup_by)
+                        leases = await self._claim(len(slots))
+                        crash.point("after_claim")
+                        if self._stopping():
+                            await self._release_all(leases)
+                            leases = []
+                    self._claim_shield = None
+                    backoff = 0.05
+                    self.outages["claim"].ok()
+                except Exception as exc:
+                    if not redis_failure(exc):
+                        raise
+                    self._claim_shield = None
+                    self.outages["claim"].failed(exc, retry_in=backoff)
+                    self._give_back(slots)
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                for lease, slot in zip(leases, slots, strict=False):
+                    # Never blocks: the buffer holds `concurrency` items and every item
+                    # holds one of `concurrency` slots.
+                    runners.send_nowait((lease, slot))
+                self._give_back(slots[len(leases):])
+                if leases:
+                    continue
+                if burst:
+                    # Done only if nothing ran since the claim began: a job that finished
+                    # meanwhile may have gone back to todos (a retry).
+                    # Borrowed slots: jobs running plus leases on their way to a runner.
+                    busy = self._limiter.borrowed_tokens
+                    if busy == 0 and self._finished == finished_before:
+                        return
+                    if busy == 0:
+                        continue
+                    self._job_finished = anyio.Event()
+                    await self._job_finished.wait()
+                    self._job_finished = None
+                    continue
+                await self._wait_for_work()
+
+    async def _take_slots(self) -> list[object]:
+        """Block until a slot is free; take it and every other free one (up to a batch)."""
+        first = object()
+        await self._limiter.acquire_on_behalf_of(first)
+        slots = [first]
+        while len(slots) < _MAX_CLAIM_BATCH and self._limiter.available_tokens >= 1:
+            slot = object()
+            self._limiter.acquire_on_behalf_of_nowait(slot)
+            slots.append(slot)
+        return slots
+
+    def _give_back(self, slots: list[object]) -> None:
+        for slot in slots:
+            self._limiter.release_on_behalf_of(slot)
+
+    async def _claim(self, free: int) -> list[Lease]:
+        """Claim up to ``free`` leases over the served queues, as the policy plans.
+
+        With several queues a Redis error is handled per queue: the leases already
+        claimed from other queues are kept (dropping them would cost their jobs an attempt
+        and a lease timeout), and the failing queue is skipped for a growing backoff while
+        the others are served. Raises only when every queue it tried failed.
+        """
+        if len(self._names) == 1:
+            return await self.queue.claim_many(free, max_attempts=self.served[
+                self.queue.name].caps)
+        leases: list[Lease] = []
+        tried = failed = 0
+        error: BaseException | None = None
+        now = anyio.current_time()
+        for name, n in self.policy.plan(free, self._names):
+            want = min(n, free - len(leases))
+            if want > 0 and self._down_until.get(name, 0.0) <= now:
+                tried += 1
+                try:
+                    served = self.served[name]
+                    leases += await served.queue.claim_many(want, max_attempts=served.caps)
+                    self._down_backoff.pop(name, None)
+                    if name in self._down_logged:
+                        self._down_logged.discard(name)
+                        log.info("redis_recovered", component="claim", queue=name)
+                except Exception as exc:
+                    if not redis_failure(exc):
+                        raise
+                    failed, error = failed + 1, exc
+                    backoff = self._down_backoff.get(name, 0.05)
+                    self._down_until[name] = now + backoff
+                    self._down_backoff[name] = min(backoff * 2, 5.0)
+                    if name not in self._down_logged:
+                        self._down_logged.add(name)
+                        log.warning("redis_unavailable", component="claim", queue=name,
+                                    error=error_text(exc), retry_in=backoff)
+            if len(leases) >= free:
+                break
+        if error is not None and failed == tried and not leases:
+            raise error
+        return leases
+
+    async def _wait_for_work(self) -> None:
+        """Block on the wake-up lists until a job is enqueued or ``poll_interval`` passes:
+        one BLPOP over every served queue when they share a client (and a slot-less
+        server), else one per client, the first to wake ends the wait."""
+        groups: dict[int, list[Queue]] = {}
+        for q in self.queues:
+            groups.setdefault(id(q.redis), []).append(q)
+        try:
+            if len(groups) == 1 and not is_cluster(self.queue.redis):
+                await self.queue.redis.blpop([q.keys.wake for q in self.queues],
+                                             timeout=self.poll_interval)
+                self.outages["wait"].ok()
+                return
+            async with anyio.create_task_group() as tg:
+                for q in self.queues:
+                    tg.start_soon(self._blpop_then_cancel, q, tg.cancel_scope)
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise
+            self.outages["wait"].failed(exc, retry_in=self.poll_interval)
+            await anyio.sleep(self.poll_interval)
+
+    async def _blpop_then_cancel(self, q: Queue, scope: anyio.CancelScope) -> None:
+        # Errors are handled here, in the child: escaping the task group they would come
+        # out as an ExceptionGroup that _wait_for_work's except clause does not match,
+        # and a failing-over cluster node would take the whole worker down.
+        try:
+            await q.redis.blpop([q.keys.wake], timeout=self.poll_interval)
+            self.outages["wait"].ok()
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise
+            self.outages["wait"].failed(exc, queue=q.name, retry_in=self.poll_interval)
+            await anyio.sleep(self.poll_interval)
+        scope.cancel()
+
+    async def _release_all(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            try:
+                await self.served[lease.queue].queue.release(lease)
+            except Exception as exc:
+                if not (isinstance(exc, LeaseLost) or redis_failure(exc)):
+                    raise
+                log.warning("release_failed", queue=lease.queue, job_id=lease.job_id,
+                            error=repr(exc))
+
+    async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
+        try:
+            receiver = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+            signals = receiver.__enter__()
+        except (ValueError, RuntimeError, NotImplementedError) as exc:
+            # Not the main thread, or a loop without signal support: the embedding
+            # application owns signals then.
+            log.info("signals_not_handled", reason=str(exc))
+            task_status.started()
+            return
+        with receiver:
+            task_status.started()
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not self._stop_requested:
+                    log.info("signal_received", signal=name, action="graceful stop")
+                    self.stop()
+                else:
+                    log.warning("signal_received", signal=name, action="immediate stop")
+                    self.kill()
