@@ -64,7 +64,7 @@ def test_compose_commands_are_valid_leaseq_command_lines(service: str):
                             capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
     if command[0] == "worker":
-        from leaseq.cli.util import load_target
+        from leaseq.cli.targets import load_target
 
         assert set(load_target(command[1])) == {"add", "get_title", "work"}
 

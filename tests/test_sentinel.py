@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from leaseq import JobContext, Queue, Worker
-from leaseq.cli.util import close_client, sentinel_client
+from leaseq.cli.connect import close_client, sentinel_client
 from leaseq.testing import check_invariants
 from leaseq.testing._sentinel import RedisSentinelGroup
 

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..protocol.queue import Queue
 from ..protocol.wire import redis_failure, text
 from ..testing import RedisServer, RedisServerError
-from . import util
+from . import connect, exits, util
 
 __all__ = ["run"]
 
@@ -40,12 +40,12 @@ def run(settings: util.Settings, jobs: int, workers: int, keep: bool = False) ->
             server = RedisServer()
             server.start()
         except RedisServerError as exc:
-            util.fail(f"{exc}; or point LEASEQ_REDIS_URL at a running Redis",
-                      util.EXIT_UNREACHABLE)
+            exits.fail(f"{exc}; or point LEASEQ_REDIS_URL at a running Redis",
+                      exits.EXIT_UNREACHABLE)
         url = server.url
         console.print(f"started a private redis-server on {url}")
     else:
-        console.print(f"using Redis at {util.redact(url)}")
+        console.print(f"using Redis at {connect.redact(url)}")
     try:
         # A private server dies with the demo: nothing to keep then.
         return anyio.run(_demo, console, url, jobs, workers, keep and server is None)
@@ -55,7 +55,7 @@ def run(settings: util.Settings, jobs: int, workers: int, keep: bool = False) ->
 
 
 async def _reachable(url: str) -> bool:
-    client = util.make_client(url)
+    client = connect.make_client(url)
     try:
         return bool(await client.ping())
     except Exception as exc:
@@ -123,7 +123,7 @@ async def _demo(console: Console, url: str, n: int, workers: int, keep: bool) ->
             f"\n[bold]summary[/]  jobs {n}  done {done}  dead {dead}  "
             f"redone after the kill {redone}  [bold]lost {lost}[/]  "
             f"throughput {n / elapsed:,.0f} jobs/s  ({elapsed:.1f} s)")
-        return util.EXIT_OK if lost == 0 else util.EXIT_FAILURE
+        return exits.EXIT_OK if lost == 0 else exits.EXIT_FAILURE
     finally:
         for p in procs:
             if p.poll() is None:

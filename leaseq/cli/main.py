@@ -32,7 +32,7 @@ from ..runtime.policy import Policy, Priority, Weighted
 from ..runtime.reaper import Reaper
 from ..runtime.task import normalise_handlers
 from ..runtime.worker import Worker
-from . import logsetup, ops, util
+from . import exits, logsetup, ops, targets, util
 from .params import LOG_FORMATS, LOG_LEVELS, QUEUE, QUEUES, Group, queue_name
 from .supervisor import Supervisor
 
@@ -142,12 +142,12 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
     ACL, not a Redis server, TLS) exits 3; connection refused or a timeout is logged once
     and retried until Redis answers.
     """
-    handlers = util.load_target(target)
+    handlers = targets.load_target(target)
     if isinstance(handlers, Mapping):
         try:
             normalise_handlers(handlers)
         except InvalidInput as exc:
-            util.fail(f"TARGET {target!r}: {exc}", util.EXIT_USAGE)
+            exits.fail(f"TARGET {target!r}: {exc}", exits.EXIT_USAGE)
     chosen = _policy(policy, weights, queues)
     if not isinstance(handlers, Mapping) and len(queues) > 1:
         raise click.UsageError("a Worker factory serves one --queue")
@@ -177,12 +177,12 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
             made = handlers(qs[0])
             w = await made if inspect.isawaitable(made) else made
             if not isinstance(w, Worker):
-                raise util.Failure(f"TARGET {target!r} returned {type(w).__name__}: "
+                raise exits.Failure(f"TARGET {target!r} returned {type(w).__name__}: "
                                    "expected a function that takes a Queue and returns a "
-                                   "Worker", util.EXIT_USAGE)
+                                   "Worker", exits.EXIT_USAGE)
         if os.environ.get("LEASEQ_WORKER_INDEX") is None:
             await w.run(burst=burst)
-            return util.EXIT_OK
+            return exits.EXIT_OK
         # A child of `leaseq worker -p N`: if the supervisor dies (SIGKILL, OOM killer),
         # nothing would stop this process; it stops gracefully by itself instead.
         async with anyio.create_task_group() as tg:
@@ -192,7 +192,7 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
                           int(parent) if parent.isdigit() else os.getppid())
             await w.run(burst=burst)
             tg.cancel_scope.cancel()
-        return util.EXIT_OK
+        return exits.EXIT_OK
 
     # Room for every handler to use the client once, plus the worker's own connections.
     sys.exit(util.run(settings, go, max_connections=2 * concurrency + 64))
@@ -288,7 +288,7 @@ def reaper(settings: util.Settings, queues: tuple[str, ...], interval: float,
                 async for _ in signals:
                     break
                 tg.cancel_scope.cancel()
-        return util.EXIT_OK
+        return exits.EXIT_OK
 
     sys.exit(util.run(settings, go))
 
@@ -340,15 +340,15 @@ def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
                                   max_attempts=max_attempts)
             show(job)
             if not wait_:
-                return util.EXIT_OK
+                return exits.EXIT_OK
             try:
                 result = await q.wait(job, timeout=timeout)
             except (JobDead, WaitTimeout) as exc:
-                util.notice(str(exc))
-                return util.EXIT_FAILURE
+                exits.notice(str(exc))
+                return exits.EXIT_FAILURE
             click.echo(json.dumps({"queue": queue, "job_id": job, "result": result})
                        if as_json else json.dumps(result))
-            return util.EXIT_OK
+            return exits.EXIT_OK
 
         sys.exit(util.run(settings, one))
     if job_id is not None:
@@ -358,14 +358,14 @@ def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
 
     async def many(client: aioredis.Redis) -> int:
         if sys.stdin.isatty():
-            util.notice("reading one JSON payload per line until Ctrl-D "
+            exits.notice("reading one JSON payload per line until Ctrl-D "
                         "(Ctrl-C enqueues the lines entered and stops)")
         feed = _StdinFeed(Queue(client, queue), task, delay, max_attempts, show)
         _, interrupted = await util.until_signal(feed.run, signal.SIGINT)
         if interrupted is not None:
-            util.notice(f"interrupted: {_jobs(feed.enqueued)} enqueued")
-            return util.EXIT_INTERRUPTED
-        return util.EXIT_OK
+            exits.notice(f"interrupted: {_jobs(feed.enqueued)} enqueued")
+            return exits.EXIT_INTERRUPTED
+        return exits.EXIT_OK
 
     sys.exit(util.run(settings, many))
 
@@ -439,9 +439,9 @@ class _StdinFeed:
             except ValueError as exc:
                 with anyio.CancelScope(shield=True):
                     await self._flush()
-                raise util.Failure(
+                raise exits.Failure(
                     f"stdin line {self._line_no}: invalid JSON: {exc} (stopped there; "
-                    f"{_jobs(self.enqueued)} enqueued)", util.EXIT_USAGE) from None
+                    f"{_jobs(self.enqueued)} enqueued)", exits.EXIT_USAGE) from None
 
     async def _flush(self) -> None:
         while self._pending:
@@ -492,7 +492,7 @@ def _parse_json(raw: str, where: str) -> Any:
     try:
         return _loads(raw)
     except ValueError as exc:
-        util.fail(f"{where}: invalid JSON: {exc}", util.EXIT_USAGE)
+        exits.fail(f"{where}: invalid JSON: {exc}", exits.EXIT_USAGE)
 
 
 # -- stats, inspect -------------------------------------------------------------------------
@@ -545,9 +545,9 @@ def inspect_(settings: util.Settings, job_id: str, queues: tuple[str, ...],
             info = await Queue(client, name).job(job_id)
             if info is not None:
                 await _clistats.print_job(client, name, info, as_json)
-                return util.EXIT_OK
-        util.notice(f"no job {job_id!r} in {', '.join(names) or 'any queue'}")
-        return util.EXIT_FAILURE
+                return exits.EXIT_OK
+        exits.notice(f"no job {job_id!r} in {', '.join(names) or 'any queue'}")
+        return exits.EXIT_FAILURE
 
     sys.exit(util.run(settings, go))
 
@@ -582,9 +582,9 @@ def _confirm(action: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise util.Failure(f"refusing to {action} without --yes (stdin is not a terminal)")
+        raise exits.Failure(f"refusing to {action} without --yes (stdin is not a terminal)")
     if not click.confirm(f"{action}?"):
-        raise util.Failure("aborted")
+        raise exits.Failure("aborted")
 
 
 async def _dead_among(q: Queue, job_ids: list[str]) -> list[bool]:
@@ -629,10 +629,10 @@ def _dead_action(verb: str) -> Any:
             elif count or all_:
                 click.echo(f"{verb}d {n} job(s)")
             if missing:
-                util.notice(f"not found: {', '.join(missing)} (no dead job of queue {queue} "
+                exits.notice(f"not found: {', '.join(missing)} (no dead job of queue {queue} "
                             "has this id)")
-                return util.EXIT_FAILURE
-            return util.EXIT_OK
+                return exits.EXIT_FAILURE
+            return exits.EXIT_OK
 
         sys.exit(util.run(settings, go))
 
@@ -669,7 +669,7 @@ def doctor_(settings: util.Settings, queues: tuple[str, ...], repair: bool,
         else:
             for line in report.lines():
                 click.echo(line)
-        return util.EXIT_FAILURE if report.problems else util.EXIT_OK
+        return exits.EXIT_FAILURE if report.problems else exits.EXIT_OK
 
     sys.exit(util.run(settings, go))
 
@@ -695,10 +695,10 @@ def web(settings: util.Settings, queues: tuple[str, ...], host: str, port: int,
         token: str | None, no_auth: bool, max_body: int) -> None:
     """Serve the dashboard and the HTTP API (default: every registered queue)."""
     try:
-        from ..web import _serve
+        from . import web as _serve
     except ImportError as exc:
-        util.fail(f"leaseq web needs the web extra (pip install 'leaseq[web]'): {exc}",
-                  util.EXIT_USAGE)
+        exits.fail(f"leaseq web needs the web extra (pip install 'leaseq[web]'): {exc}",
+                  exits.EXIT_USAGE)
     if token is not None and not token.strip():
         raise click.BadParameter("the token is empty", param_hint="--token")
     if token is None and not no_auth and not _serve.is_loopback(host):

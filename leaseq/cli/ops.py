@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 from ..models import JobInfo, JobState
 from ..protocol.admin import health, registered_queues, server_ms
 from ..protocol.queue import Queue
-from ..runtime.taskstats import json_ready
-from . import util
+from ..protocol.taskstats import json_ready
+from . import exits, util
 from .params import QUEUE, QUEUES, Command, Group
 
 _STATES = click.Choice(["todo", "delayed", "in_progress", "done", "dead"])
@@ -68,7 +68,7 @@ def jobs(settings: util.Settings, queue: str, state: JobState, task: str | None,
         if as_json:
             click.echo(json.dumps({"queue": queue, "state": state, "jobs": rows,
                                    "next_cursor": following}))
-            return util.EXIT_OK
+            return exits.EXIT_OK
         click.echo(f"{'JOB':36}  {'TASK':20}  {'ATTEMPTS':>8}  {'AGE':>7}  DETAIL")
         for row, info in zip(rows, infos, strict=True):
             detail = {"in_progress": f"lease {_age(info.lease_ttl)} left, {info.owner}",
@@ -79,7 +79,7 @@ def jobs(settings: util.Settings, queue: str, state: JobState, task: str | None,
                        f"{_age(row['age']):>7}  {detail}")
         if following is not None:
             click.echo(f"more: --cursor {following}", err=True)
-        return util.EXIT_OK
+        return exits.EXIT_OK
 
     sys.exit(util.run(settings, go))
 
@@ -102,7 +102,7 @@ def workers(settings: util.Settings, queues: tuple[str, ...], as_json: bool) -> 
         listed = sorted(found.values(), key=lambda w: w.started_at)
         if as_json:
             click.echo(json.dumps({"workers": [asdict(w) for w in listed]}))
-            return util.EXIT_OK
+            return exits.EXIT_OK
         now = time.time()
         click.echo(f"{'WORKER':40}  {'QUEUES':20}  {'BUSY':>7}  {'UP':>7}  {'SEEN':>6}  VERSION")
         for w in listed:
@@ -112,7 +112,7 @@ def workers(settings: util.Settings, queues: tuple[str, ...], as_json: bool) -> 
                        f"{w.version}")
         if not listed:
             click.echo("no live workers", err=True)
-        return util.EXIT_OK
+        return exits.EXIT_OK
 
     sys.exit(util.run(settings, go))
 
@@ -140,13 +140,13 @@ def queue_purge(settings: util.Settings, queue: str, yes: bool, as_json: bool) -
                 f"delete {waiting} waiting and delayed jobs of queue {queue}?",
                 err=True):
             click.echo("nothing deleted", err=True)
-            return util.EXIT_FAILURE
+            return exits.EXIT_FAILURE
         purged = await q.purge_waiting()
         if as_json:
             click.echo(json.dumps({"queue": queue, "purged": purged}))
         else:
             click.echo(f"purged {purged}")
-        return util.EXIT_OK
+        return exits.EXIT_OK
 
     sys.exit(util.run(settings, go))
 
@@ -173,7 +173,7 @@ def check(settings: util.Settings, queue: str, as_json: bool) -> None:
         else:
             for name, (ok, detail) in checks.items():
                 click.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
-        return util.EXIT_OK if healthy else util.EXIT_FAILURE
+        return exits.EXIT_OK if healthy else exits.EXIT_FAILURE
 
     sys.exit(util.run(settings, go))
 
@@ -185,7 +185,7 @@ async def show_task_stats(client: aioredis.Redis, queue: str, minutes: int,
     stats = await Queue(client, queue).task_stats(minutes=minutes)
     if as_json:
         click.echo(json.dumps(json_ready(stats)))
-        return util.EXIT_OK
+        return exits.EXIT_OK
 
     def seconds(value: float | None) -> str:
         if value is None:
@@ -205,7 +205,7 @@ async def show_task_stats(client: aioredis.Redis, queue: str, minutes: int,
     click.echo(f"outcomes over the last {minutes} min; run times are histogram bucket "
                "bounds" + ("; states counted on a sample of 10,000 per state"
                            if stats["sampled"] else ""), err=True)
-    return util.EXIT_OK
+    return exits.EXIT_OK
 
 
 COMMANDS = (jobs, workers, queue_group, check)

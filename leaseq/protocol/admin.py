@@ -4,17 +4,16 @@ fresh attempts, purge), and purging what waits."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from ..exceptions import InvalidInput
 from ..models import JobInfo, JobState
 from . import scripts as _scripts
+from .core import QueueCore
 from .keys import QUEUES_KEY
+from .presence import live_workers
 from .views import read_jobs
 from .wire import AnyRedis, text
-
-if TYPE_CHECKING:
-    from .queue import Queue
 
 _BATCH = 256
 
@@ -49,13 +48,13 @@ async def server_ms(redis: AnyRedis) -> int:
     return int(secs) * 1000 + int(micros) // 1000
 
 
-async def dead_jobs(queue: Queue, limit: int) -> list[JobInfo]:
+async def dead_jobs(queue: QueueCore, limit: int) -> list[JobInfo]:
     """Up to ``limit`` dead jobs, read with their details."""
     ids = await scan_members(queue.redis, queue.keys.dead, limit)
     return [info for info in await read_jobs(queue, ids) if info is not None]
 
 
-async def lease_ages(queue: Queue, limit: int = 10_000) -> list[float]:
+async def lease_ages(queue: QueueCore, limit: int = 10_000) -> list[float]:
     """Ages in seconds (by Redis's clock) of up to ``limit`` held leases, oldest first."""
     k = queue.keys
     ids = await scan_members(queue.redis, k.in_progress, limit)
@@ -67,7 +66,7 @@ async def lease_ages(queue: Queue, limit: int = 10_000) -> list[float]:
     return sorted(((now_ms - int(c)) / 1000 for c in claimed if c is not None), reverse=True)
 
 
-async def requeue_dead(queue: Queue, job_ids: list[str] | None) -> int:
+async def requeue_dead(queue: QueueCore, job_ids: list[str] | None) -> int:
     """Move dead jobs back to todos with fresh attempts; returns how many moved."""
     k = queue.keys
     moved = 0
@@ -78,7 +77,7 @@ async def requeue_dead(queue: Queue, job_ids: list[str] | None) -> int:
     return moved
 
 
-async def purge_dead(queue: Queue, job_ids: list[str] | None) -> int:
+async def purge_dead(queue: QueueCore, job_ids: list[str] | None) -> int:
     """Delete dead jobs; returns how many."""
     k = queue.keys
     purged = 0
@@ -88,7 +87,7 @@ async def purge_dead(queue: Queue, job_ids: list[str] | None) -> int:
     return purged
 
 
-async def _batches(queue: Queue, job_ids: list[str] | None) -> AsyncIterator[list[str]]:
+async def _batches(queue: QueueCore, job_ids: list[str] | None) -> AsyncIterator[list[str]]:
     if job_ids is None:
         # Moving members while SSCAN walks the set is allowed; a member may be returned
         # twice, which the scripts' membership checks absorb.
@@ -99,7 +98,7 @@ async def _batches(queue: Queue, job_ids: list[str] | None) -> AsyncIterator[lis
             yield job_ids[start:start + _BATCH]
 
 
-async def _scan(queue: Queue, key: str) -> AsyncIterator[list[str]]:
+async def _scan(queue: QueueCore, key: str) -> AsyncIterator[list[str]]:
     cursor = 0
     while True:
         cursor, raw = await queue.redis.sscan(key, cursor, count=_BATCH)
@@ -124,7 +123,7 @@ def _cursor(cursor: str | None) -> tuple[int, int] | None:
 
 
 async def list_jobs(
-    queue: Queue, state: JobState, task: str | None, limit: int, cursor: str | None
+    queue: QueueCore, state: JobState, task: str | None, limit: int, cursor: str | None
 ) -> tuple[list[JobInfo], str | None]:
     """One page of jobs in ``state`` (see :meth:`Queue.list_jobs`)."""
     k = queue.keys
@@ -146,7 +145,7 @@ async def list_jobs(
 
 
 async def _sorted_page(
-    queue: Queue, state: JobState, limit: int, at: tuple[int, int] | None
+    queue: QueueCore, state: JobState, limit: int, at: tuple[int, int] | None
 ) -> tuple[list[str], str | None]:
     """done (newest first) or delayed (soonest first), from the score the last page
     ended at, of which ``at[1]`` entries were already returned.
@@ -175,7 +174,7 @@ async def _sorted_page(
     return ids, f"c:{last}:{following_skip}"
 
 
-async def purge_waiting(queue: Queue) -> int:
+async def purge_waiting(queue: QueueCore) -> int:
     """Delete every waiting and delayed job; return how many. Jobs enqueued while it runs
     may be left (the walk is by SSCAN pages and delayed slices)."""
     k = queue.keys
@@ -201,7 +200,7 @@ REAPER_STALE_S = 60.0
 """A queue whose last sweep is older than this has no live reaper (``health``)."""
 
 
-async def health(queue: Queue) -> dict[str, tuple[bool, str]]:
+async def health(queue: QueueCore) -> dict[str, tuple[bool, str]]:
     """Whether the queue is served: Redis answers (else this raises), the queue is
     known, a reaper swept it in the last minute, and a worker is alive; per check,
     (ok, detail)."""
@@ -210,7 +209,7 @@ async def health(queue: Queue) -> dict[str, tuple[bool, str]]:
     seen_raw = await queue.redis.hget(k.meta, "reaper_seen")
     now_ms = await server_ms(queue.redis)
     age = None if seen_raw is None else (now_ms - int(seen_raw)) / 1000
-    live = await queue.workers() if known else []
+    live = await live_workers(queue) if known else []
     return {
         "redis": (True, "answers"),
         "queue": (known, "known" if known else "not known on this server"),

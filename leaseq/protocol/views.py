@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..models import JobInfo, JobState
+from .core import QueueCore
 from .wire import opt_int, opt_text, text
-
-if TYPE_CHECKING:
-    from .queue import Queue
 
 _READS_PER_JOB = 8
 
 
-async def read_jobs(queue: Queue, job_ids: Sequence[str]) -> list[JobInfo | None]:
+async def read_jobs(queue: QueueCore, job_ids: Sequence[str]) -> list[JobInfo | None]:
     """One :class:`JobInfo` per id (``None`` for unknown ids), in one round trip."""
     if not job_ids:
         return []
@@ -36,7 +34,7 @@ async def read_jobs(queue: Queue, job_ids: Sequence[str]) -> list[JobInfo | None
     ]
 
 
-def _info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
+def _info(queue: QueueCore, job_id: str, replies: list[Any]) -> JobInfo | None:
     raw, todo, inp, done, dead, delayed, token, pttl = replies
     state: JobState | None = None
     flags: tuple[tuple[Any, JobState], ...] = (
@@ -66,7 +64,7 @@ def _info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
     )
 
 
-def _decode_or_raw(queue: Queue, data: Any) -> Any:
+def _decode_or_raw(queue: QueueCore, data: Any) -> Any:
     """Decoded value, or the raw bytes when they cannot be decoded (corrupt data is
     shown, not hidden)."""
     if data is None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from ..exceptions import JobDead, JobNotFound, WaitTimeout
+from .core import QueueCore
 from .wire import text
-
-if TYPE_CHECKING:
-    from .queue import Queue
 
 _FIRST_POLL = 0.001
 _MAX_POLL = 0.05
@@ -20,7 +18,7 @@ _KNOWN_EVERY = 1.0
 by the retention between two polls is never seen in ``done``."""
 
 
-async def wait_all(queue: Queue, job_ids: Sequence[str], timeout: float | None) -> list[Any]:
+async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | None) -> list[Any]:
     """Results of ``job_ids`` in order, once all are done (see :meth:`Queue.wait`)."""
     results: list[Any] = [None] * len(job_ids)
     pending = list(range(len(job_ids)))
@@ -56,7 +54,7 @@ async def wait_all(queue: Queue, job_ids: Sequence[str], timeout: float | None) 
 
 
 async def _collect(
-    queue: Queue, job_ids: Sequence[str], finished: list[tuple[int, bool]], results: list[Any]
+    queue: QueueCore, job_ids: Sequence[str], finished: list[tuple[int, bool]], results: list[Any]
 ) -> None:
     k = queue.keys
     async with queue.redis.pipeline(transaction=False) as pipe:
@@ -72,7 +70,7 @@ async def _collect(
         results[i] = queue.serializer.loads(result)
 
 
-async def _check_known(queue: Queue, ids: list[str]) -> None:
+async def _check_known(queue: QueueCore, ids: list[str]) -> None:
     """Fail for an id the queue does not know (never enqueued, or finished and trimmed
     since), rather than waiting for nothing."""
     k = queue.keys

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -23,16 +23,39 @@ from ..models import JobState, Lease
 from ..protocol import crash
 from ..protocol.validate import storable
 from ..protocol.wire import error_text, redis_failure, retryable
-from .heartbeat import Renewable
-from .task import JobContext, Task
-
-if TYPE_CHECKING:
-    from .worker import Served, Worker
+from .heartbeat import Heartbeat, Renewable
+from .outage import Outage
+from .served import Served
+from .task import Backoff, JobContext, Task
 
 _MAX_ERROR_CHARS = 4000
 RELEASE_TIMEOUT = 5.0
 """How long a stopping worker waits for Redis to take back a lease (or confirm an ack)
 before it leaves the lease to expire: a stop must end even while Redis does not answer."""
+
+
+class JobHost(Protocol):
+    """What running a job needs of the worker that claimed it (a
+    :class:`~leaseq.Worker`): the job runner never imports the worker."""
+
+    heartbeat: Heartbeat
+    redis_slots: anyio.CapacityLimiter
+    backoff: Backoff
+    job_timeout: float | None
+
+    @property
+    def outages(self) -> Mapping[str, Outage]:
+        """The worker's outage reporters by component (``release``, ``settle``, ...)."""
+
+    @property
+    def cleanup_by(self) -> float:
+        """When (anyio's clock) a stopping worker's clean-up must be over."""
+
+    def count(self, event: str, queue: str, task: str | None = None) -> None:
+        """Count one ``event`` (acked, failed, ...) of ``queue`` (and ``task``)."""
+
+    def observe(self, task: str, seconds: float, queue: str) -> None:
+        """Record a handler's run time."""
 
 
 class RunningJob(Renewable):
@@ -74,7 +97,7 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def run_job(worker: Worker, served: Served, lease: Lease) -> None:
+async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
     """Run one claimed job to its end: acked, failed, dead, lost or released."""
     queue = served.queue
     job = RunningJob(served, lease)
@@ -130,7 +153,7 @@ async def run_job(worker: Worker, served: Served, lease: Lease) -> None:
 
 
 async def _execute(
-    worker: Worker, task: Task, ctx: JobContext, payload: Any
+    worker: JobHost, task: Task, ctx: JobContext, payload: Any
 ) -> tuple[bool, Any]:
     """Run the handler; (True, result) or (False, error text). Never raises but on
     cancellation: a handler's exception, timeout or ``sys.exit`` is the job's failure,
@@ -161,7 +184,7 @@ async def _call(task: Task, ctx: JobContext, payload: Any) -> tuple[bool, Any]:
 
 
 async def _ack(
-    worker: Worker, job: RunningJob, fields: dict[str, Any], result: Any, started: float,
+    worker: JobHost, job: RunningJob, fields: dict[str, Any], result: Any, started: float,
     task: Task,
 ) -> None:
     try:
@@ -193,7 +216,7 @@ async def _ack(
 
 
 async def _fail(
-    worker: Worker, job: RunningJob, fields: dict[str, Any], error: str, task: Task
+    worker: JobHost, job: RunningJob, fields: dict[str, Any], error: str, task: Task
 ) -> None:
     backoff = task.backoff or worker.backoff
     retry_in = backoff.delay(job.lease.attempt)
@@ -212,7 +235,7 @@ async def _fail(
                     **fields)
 
 
-async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> None:
+async def _release(worker: JobHost, job: RunningJob, fields: dict[str, Any]) -> None:
     """Give the lease back (shutdown); connection errors and refusals are retried until
     the caller's deadline, after which the lease simply expires and the reaper requeues
     the job."""
@@ -250,7 +273,7 @@ async def _release(worker: Worker, job: RunningJob, fields: dict[str, Any]) -> N
 
 
 async def _settle(
-    worker: Worker, job: RunningJob, fields: dict[str, Any],
+    worker: JobHost, job: RunningJob, fields: dict[str, Any],
     call: Callable[[], Awaitable[Any]],
 ) -> Any:
     """Run a fenced settle call, retrying connection errors and refusals while the lease
@@ -289,7 +312,7 @@ async def _settle(
         return value
 
 
-async def _renew(worker: Worker, job: RunningJob, lease_timeout: float) -> None:
+async def _renew(worker: JobHost, job: RunningJob, lease_timeout: float) -> None:
     """Extend the lease to the task's own length right after the claim; a lost lease
     cancels the job (its scope), a connection error leaves it to the heartbeat."""
     try:

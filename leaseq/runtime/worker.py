@@ -22,7 +22,6 @@ from ..models import Lease
 from ..protocol import crash, validate
 from ..protocol.queue import Queue
 from ..protocol.wire import error_text, is_cluster, redis_failure
-from .acks import AckBatcher
 from .heartbeat import Heartbeat
 from .job import RELEASE_TIMEOUT, run_job
 from .metrics import Metrics
@@ -30,7 +29,8 @@ from .outage import Outage
 from .policy import Policy, Priority
 from .presence import Presence
 from .reaper import Reaper
-from .task import Backoff, Handler, Task, normalise_handlers
+from .served import Served
+from .task import Backoff, Handler, Task
 from .taskstats import TaskStats
 
 __all__ = ["Worker"]
@@ -75,20 +75,6 @@ def _check_pool(queue: Queue, concurrency: int) -> None:
                     advice=f"allow at least concurrency + {_OWN_CONNECTIONS} connections "
                            "(more if handlers use the client), or use a "
                            "BlockingConnectionPool")
-
-
-class Served:
-    """One queue a worker serves: the queue, its handlers and its ack batcher."""
-
-    __slots__ = ("acks", "caps", "queue", "tasks")
-
-    def __init__(self, queue: Queue, handlers: Mapping[str, Handler | Task]) -> None:
-        self.queue = queue
-        self.tasks = normalise_handlers(handlers)
-        self.acks = AckBatcher(queue)
-        # Per-task attempt limits, applied (and stored with each job) at claim time.
-        self.caps = {name: t.max_attempts for name, t in self.tasks.items()
-                     if t.max_attempts is not None}
 
 
 class Worker:

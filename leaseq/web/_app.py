@@ -26,8 +26,8 @@ from ..protocol.admin import health, server_ms
 from ..protocol.codec import Serializer
 from ..protocol.keys import QUEUES_KEY, validate_queue_name
 from ..protocol.queue import Queue
+from ..protocol.taskstats import json_ready
 from ..protocol.wire import RETRYABLE, AnyRedis
-from ..runtime.taskstats import json_ready
 from . import _reads as reads
 from ._guard import TokenGuard
 from ._page import STATIC, dashboard_page

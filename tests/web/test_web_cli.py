@@ -12,7 +12,7 @@ import pytest
 import redis as syncredis
 
 from leaseq.testing import RedisServer, free_port
-from leaseq.web._serve import listen
+from leaseq.cli.web import listen
 
 from ..test_cli import cli
 

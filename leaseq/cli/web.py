@@ -11,9 +11,9 @@ import anyio
 import structlog
 import uvicorn
 
-from ..cli import util
 from ..protocol.wire import AnyRedis
-from ._app import create_app
+from ..web._app import create_app
+from . import exits, util
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ def serve(settings: util.Settings, *, host: str, port: int, queues: Sequence[str
     try:
         sock = listen(host, port)
     except OSError as exc:
-        util.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        exits.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
     async def main(client: AnyRedis) -> None:
         await client.ping()  # unreachable Redis: one line and exit code 3, before binding

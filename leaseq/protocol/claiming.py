@@ -1,0 +1,223 @@
+"""Consumers' claims: take waiting jobs under fresh leases in one atomic step, and take
+over the leases of a claim whose reply was lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from ..exceptions import LeaseLost, LeaseqError
+from ..models import Lease
+from . import scripts, validate
+from .settling import Settling
+from .validate import storable
+from .wire import (
+    RETRYABLE,
+    connection_errors,
+    error_text,
+    is_cluster,
+    opt_int,
+    redis_failure,
+    text,
+)
+
+__all__ = ["Claiming"]
+
+log = structlog.get_logger("leaseq.queue")
+
+# Claims of one call at most.
+_MAX_CLAIM = 10_000
+# Claim calls whose reply was lost, remembered for recovery (the oldest are forgotten).
+_MAX_LOST_CLAIMS = 16
+# Rounds of candidates a cluster claim tries before returning short (see claim_many).
+_CLUSTER_CLAIM_ROUNDS = 3
+
+
+class Claiming(Settling):
+    """:meth:`claim` and :meth:`claim_many` of :class:`~leaseq.Queue` (a claimed job whose
+    payload cannot be decoded is buried at once, hence the settle calls)."""
+
+    async def claim(self) -> Lease | None:
+        """Claim one job, or return ``None`` when none is waiting."""
+        leases = await self.claim_many(1)
+        return leases[0] if leases else None
+
+    async def claim_many(
+        self, n: int, *, max_attempts: Mapping[str, int] | None = None
+    ) -> list[Lease]:
+        """Claim up to ``n`` (at most 10,000) waiting jobs in one atomic step (one round
+        trip; on a cluster two, see ``docs/protocol.md``).
+
+        Each job gets a lease of its own length (the job's ``lease_timeout`` or the
+        queue's). Due delayed jobs are promoted first. A job whose hash is missing or
+        corrupt, or whose payload cannot be decoded, goes to ``dead`` with the reason
+        recorded and is not returned.
+
+        ``max_attempts`` maps task names to a lower limit on attempts for jobs of that
+        task (a worker passes its ``Task(max_attempts=...)`` values): a claimed job whose
+        own limit is higher gets this one stored with it, so the reaper, ``inspect`` and
+        the dashboard see the limit that applies.
+
+        A call that failed on a connection error may still have claimed jobs on the
+        server (its reply was lost). The queue remembers such a call, and its next
+        ``claim_many`` first recovers the leases that call took and still holds
+        (counted in :attr:`recovered_leases`), so those jobs run instead of waiting
+        out their leases; leases beyond ``n`` are released.
+        """
+        validate.positive_int(n, "n", _MAX_CLAIM)
+        caps: list[scripts.ArgT] = []
+        for task, limit in (max_attempts or {}).items():
+            caps += (validate.task_name(task), validate.positive_int(limit, "max_attempts"))
+        await self.prepare()
+        leases = await self._recover_claims() if self._lost_claims else []
+        if len(leases) >= n:
+            for extra in leases[n:]:
+                try:
+                    await self.release(extra)
+                except Exception as exc:
+                    if not (isinstance(exc, LeaseLost) or redis_failure(exc)):
+                        raise
+                    # It expires and the reaper requeues it; the others are still ours.
+                    log.warning("release_failed", queue=self.name, job_id=extra.job_id,
+                                error=error_text(exc))
+            return leases[:n]
+        try:
+            if not is_cluster(self.redis):
+                return leases + await self._claim(n - len(leases), None, caps=caps)
+            # On a cluster the candidates are named up front (see claim.lua); one that a
+            # concurrent claimer took first is skipped, so a short claim is tried again a
+            # few times rather than reported as an empty queue.
+            for _ in range(_CLUSTER_CLAIM_ROUNDS):
+                want = n - len(leases)
+                with connection_errors():
+                    picked: list[Any] = await self.redis.srandmember(  # type: ignore[assignment]
+                        self.keys.todos, want)
+                candidates = [text(i) for i in picked]
+                got = await self._claim(want, candidates, caps=caps)
+                leases += got
+                if len(got) == len(candidates) or len(leases) >= n:
+                    break  # no candidate was lost to another claimer
+        except Exception:
+            if leases:
+                # Already ours: returned rather than dropped (a failed call that may have
+                # claimed is remembered for next time).
+                return leases
+            raise
+        return leases
+
+    async def _recover_claims(self) -> list[Lease]:
+        """Leases of earlier claim calls whose reply never arrived, still held (each call
+        is looked up by its nonce; see claim.lua). The pending nonces are taken at once,
+        so two tasks sharing the queue never recover the same call; a lookup that fails
+        puts back what it did not reach, and what was recovered before it is returned."""
+        pending, self._lost_claims = self._lost_claims, []
+        leases: list[Lease] = []
+        for i, nonce in enumerate(pending):
+            try:
+                named: list[str] | None = None
+                if is_cluster(self.redis):
+                    with connection_errors():
+                        record = await self.redis.get(self.keys.claim(nonce))
+                    named = [] if record is None else [
+                        str(v) for v in json.loads(record)[2::2]]
+                leases += await self._claim(0, named, nonce)
+            except BaseException as exc:  # a cancellation too puts the rest back
+                self._lost_claims[:0] = pending[i:]
+                if leases and isinstance(exc, Exception):
+                    return leases
+                raise
+        return leases
+
+    async def _claim(
+        self, n: int, named: list[str] | None, nonce: str | None = None,
+        caps: Sequence[scripts.ArgT] = (),
+    ) -> list[Lease]:
+        """One claim.lua call: the script picks the ids, or (``named``, on a cluster) it
+        takes those of the named candidates still waiting. With the ``nonce`` of an
+        earlier call whose reply was lost, it answers with that call's leases."""
+        k = self.keys
+        recovering = nonce is not None
+        nonce = nonce or os.urandom(6).hex()
+        keys = [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence, k.claim(nonce),
+                *(k.job(i) for i in named or ()), *(k.lease(i) for i in named or ())]
+        t0 = time.monotonic()
+        try:
+            reply = await scripts.CLAIM(
+                self.redis, keys,
+                [k.prefix if named is None else "", n, self.lease_ms, nonce, self.owner,
+                 len(caps) // 2, *caps, *(named or ())])
+        except RETRYABLE:
+            # The server may have run the claim and the reply be lost: remember the call,
+            # so the next claim takes its leases over instead of leaving them to expire.
+            if not recovering:
+                self._lost_claims.append(nonce)
+                del self._lost_claims[:-_MAX_LOST_CLAIMS]
+            raise
+        t1 = time.monotonic()
+        now = int(reply[0]) / 1000
+        fence_base = int(reply[1])
+        recovered = int(reply[2]) == 1
+        offset = now - (t0 + t1) / 2
+        leases: list[Lease] = []
+        gone = 0
+        for i in range(3, len(reply), 9):
+            (job_id, token, attempt, task, payload, max_attempts, lease_ms, ttl_ms,
+             status) = reply[i:i + 9]
+            jid = text(job_id)
+            if text(status) == "gone":
+                gone += 1
+                continue
+            if text(status) != "ok":
+                log.warning("job_dead", queue=self.name, job_id=jid,
+                            reason="job hash missing or corrupt at claim")
+                continue
+            tok = text(token)
+            lease_s = int(lease_ms) / 1000
+            left_s = int(ttl_ms) / 1000
+            try:
+                decoded = self.serializer.loads(payload)
+                error = None
+            except Exception as exc:
+                decoded = None
+                error = storable(f"payload cannot be decoded: {type(exc).__name__}: {exc}")
+            lease = Lease(
+                queue=self.name, job_id=jid, token=tok, task=text(task), payload=decoded,
+                attempt=opt_int(attempt) or 0,
+                max_attempts=opt_int(max_attempts) or self.max_attempts, lease_timeout=lease_s,
+                deadline=now + left_s, fence=int(tok.split("-", 1)[0]),
+                # Conservative: the server measured what is left after the call was sent.
+                local_deadline=t0 + left_s,
+                server_offset=offset,
+            )
+            if error is not None:
+                log.warning("job_dead", queue=self.name, job_id=jid, attempt=lease.attempt,
+                            token=tok, reason=error)
+                try:
+                    await self._settle(lease, "bury", error, 0)
+                except (LeaseqError, RedisError, OSError) as exc:
+                    # The other leases of the call are ours all the same; this one expires
+                    # and is claimed (and buried) again.
+                    log.warning("bury_failed", queue=self.name, job_id=jid,
+                                error=error_text(exc))
+                continue
+            leases.append(lease)
+        if recovered:
+            self.recovered_leases += len(leases)
+            log.info("claim_recovered", queue=self.name, nonce=nonce, jobs=len(leases),
+                     fence_base=fence_base)
+            if gone:
+                log.warning("claim_reply_lost", queue=self.name, nonce=nonce, expired=gone,
+                            detail="leases of a claim whose reply was lost were gone before "
+                                   "they could be recovered; the reaper requeues those jobs, "
+                                   "each charged an attempt (counted as a lease expiry)")
+        elif recovering:
+            log.info("claim_not_recorded", queue=self.name, nonce=nonce,
+                     detail="a claim call that failed left no record: it never ran (or "
+                            "its leases all expired)")
+        return leases

@@ -1,0 +1,189 @@
+"""Settling a lease: the fenced ack transaction, fail, bury and release (settle.lua),
+and lease renewal (extend.lua)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from ..exceptions import InvalidInput, LeaseLost, LeaseqError
+from ..models import JobState, Lease
+from . import crash, scripts, tx, validate
+from .codec import encode
+from .core import QueueCore
+from .validate import storable
+from .wire import (
+    text,
+)
+
+__all__ = ["Settling"]
+
+# An ack transaction is retried when a watched lease key changed (a heartbeat of the same
+# worker renewing it, for example); more retries than this means something is wrong.
+_MAX_WATCH_RETRIES = 32
+# Longest error text or dead reason stored with a job.
+_MAX_ERROR_CHARS = 65_536
+_SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "dead": "dead"}
+
+
+class Settling(QueueCore):
+    """:meth:`ack`, :meth:`fail`, :meth:`bury`, :meth:`release` and :meth:`extend` of
+    :class:`~leaseq.Queue`, each fenced by the lease's token."""
+
+    async def ack(self, lease: Lease, result: Any = None) -> None:
+        """Mark the job done with ``result``, if ``lease`` still holds it.
+
+        A ``WATCH``/``MULTI``/``EXEC`` transaction: it commits only while the lease key
+        holds this lease's token. Raises :class:`LeaseLost` otherwise. Idempotent: a
+        retry of an ack that already committed (a lost reply) returns normally.
+        """
+        (ok,) = await self.ack_many([(lease, result)])
+        if not ok:
+            raise LeaseLost(self.name, lease.job_id, lease.token)
+
+    async def ack_many(self, acks: Sequence[tuple[Lease, Any]]) -> list[bool]:
+        """Ack many leases in one transaction; return, per lease, whether it was acked.
+
+        ``False`` means the lease was lost (see :meth:`ack`); those jobs are untouched.
+        Results are serialised (and rejected on error) before anything is written.
+        """
+        data = [encode(self.serializer, result, "result") for _, result in acks]
+        if not acks:
+            return []
+        k = self.keys
+        lease_keys = [k.lease(lease.job_id) for lease, _ in acks]
+        owned: list[int] = []
+
+        def commands(current: list[Any]) -> list[tx.Command] | None:
+            # Runs after WATCH and the read: a change after the read aborts the EXEC.
+            nonlocal owned
+            owned = [i for i, v in enumerate(current)
+                     if v is not None and text(v) == acks[i][0].token]
+            if not owned:
+                return None
+            crash.point("in_ack")
+            out: list[tx.Command] = []
+            done_at: list[Any] = []
+            ids = []
+            for i in owned:
+                lease = acks[i][0]
+                ms = int(lease.server_now() * 1000)
+                done_at += [ms, lease.job_id]
+                ids.append(lease.job_id)
+                out.append(("HSET", k.job(lease.job_id), "result", data[i],
+                            "finished_at", ms, "settled", lease.token, "settled_by", "ack"))
+            # The ids are in in_progress: the watched lease keys still hold our tokens,
+            # and a lease exists only while its id is in in_progress. So SREM + SADD here
+            # is the batched form of SMOVE in_progress done.
+            out += [("SREM", k.in_progress, *ids), ("SADD", k.done, *ids),
+                    ("DEL", *[lease_keys[i] for i in owned]), ("ZADD", k.done_at, *done_at)]
+            return out
+
+        for _ in range(_MAX_WATCH_RETRIES):
+            if await tx.watch_read_exec(self.redis, lease_keys, commands) is not False:
+                break
+        else:
+            raise LeaseqError(
+                f"ack of {len(acks)} jobs in queue {self.name!r} did not commit after "
+                f"{_MAX_WATCH_RETRIES} tries: their lease keys kept changing")
+        if owned:
+            await self._replicated("ack")
+        ok = [False] * len(acks)
+        for i in owned:
+            ok[i] = True
+        lost = [i for i in range(len(acks)) if not ok[i]]
+        if lost:
+            # An ack retried after a lost reply finds its own settlement recorded.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in lost:
+                    pipe.hmget(k.job(acks[i][0].job_id), ["settled", "settled_by"])
+                settled = await pipe.execute()
+            for i, (tok, by) in zip(lost, settled, strict=True):
+                if tok is not None and text(tok) == acks[i][0].token and text(by) == "ack":
+                    ok[i] = True
+        return ok
+
+    async def fail(
+        self, lease: Lease, error: str, *, retry_in: float | None = None,
+        max_attempts: int | None = None,
+    ) -> JobState:
+        """Record a failed attempt with ``error``; return where the job went.
+
+        The job goes back to ``todo`` (or to ``delayed`` for ``retry_in`` seconds), or to
+        ``dead`` when it has used up its attempts (the job's ``max_attempts``, or the
+        smaller ``max_attempts`` given here). Raises :class:`LeaseLost` if the lease is no
+        longer held. Idempotent for a retried call.
+        """
+        delay_ms = validate.optional_millis(retry_in, "retry_in")
+        cap: int | str = "" if max_attempts is None else validate.positive_int(
+            max_attempts, "max_attempts")
+        return await self._settle(lease, "fail", str(error), delay_ms, cap)
+
+    async def bury(self, lease: Lease, reason: str) -> None:
+        """Move the job to ``dead`` now with ``reason``, whatever attempts it has left
+        (for work that can never succeed). Raises :class:`LeaseLost` if the lease is lost."""
+        await self._settle(lease, "bury", str(reason), 0)
+
+    async def release(self, lease: Lease) -> None:
+        """Give the job back to ``todo`` at once, without counting the attempt.
+
+        Used by a worker that shuts down before it could run the job. Raises
+        :class:`LeaseLost` if the lease is no longer held. Idempotent for a retried call.
+        """
+        await self._settle(lease, "release", "", 0)
+
+    async def _settle(
+        self, lease: Lease, mode: str, error: str, delay_ms: int, cap: int | str = "",
+    ) -> JobState:
+        k = self.keys
+        # Error text comes from anywhere (exception messages, file names): store what
+        # UTF-8 can encode, bounded.
+        error = storable(error[:_MAX_ERROR_CHARS])
+        outcome = text(await scripts.SETTLE(
+            self.redis,
+            [k.lease(lease.job_id), k.job(lease.job_id), k.in_progress, k.todos, k.delayed,
+             k.dead, k.wake],
+            [lease.job_id, lease.token, mode, error, delay_ms, cap],
+        ))
+        if outcome == "lost":
+            raise LeaseLost(self.name, lease.job_id, lease.token)
+        await self._replicated(mode)
+        return _SETTLE_OUTCOMES[outcome]
+
+    async def extend(self, lease: Lease, lease_timeout: float | None = None) -> Lease:
+        """Renew the lease for ``lease_timeout`` seconds from now (default: its own length).
+
+        Returns the renewed lease (same token, new deadline). Raises :class:`LeaseLost`
+        if the lease is no longer held; nothing is changed then.
+        """
+        (renewed,) = await self.extend_many([lease], lease_timeout)
+        if renewed is None:
+            raise LeaseLost(self.name, lease.job_id, lease.token)
+        return renewed
+
+    async def extend_many(
+        self, leases: Sequence[Lease], lease_timeout: float | None = None
+    ) -> list[Lease | None]:
+        """Renew many leases of the same length in one round trip; ``None`` marks a lost one."""
+        if not leases:
+            return []
+        if lease_timeout is None:
+            lengths = {lease.lease_timeout for lease in leases}
+            if len(lengths) != 1:
+                raise InvalidInput("extend_many needs leases of one length")
+            lease_timeout = lengths.pop()
+        ms = validate.millis(lease_timeout, "lease_timeout")
+        t0 = time.monotonic()
+        reply = await scripts.EXTEND(
+            self.redis, [self.keys.lease(lease.job_id) for lease in leases],
+            [ms, *(lease.token for lease in leases)],
+        )
+        now = int(reply[0]) / 1000
+        secs = ms / 1000
+        return [
+            replace(lease, lease_timeout=secs, deadline=now + secs, local_deadline=t0 + secs)
+            if int(ok) else None
+            for lease, ok in zip(leases, reply[1:], strict=True)
+        ]
