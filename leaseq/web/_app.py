@@ -20,7 +20,7 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from .. import __version__
+from .._version import VERSION
 from ..exceptions import InvalidInput, JobDead, JobNotFound, WaitTimeout
 from ..protocol.admin import health, server_ms
 from ..protocol.codec import Serializer
@@ -133,7 +133,7 @@ def create_app(
         }
 
     app = FastAPI(
-        title="leaseq", version=__version__, docs_url=None, redoc_url=None,
+        title="leaseq", version=VERSION, docs_url=None, redoc_url=None,
         description="Queues, leases and dead jobs of leaseq, an at-least-once work queue "
                     "on Redis with fenced lease timeouts.",
         responses={422: {"model": Problem, "description": "Invalid input"}},

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis as syncredis
 
-from leaseq.testing import RedisServer, free_port
 from leaseq.cli.web import listen
+from leaseq.testing import RedisServer, free_port
 
 from ..test_cli import cli
 
