@@ -13,6 +13,7 @@ from ..models import JobState, Lease
 from . import crash, scripts, tx, validate
 from .codec import encode
 from .core import QueueCore
+from .keys import QueueKeys
 from .validate import storable
 from .wire import (
     text,
@@ -52,34 +53,19 @@ class Settling(QueueCore):
         data = [encode(self.serializer, result, "result") for _, result in acks]
         if not acks:
             return []
-        k = self.keys
-        lease_keys = [k.lease(lease.job_id) for lease, _ in acks]
+        leases = [lease for lease, _ in acks]
+        lease_keys = [self.keys.lease(lease.job_id) for lease in leases]
         owned: list[int] = []
 
         def commands(current: list[Any]) -> list[tx.Command] | None:
             # Runs after WATCH and the read: a change after the read aborts the EXEC.
             nonlocal owned
             owned = [i for i, v in enumerate(current)
-                     if v is not None and text(v) == acks[i][0].token]
+                     if v is not None and text(v) == leases[i].token]
             if not owned:
                 return None
             crash.point("in_ack")
-            out: list[tx.Command] = []
-            done_at: list[Any] = []
-            ids = []
-            for i in owned:
-                lease = acks[i][0]
-                ms = int(lease.server_now() * 1000)
-                done_at += [ms, lease.job_id]
-                ids.append(lease.job_id)
-                out.append(("HSET", k.job(lease.job_id), "result", data[i],
-                            "finished_at", ms, "settled", lease.token, "settled_by", "ack"))
-            # The ids are in in_progress: the watched lease keys still hold our tokens,
-            # and a lease exists only while its id is in in_progress. So SREM + SADD here
-            # is the batched form of SMOVE in_progress done.
-            out += [("SREM", k.in_progress, *ids), ("SADD", k.done, *ids),
-                    ("DEL", *[lease_keys[i] for i in owned]), ("ZADD", k.done_at, *done_at)]
-            return out
+            return _ack_commands(self.keys, [(leases[i], data[i]) for i in owned])
 
         for _ in range(_MAX_WATCH_RETRIES):
             if await tx.watch_read_exec(self.redis, lease_keys, commands) is not False:
@@ -90,20 +76,24 @@ class Settling(QueueCore):
                 f"{_MAX_WATCH_RETRIES} tries: their lease keys kept changing")
         if owned:
             await self._replicated("ack")
-        ok = [False] * len(acks)
-        for i in owned:
-            ok[i] = True
+        acked = set(owned)
+        ok = [i in acked for i in range(len(acks))]
         lost = [i for i in range(len(acks)) if not ok[i]]
         if lost:
             # An ack retried after a lost reply finds its own settlement recorded.
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for i in lost:
-                    pipe.hmget(k.job(acks[i][0].job_id), ["settled", "settled_by"])
-                settled = await pipe.execute()
-            for i, (tok, by) in zip(lost, settled, strict=True):
-                if tok is not None and text(tok) == acks[i][0].token and text(by) == "ack":
-                    ok[i] = True
+            before = await self._acked_before([leases[i] for i in lost])
+            for i, was_acked in zip(lost, before, strict=True):
+                ok[i] = was_acked
         return ok
+
+    async def _acked_before(self, leases: Sequence[Lease]) -> list[bool]:
+        """Whether each job's recorded settlement is an ack by this very lease."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lease in leases:
+                pipe.hmget(self.keys.job(lease.job_id), ["settled", "settled_by"])
+            settled = await pipe.execute()
+        return [tok is not None and text(tok) == lease.token and text(by) == "ack"
+                for lease, (tok, by) in zip(leases, settled, strict=True)]
 
     async def fail(
         self, lease: Lease, error: str, *, retry_in: float | None = None,
@@ -187,3 +177,22 @@ class Settling(QueueCore):
             if int(ok) else None
             for lease, ok in zip(leases, reply[1:], strict=True)
         ]
+
+
+def _ack_commands(k: QueueKeys, acked: Sequence[tuple[Lease, bytes]]) -> list[tx.Command]:
+    """The MULTI/EXEC body acking ``acked`` (leases whose keys still hold their tokens,
+    with their encoded results)."""
+    out: list[tx.Command] = []
+    done_at: list[Any] = []
+    ids = []
+    for lease, data in acked:
+        ms = int(lease.server_now() * 1000)
+        done_at += [ms, lease.job_id]
+        ids.append(lease.job_id)
+        out.append(("HSET", k.job(lease.job_id), "result", data,
+                    "finished_at", ms, "settled", lease.token, "settled_by", "ack"))
+    # The ids are in in_progress: the watched lease keys still hold our tokens, and a
+    # lease exists only while its id is in in_progress. So SREM + SADD here is the
+    # batched form of SMOVE in_progress done.
+    return [*out, ("SREM", k.in_progress, *ids), ("SADD", k.done, *ids),
+            ("DEL", *[k.lease(i) for i in ids]), ("ZADD", k.done_at, *done_at)]

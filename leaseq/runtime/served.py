@@ -1,14 +1,26 @@
-"""One queue a worker serves, with what serving it takes."""
+"""The queues a worker serves, with what serving each takes: its handlers, its ack
+batcher, and enough connections."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import structlog
+
+from ..exceptions import InvalidInput
 from ..protocol.queue import Queue
 from .acks import AckBatcher
 from .task import Handler, Task, normalise_handlers
 
-__all__ = ["Served"]
+__all__ = ["REDIS_SLOTS", "Served", "check_pool", "routes_of"]
+
+log = structlog.get_logger("leaseq.worker")
+
+REDIS_SLOTS = 16
+"""Connections a worker's own per-job calls (heartbeats, fails, releases) share."""
+# Connections the worker itself may hold at once besides its handlers': per-job calls,
+# claims, the wake-up wait, acks, the reaper, metrics.
+_OWN_CONNECTIONS = REDIS_SLOTS + 5
 
 
 class Served:
@@ -23,3 +35,37 @@ class Served:
         # Per-task attempt limits, applied (and stored with each job) at claim time.
         self.caps = {name: t.max_attempts for name, t in self.tasks.items()
                      if t.max_attempts is not None}
+
+
+def routes_of(
+    queue: Queue | Mapping[Queue, Mapping[str, Handler | Task]],
+    handlers: Mapping[str, Handler | Task] | None,
+) -> dict[Queue, Mapping[str, Handler | Task]]:
+    """The handlers of each served queue, from ``Worker``'s first two arguments."""
+    if isinstance(queue, Queue):
+        if handlers is None:
+            raise InvalidInput("Worker(queue, handlers) needs the handlers")
+        return {queue: handlers}
+    if isinstance(queue, Mapping) and handlers is None and queue:
+        names = [q.name if isinstance(q, Queue) else q for q in queue]
+        for q in queue:
+            if not isinstance(q, Queue):
+                raise InvalidInput(f"Worker takes Queue objects as keys, got {q!r}")
+        if len(set(names)) != len(names):
+            raise InvalidInput(f"a worker serves each queue once, got {names}")
+        return dict(queue)
+    raise InvalidInput("use Worker(queue, handlers) or Worker({queue: handlers, ...}), "
+                       f"got {queue!r}")
+
+
+def check_pool(queue: Queue, concurrency: int) -> None:
+    """Warn when the client's pool may run out: redis-py's default pool raises
+    ``MaxConnectionsError`` (at 100 connections) instead of waiting."""
+    pool = getattr(queue.redis, "connection_pool", None)  # a cluster client has none
+    limit = getattr(pool, "max_connections", None)
+    if isinstance(limit, int) and limit < concurrency + _OWN_CONNECTIONS:
+        log.warning("connection_pool_small", queue=queue.name, max_connections=limit,
+                    concurrency=concurrency,
+                    advice=f"allow at least concurrency + {_OWN_CONNECTIONS} connections "
+                           "(more if handlers use the client), or use a "
+                           "BlockingConnectionPool")

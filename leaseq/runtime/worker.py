@@ -21,7 +21,8 @@ from ..exceptions import InvalidInput, LeaseLost, LeaseqError
 from ..models import Lease
 from ..protocol import crash, validate
 from ..protocol.queue import Queue
-from ..protocol.wire import error_text, is_cluster, redis_failure
+from ..protocol.wire import redis_failure
+from .claims import Claims
 from .heartbeat import Heartbeat
 from .job import RELEASE_TIMEOUT, run_job
 from .metrics import Metrics
@@ -29,52 +30,16 @@ from .outage import Outage
 from .policy import Policy, Priority
 from .presence import Presence
 from .reaper import Reaper
-from .served import Served
+from .served import REDIS_SLOTS, Served, check_pool, routes_of
 from .task import Backoff, Handler, Task
 from .taskstats import TaskStats
+from .wake import wait_for_work
 
 __all__ = ["Worker"]
 
 log = structlog.get_logger(__name__)
 
 _MAX_CLAIM_BATCH = 100
-_REDIS_SLOTS = 16
-# Connections the worker itself may hold at once besides its handlers': per-job calls,
-# claims, the wake-up wait, acks, the reaper, metrics.
-_OWN_CONNECTIONS = _REDIS_SLOTS + 5
-
-
-def _routes(
-    queue: Queue | Mapping[Queue, Mapping[str, Handler | Task]],
-    handlers: Mapping[str, Handler | Task] | None,
-) -> dict[Queue, Mapping[str, Handler | Task]]:
-    if isinstance(queue, Queue):
-        if handlers is None:
-            raise InvalidInput("Worker(queue, handlers) needs the handlers")
-        return {queue: handlers}
-    if isinstance(queue, Mapping) and handlers is None and queue:
-        names = [q.name if isinstance(q, Queue) else q for q in queue]
-        for q in queue:
-            if not isinstance(q, Queue):
-                raise InvalidInput(f"Worker takes Queue objects as keys, got {q!r}")
-        if len(set(names)) != len(names):
-            raise InvalidInput(f"a worker serves each queue once, got {names}")
-        return dict(queue)
-    raise InvalidInput("use Worker(queue, handlers) or Worker({queue: handlers, ...}), "
-                       f"got {queue!r}")
-
-
-def _check_pool(queue: Queue, concurrency: int) -> None:
-    """Warn when the client's pool may run out: redis-py's default pool raises
-    ``MaxConnectionsError`` (at 100 connections) instead of waiting."""
-    pool = getattr(queue.redis, "connection_pool", None)  # a cluster client has none
-    limit = getattr(pool, "max_connections", None)
-    if isinstance(limit, int) and limit < concurrency + _OWN_CONNECTIONS:
-        log.warning("connection_pool_small", queue=queue.name, max_connections=limit,
-                    concurrency=concurrency,
-                    advice=f"allow at least concurrency + {_OWN_CONNECTIONS} connections "
-                           "(more if handlers use the client), or use a "
-                           "BlockingConnectionPool")
 
 
 class Worker:
@@ -118,7 +83,7 @@ class Worker:
         metrics: Metrics | None = None,
         presence_interval: float = 2.0,
     ) -> None:
-        routes = _routes(queue, handlers)
+        routes = routes_of(queue, handlers)
         self.served = {q.name: Served(q, h) for q, h in routes.items()}
         self.queues = [s.queue for s in self.served.values()]
         self.queue = self.queues[0]
@@ -143,9 +108,9 @@ class Worker:
         self._limiter = anyio.CapacityLimiter(self.concurrency)
         # The worker's own per-job Redis calls (heartbeats, fails, releases) share a few
         # connections, so a thousand running jobs do not need a thousand connections.
-        self.redis_slots = anyio.CapacityLimiter(_REDIS_SLOTS)
+        self.redis_slots = anyio.CapacityLimiter(REDIS_SLOTS)
         for q in self.queues:
-            _check_pool(q, self.concurrency)
+            check_pool(q, self.concurrency)
         self._running = False
         self._stop_requested = False
         self._claim_scope: anyio.CancelScope | None = None
@@ -154,17 +119,14 @@ class Worker:
         self._cleanup_by = math.inf
         self.outages = {name: Outage(name, queue=",".join(self._names))
                         for name in ("claim", "settle", "release", "wait")}
-        """One :class:`~leaseq._outage.Outage` per part of the worker that calls Redis (the
+        """One :class:`~leaseq.runtime.outage.Outage` per part of the worker that calls Redis (the
         ack batchers and the heartbeat have their own): failures are logged once per
         episode."""
         self._drain_scope: anyio.CancelScope | None = None
         self._job_finished: anyio.Event | None = None
         self._finished = 0
         self._in_flight = 0
-        # Per queue, when its server failed a claim: skipped until then (several queues).
-        self._down_until: dict[str, float] = {}
-        self._down_backoff: dict[str, float] = {}
-        self._down_logged: set[str] = set()
+        self._claims = Claims(self.served, self.policy)
         self.heartbeat = Heartbeat(heartbeat_fraction)
         self.presence = Presence(
             self.queues, self._describe,
@@ -381,7 +343,7 @@ class Worker:
                         if self._stopping():
                             shield.deadline = min(anyio.current_time() + RELEASE_TIMEOUT,
                                                   self._cleanup_by)
-                        leases = await self._claim(len(slots))
+                        leases = await self._claims.claim(len(slots))
                         crash.point("after_claim")
                         if self._stopping():
                             await self._release_all(leases)
@@ -418,7 +380,7 @@ class Worker:
                     await self._job_finished.wait()
                     self._job_finished = None
                     continue
-                await self._wait_for_work()
+                await wait_for_work(self.queues, self.poll_interval, self.outages["wait"])
 
     async def _take_slots(self) -> list[object]:
         """Block until a slot is free; take it and every other free one (up to a batch)."""
@@ -434,85 +396,6 @@ class Worker:
     def _give_back(self, slots: list[object]) -> None:
         for slot in slots:
             self._limiter.release_on_behalf_of(slot)
-
-    async def _claim(self, free: int) -> list[Lease]:
-        """Claim up to ``free`` leases over the served queues, as the policy plans.
-
-        With several queues a Redis error is handled per queue: the leases already
-        claimed from other queues are kept (dropping them would cost their jobs an attempt
-        and a lease timeout), and the failing queue is skipped for a growing backoff while
-        the others are served. Raises only when every queue it tried failed.
-        """
-        if len(self._names) == 1:
-            return await self.queue.claim_many(free, max_attempts=self.served[
-                self.queue.name].caps)
-        leases: list[Lease] = []
-        tried = failed = 0
-        error: BaseException | None = None
-        now = anyio.current_time()
-        for name, n in self.policy.plan(free, self._names):
-            want = min(n, free - len(leases))
-            if want > 0 and self._down_until.get(name, 0.0) <= now:
-                tried += 1
-                try:
-                    served = self.served[name]
-                    leases += await served.queue.claim_many(want, max_attempts=served.caps)
-                    self._down_backoff.pop(name, None)
-                    if name in self._down_logged:
-                        self._down_logged.discard(name)
-                        log.info("redis_recovered", component="claim", queue=name)
-                except Exception as exc:
-                    if not redis_failure(exc):
-                        raise
-                    failed, error = failed + 1, exc
-                    backoff = self._down_backoff.get(name, 0.05)
-                    self._down_until[name] = now + backoff
-                    self._down_backoff[name] = min(backoff * 2, 5.0)
-                    if name not in self._down_logged:
-                        self._down_logged.add(name)
-                        log.warning("redis_unavailable", component="claim", queue=name,
-                                    error=error_text(exc), retry_in=backoff)
-            if len(leases) >= free:
-                break
-        if error is not None and failed == tried and not leases:
-            raise error
-        return leases
-
-    async def _wait_for_work(self) -> None:
-        """Block on the wake-up lists until a job is enqueued or ``poll_interval`` passes:
-        one BLPOP over every served queue when they share a client (and a slot-less
-        server), else one per client, the first to wake ends the wait."""
-        groups: dict[int, list[Queue]] = {}
-        for q in self.queues:
-            groups.setdefault(id(q.redis), []).append(q)
-        try:
-            if len(groups) == 1 and not is_cluster(self.queue.redis):
-                await self.queue.redis.blpop([q.keys.wake for q in self.queues],
-                                             timeout=self.poll_interval)
-                self.outages["wait"].ok()
-                return
-            async with anyio.create_task_group() as tg:
-                for q in self.queues:
-                    tg.start_soon(self._blpop_then_cancel, q, tg.cancel_scope)
-        except Exception as exc:
-            if not redis_failure(exc):
-                raise
-            self.outages["wait"].failed(exc, retry_in=self.poll_interval)
-            await anyio.sleep(self.poll_interval)
-
-    async def _blpop_then_cancel(self, q: Queue, scope: anyio.CancelScope) -> None:
-        # Errors are handled here, in the child: escaping the task group they would come
-        # out as an ExceptionGroup that _wait_for_work's except clause does not match,
-        # and a failing-over cluster node would take the whole worker down.
-        try:
-            await q.redis.blpop([q.keys.wake], timeout=self.poll_interval)
-            self.outages["wait"].ok()
-        except Exception as exc:
-            if not redis_failure(exc):
-                raise
-            self.outages["wait"].failed(exc, queue=q.name, retry_in=self.poll_interval)
-            await anyio.sleep(self.poll_interval)
-        scope.cancel()
 
     async def _release_all(self, leases: list[Lease]) -> None:
         for lease in leases:

@@ -1,0 +1,80 @@
+"""Claims over the queues a worker serves, as its policy plans them: a queue whose Redis
+fails is skipped for a growing backoff while the others are served."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import anyio
+import structlog
+
+from ..models import Lease
+from ..protocol.wire import error_text, redis_failure
+from .policy import Policy
+from .served import Served
+
+__all__ = ["Claims"]
+
+log = structlog.get_logger("leaseq.worker")
+
+
+class Claims:
+    """Claims for one worker over its served queues (by name, in the worker's order)."""
+
+    def __init__(self, served: Mapping[str, Served], policy: Policy) -> None:
+        self.served = served
+        self.policy = policy
+        self._names = list(served)
+        self._down_until: dict[str, float] = {}
+        self._down_backoff: dict[str, float] = {}
+        self._down_logged: set[str] = set()
+
+    async def claim(self, free: int) -> list[Lease]:
+        """Claim up to ``free`` leases over the served queues, as the policy plans.
+
+        With several queues a Redis error is handled per queue: the leases already
+        claimed from other queues are kept (dropping them would cost their jobs an attempt
+        and a lease timeout), and the failing queue is skipped for a growing backoff while
+        the others are served. Raises only when every queue it tried failed.
+        """
+        if len(self._names) == 1:
+            only = self.served[self._names[0]]
+            return await only.queue.claim_many(free, max_attempts=only.caps)
+        leases: list[Lease] = []
+        tried = failed = 0
+        error: BaseException | None = None
+        now = anyio.current_time()
+        for name, n in self.policy.plan(free, self._names):
+            want = min(n, free - len(leases))
+            if want > 0 and self._down_until.get(name, 0.0) <= now:
+                tried += 1
+                try:
+                    leases += await self._claim_from(name, want)
+                except Exception as exc:
+                    if not redis_failure(exc):
+                        raise
+                    failed, error = failed + 1, exc
+                    self._down(name, now, exc)
+            if len(leases) >= free:
+                break
+        if error is not None and failed == tried and not leases:
+            raise error
+        return leases
+
+    async def _claim_from(self, name: str, want: int) -> list[Lease]:
+        served = self.served[name]
+        leases = await served.queue.claim_many(want, max_attempts=served.caps)
+        self._down_backoff.pop(name, None)
+        if name in self._down_logged:
+            self._down_logged.discard(name)
+            log.info("redis_recovered", component="claim", queue=name)
+        return leases
+
+    def _down(self, name: str, now: float, exc: BaseException) -> None:
+        backoff = self._down_backoff.get(name, 0.05)
+        self._down_until[name] = now + backoff
+        self._down_backoff[name] = min(backoff * 2, 5.0)
+        if name not in self._down_logged:
+            self._down_logged.add(name)
+            log.warning("redis_unavailable", component="claim", queue=name,
+                        error=error_text(exc), retry_in=backoff)
