@@ -169,7 +169,7 @@ def render(doc: dict[str, Any]) -> str:
          "(a 1-master cluster ran at 2,551 jobs/s against 9,180 on a plain server): "
          "redis-py's asyncio cluster transactions run each command in a new thread with "
          "its own event loop and block the caller's loop, so leaseq sends its ack "
-         "transaction on one connection to the slot's master itself (`leaseq/_tx.py`)."),
+         "transaction on one connection to the slot's master itself (`leaseq/protocol/tx.py`)."),
         "",
     ]
     return "\n".join(lines)

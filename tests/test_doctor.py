@@ -184,7 +184,7 @@ async def test_json_form_round_trips(real_redis: aioredis.Redis):
     assert Report.from_dict(decoded) == report
 
 
-# -- the command (needs the `doctor_` body with --json in leaseq/cli.py) ---------------------
+# -- the command: `leaseq doctor` and its --json --------------------------------------------
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -244,8 +244,8 @@ def test_burst_fleet_logs_drained_children_as_expected_not_as_a_warning(
     url: str, fleets: Callable[..., Fleet],
 ) -> None:
     """With --burst the supervisor knows that a child exiting 0 has drained the queue:
-    an info line, not the warning of a child that stopped by itself. (Needs cli.py to
-    pass burst to Supervisor.)"""
+    an info line, not the warning of a child that stopped by itself. (Needs the worker
+    command to pass burst to Supervisor.)"""
     enqueue(url, "quiet", "chatty", [1, 2, 3])
     fleet = fleets(url, HANDLERS, "-q", "quiet", "-p", "2", "--burst")
     assert fleet.wait(timeout=30) == 0

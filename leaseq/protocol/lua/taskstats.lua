@@ -4,7 +4,7 @@
 -- ARGV: 1 seconds the minute's hash lives, 2 seconds the reply record lives, then field,
 --       increment pairs; a field is
 --       "<task>\31<counter>" (task names hold no control characters): counters are
---       acked, failed, dead and d<bucket> (handler durations, see leaseq/_taskstats.py)
+--       acked, failed, dead and d<bucket> (handler durations, see leaseq/protocol/taskstats.py)
 -- Returns: 1, or 0 for a re-sent call (the reply record exists: counted already).
 -- The reply record outlives every retry of the flush (the client keeps an unconfirmed
 -- flush for at most 64 intervals), so a re-sent flush (its reply lost) counts nothing
