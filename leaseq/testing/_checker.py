@@ -105,29 +105,76 @@ async def check_invariants(
     """Check a drained queue against the ids whose enqueue returned."""
     k = QueueKeys(queue)
     ids = list(dict.fromkeys(enqueued))
+    sets, log = await _read_sets_and_log(redis, k)
+    _, in_progress, done, dead, _ = sets
+    starts = _count_starts(log)
+    fields = await _read_counters(redis, k, ids)
+    stale, unexplained, suspects = _judge(ids, fields, starts, done, dead)
+    evidence = await _evidence(redis, k, suspects, log)
+    orphan = await _orphan_leases(redis, k, in_progress)
+    enqueued_set = set(ids)
+    return ChaosReport(
+        enqueued=len(ids),
+        done=len(done & enqueued_set),
+        dead=len(dead & enqueued_set),
+        lost=sum(1 for i in ids if i not in done and i not in dead),
+        duplicated=sum(1 for i in ids if starts[i] > 1),
+        unexplained_duplicates=unexplained,
+        unexpected=len(done - enqueued_set),
+        stale_acks=stale,
+        misplaced=_misplaced(sets, ids),
+        orphan_leases=orphan,
+        executions=sum(starts.values()),
+        evidence=tuple(evidence),
+    )
+
+
+async def _read_sets_and_log(
+        redis: aioredis.Redis, k: QueueKeys) -> tuple[list[set[str]], list[Any]]:
+    """The members of ``todos``, ``in_progress``, ``done``, ``dead`` and ``delayed`` (in
+    that order), and the raw lines of the execution log."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in (k.todos, k.in_progress, k.done, k.dead):
             pipe.smembers(key)
         pipe.zrange(k.delayed, 0, -1)
         pipe.lrange(log_key(k.prefix), 0, -1)
         replies = await pipe.execute()
-    sets = [{text(m) for m in members} for members in replies[:5]]
-    _, in_progress, done, dead, _ = sets
+    return [{text(m) for m in members} for members in replies[:5]], replies[5]
+
+
+def _count_starts(log: list[Any]) -> Counter[str]:
+    """Handler runs per job id, from the start lines of the execution log."""
     starts: Counter[str] = Counter()
     # A run is one lease token, so a start line written twice (a client library may
     # send a write again after a redirect or a dropped reply) is still one run.
-    for line in dict.fromkeys(text(line) for line in replies[5]):
+    for line in dict.fromkeys(text(line) for line in log):
         parts = line.split()
         if parts and parts[0] == "start":
             starts[parts[1]] += 1
+    return starts
+
+
+def _misplaced(sets: list[set[str]], ids: list[str]) -> int:
+    """Ids in several sets, or (of ``ids``) in none."""
     everyone = set().union(*sets)
     misplaced = sum(1 for i in everyone if sum(i in s for s in sets) != 1)
-    misplaced += sum(1 for i in ids if i not in everyone)
+    return misplaced + sum(1 for i in ids if i not in everyone)
+
+
+async def _read_counters(redis: aioredis.Redis, k: QueueKeys, ids: list[str]) -> list[Any]:
+    """For each of ``ids``: its hash's token, settled, settled_by, expiries, releases and
+    failures."""
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hmget(k.job(job_id), ["token", "settled", "settled_by", "expiries",
                                        "releases", "failures"])
-        fields = await pipe.execute()
+        return list(await pipe.execute())
+
+
+def _judge(ids: list[str], fields: list[Any], starts: Counter[str], done: set[str],
+           dead: set[str]) -> tuple[int, int, dict[str, str]]:
+    """Stale acks and unexplained duplicates among ``ids``; and the jobs behind these and
+    the lost ones, in the order of ``ids``, each with the first thing wrong with it."""
     stale = unexplained = 0
     suspects: dict[str, str] = {}
     for job_id, (token, settled, settled_by, expiries, releases, failures) in zip(
@@ -142,31 +189,29 @@ async def check_invariants(
             suspects.setdefault(job_id, f"{starts[job_id]} starts, {allowed} allowed")
         if job_id not in done and job_id not in dead:
             suspects.setdefault(job_id, "lost")
+    return stale, unexplained, suspects
+
+
+async def _evidence(redis: aioredis.Redis, k: QueueKeys, suspects: dict[str, str],
+                    log: list[Any]) -> list[str]:
+    """The first :data:`_EVIDENCE` suspects, each with its hash's counters and its lines
+    of the execution log."""
     evidence = []
     for job_id, what in list(suspects.items())[:_EVIDENCE]:
         job = await redis.hgetall(k.job(job_id))
-        runs = [text(line) for line in replies[5] if text(line).split()[1:2] == [job_id]]
+        runs = [text(line) for line in log if text(line).split()[1:2] == [job_id]]
         evidence.append(f"{job_id}: {what}; hash {_fields(job)}; log {runs}")
+    return evidence
+
+
+async def _orphan_leases(redis: aioredis.Redis, k: QueueKeys, in_progress: set[str]) -> int:
+    """Lease keys whose id is not in ``in_progress``."""
     orphan = 0
     prefix = k.prefix + "lease:"
     async for key in redis.scan_iter(match=prefix + "*", count=1000):
         if text(key)[len(prefix):] not in in_progress:
             orphan += 1
-    enqueued_set = set(ids)
-    return ChaosReport(
-        enqueued=len(ids),
-        done=len(done & enqueued_set),
-        dead=len(dead & enqueued_set),
-        lost=sum(1 for i in ids if i not in done and i not in dead),
-        duplicated=sum(1 for i in ids if starts[i] > 1),
-        unexplained_duplicates=unexplained,
-        unexpected=len(done - enqueued_set),
-        stale_acks=stale,
-        misplaced=misplaced,
-        orphan_leases=orphan,
-        executions=sum(starts.values()),
-        evidence=tuple(evidence),
-    )
+    return orphan
 
 
 def _fields(job: dict[Any, Any]) -> dict[str, str]:
