@@ -10,9 +10,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from ..protocol.validate import MAX_JOB_ID_LEN, MAX_TASK_LEN, PRINTABLE
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
-"""The same rule as :func:`leaseq._keys.validate_queue_name`, for the OpenAPI schema."""
+"""The same rule as :func:`leaseq.protocol.keys.validate_queue_name`, for the OpenAPI schema."""
 
-# No control characters, as leaseq._validate checks (anchored: a JSON Schema pattern may
+# No control characters, as leaseq.protocol.validate checks (anchored: a JSON Schema pattern may
 # match anywhere in the string).
 PRINTABLE_PATTERN = f"^{PRINTABLE}$"
 JobId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_JOB_ID_LEN,

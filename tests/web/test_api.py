@@ -265,6 +265,19 @@ async def test_bodies_that_are_not_json_too_large_or_not_unicode_are_refused(
     assert (await Queue(redis, "known").stats()).total == 0
 
 
+async def test_a_wrong_method_is_a_405_that_names_every_allowed_one(
+    fake_redis: aioredis.Redis,
+):
+    await Queue(fake_redis, "known").prepare()
+    async with client_of(fake_redis) as api:
+        reply = await api.delete("/queues/known/jobs")
+        assert reply.status_code == 405
+        assert sorted(reply.headers["allow"].replace(" ", "").split(",")) == ["GET", "POST"]
+        reply = await api.get("/queues/known/purge")
+        assert reply.status_code == 405
+        assert reply.headers["allow"] == "POST"
+
+
 async def test_fixed_queues_are_the_only_ones_served(redis: aioredis.Redis):
     await Queue(redis, "other").enqueue("t", None)
     async with client_of(redis, queues=["mine"]) as api:

@@ -1,0 +1,54 @@
+"""The dashboard: its page and the live stream of server-sent events its script reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+from redis.exceptions import RedisError
+from sse_starlette import EventSourceResponse
+
+from ..protocol.queue import Queue
+from ..protocol.wire import RETRYABLE
+from ._context import Context, Ctx
+from ._page import dashboard_page
+from ._schemas import QUEUE_NAME_PATTERN
+from ._snapshots import detail, overview
+
+router = APIRouter()
+"""The page at ``/`` and the stream at ``/live``, both left out of the OpenAPI document."""
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page() -> str:
+    """The dashboard's page."""
+    return dashboard_page()
+
+
+@router.get("/live", include_in_schema=False)
+async def live(
+    ctx: Ctx,
+    queue: Annotated[str | None, Query(pattern=QUEUE_NAME_PATTERN)] = None,
+    interval: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
+) -> EventSourceResponse:
+    """Server-sent events: a ``snapshot`` (the overview and, with ``queue``, that
+    queue's detail) every ``interval`` seconds."""
+    q = None if queue is None else await ctx.known(queue)
+    return EventSourceResponse(_stream(ctx, q, interval), ping=15)
+
+
+async def _stream(ctx: Context, q: Queue | None,
+                  interval: float) -> AsyncIterator[dict[str, str]]:
+    while True:
+        try:
+            data: dict[str, Any] = {"overview": await overview(ctx)}
+            if q is not None:
+                data["detail"] = await detail(ctx, q, seen=data["overview"])
+            yield {"event": "snapshot", "data": json.dumps(data)}
+        except (RedisError, *RETRYABLE) as exc:
+            yield {"event": "problem", "data": json.dumps({"detail": repr(exc)})}
+        await anyio.sleep(interval)

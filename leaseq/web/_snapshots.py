@@ -1,0 +1,36 @@
+"""The dashboard's two views of the queues, served by the API and by the live stream alike:
+the overview of every queue and the detail of one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..protocol.admin import server_ms
+from ..protocol.queue import Queue
+from . import _reads as reads
+from ._context import Context
+
+
+async def overview(ctx: Context) -> dict[str, Any]:
+    """The server's clock and every served queue's summary."""
+    now = await server_ms(ctx.redis)
+    return {"server_time_ms": now,
+            "queues": [await reads.summary(ctx.queue_of(n)) for n in await ctx.names()]}
+
+
+async def detail(ctx: Context, q: Queue, leases: int = 50, dead: int = 50,
+                 minutes: int = 15, events: int = 20, *, seen: dict[str, Any] | None = None,
+                 ) -> dict[str, Any]:
+    """One queue: its summary, acks per minute, in-flight leases, dead jobs and lease
+    expiries. ``seen``: an :func:`overview` just read, whose clock and summary of ``q``
+    serve here rather than being read again."""
+    now = await server_ms(ctx.redis) if seen is None else seen["server_time_ms"]
+    known_summaries = [] if seen is None else seen["queues"]
+    summary = next((s for s in known_summaries if s["name"] == q.name), None)
+    return {
+        "summary": summary or await reads.summary(q), "server_time_ms": now,
+        "throughput": await reads.throughput(q, minutes, now),
+        "leases": await reads.leases(q, leases, now),
+        "dead": await reads.dead(q, dead),
+        "events": await reads.events(q, events),
+    }
