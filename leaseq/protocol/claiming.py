@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 
 from ..exceptions import LeaseLost, LeaseqError
 from ..models import Lease
@@ -160,9 +159,27 @@ class Claiming(Settling):
                 del self._lost_claims[:-_MAX_LOST_CLAIMS]
             raise
         t1 = time.monotonic()
+        leases, gone = await self._leases_of(reply, t0, t1)
+        if int(reply[2]) == 1:
+            self.recovered_leases += len(leases)
+            log.info("claim_recovered", queue=self.name, nonce=nonce, jobs=len(leases),
+                     fence_base=int(reply[1]))
+            if gone:
+                log.warning("claim_reply_lost", queue=self.name, nonce=nonce, expired=gone,
+                            detail="leases of a claim whose reply was lost were gone before "
+                                   "they could be recovered; the reaper requeues those jobs, "
+                                   "each charged an attempt (counted as a lease expiry)")
+        elif recovering:
+            log.info("claim_not_recorded", queue=self.name, nonce=nonce,
+                     detail="a claim call that failed left no record: it never ran (or "
+                            "its leases all expired)")
+        return leases
+
+    async def _leases_of(self, reply: list[Any], t0: float, t1: float) -> tuple[list[Lease], int]:
+        """The leases of a claim.lua reply (sent at ``t0``, answered at ``t1`` by the
+        local clock), and how many of a recovered call's leases were gone. A job whose
+        payload cannot be decoded is buried, not returned."""
         now = int(reply[0]) / 1000
-        fence_base = int(reply[1])
-        recovered = int(reply[2]) == 1
         offset = now - (t0 + t1) / 2
         leases: list[Lease] = []
         gone = 0
@@ -178,7 +195,6 @@ class Claiming(Settling):
                             reason="job hash missing or corrupt at claim")
                 continue
             tok = text(token)
-            lease_s = int(lease_ms) / 1000
             left_s = int(ttl_ms) / 1000
             try:
                 decoded = self.serializer.loads(payload)
@@ -189,35 +205,28 @@ class Claiming(Settling):
             lease = Lease(
                 queue=self.name, job_id=jid, token=tok, task=text(task), payload=decoded,
                 attempt=opt_int(attempt) or 0,
-                max_attempts=opt_int(max_attempts) or self.max_attempts, lease_timeout=lease_s,
+                max_attempts=opt_int(max_attempts) or self.max_attempts,
+                lease_timeout=int(lease_ms) / 1000,
                 deadline=now + left_s, fence=int(tok.split("-", 1)[0]),
                 # Conservative: the server measured what is left after the call was sent.
                 local_deadline=t0 + left_s,
                 server_offset=offset,
             )
-            if error is not None:
-                log.warning("job_dead", queue=self.name, job_id=jid, attempt=lease.attempt,
-                            token=tok, reason=error)
-                try:
-                    await self._settle(lease, "bury", error, 0)
-                except (LeaseqError, RedisError, OSError) as exc:
-                    # The other leases of the call are ours all the same; this one expires
-                    # and is claimed (and buried) again.
-                    log.warning("bury_failed", queue=self.name, job_id=jid,
-                                error=error_text(exc))
-                continue
-            leases.append(lease)
-        if recovered:
-            self.recovered_leases += len(leases)
-            log.info("claim_recovered", queue=self.name, nonce=nonce, jobs=len(leases),
-                     fence_base=fence_base)
-            if gone:
-                log.warning("claim_reply_lost", queue=self.name, nonce=nonce, expired=gone,
-                            detail="leases of a claim whose reply was lost were gone before "
-                                   "they could be recovered; the reaper requeues those jobs, "
-                                   "each charged an attempt (counted as a lease expiry)")
-        elif recovering:
-            log.info("claim_not_recorded", queue=self.name, nonce=nonce,
-                     detail="a claim call that failed left no record: it never ran (or "
-                            "its leases all expired)")
-        return leases
+            if error is None:
+                leases.append(lease)
+            else:
+                await self._bury_undecodable(lease, error)
+        return leases, gone
+
+    async def _bury_undecodable(self, lease: Lease, error: str) -> None:
+        log.warning("job_dead", queue=self.name, job_id=lease.job_id, attempt=lease.attempt,
+                    token=lease.token, reason=error)
+        try:
+            await self._settle(lease, "bury", error, 0)
+        except Exception as exc:
+            if not (isinstance(exc, LeaseqError) or redis_failure(exc)):
+                raise
+            # The other leases of the call are ours all the same; this one expires and
+            # is claimed (and buried) again.
+            log.warning("bury_failed", queue=self.name, job_id=lease.job_id,
+                        error=error_text(exc))
