@@ -93,7 +93,7 @@ def _dead_action(verb: str) -> Any:
                 click.echo(f"{verb}d {n} job(s)")
             if missing:
                 exits.notice(f"not found: {', '.join(missing)} (no dead job of queue {queue} "
-                            "has this id)")
+                             "has this id)")
                 return exits.EXIT_FAILURE
             return exits.EXIT_OK
 

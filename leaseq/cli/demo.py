@@ -42,7 +42,7 @@ def run(settings: util.Settings, jobs: int, workers: int, keep: bool = False) ->
             server.start()
         except RedisServerError as exc:
             exits.fail(f"{exc}; or point LEASEQ_REDIS_URL at a running Redis",
-                      exits.EXIT_UNREACHABLE)
+                       exits.EXIT_UNREACHABLE)
         url = server.url
         console.print(f"started a private redis-server on {url}")
     else:

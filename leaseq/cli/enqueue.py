@@ -82,7 +82,7 @@ def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
     async def many(client: aioredis.Redis) -> int:
         if sys.stdin.isatty():
             exits.notice("reading one JSON payload per line until Ctrl-D "
-                        "(Ctrl-C enqueues the lines entered and stops)")
+                         "(Ctrl-C enqueues the lines entered and stops)")
         feed = _StdinFeed(Queue(client, queue), task, delay, max_attempts, show)
         _, interrupted = await util.until_signal(feed.run, signal.SIGINT)
         if interrupted is not None:

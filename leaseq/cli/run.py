@@ -146,8 +146,8 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
             w = await made if inspect.isawaitable(made) else made
             if not isinstance(w, Worker):
                 raise exits.Failure(f"TARGET {target!r} returned {type(w).__name__}: "
-                                   "expected a function that takes a Queue and returns a "
-                                   "Worker", exits.EXIT_USAGE)
+                                    "expected a function that takes a Queue and returns a "
+                                    "Worker", exits.EXIT_USAGE)
         if os.environ.get("LEASEQ_WORKER_INDEX") is None:
             await w.run(burst=burst)
             return exits.EXIT_OK
@@ -285,7 +285,7 @@ def web(settings: util.Settings, queues: tuple[str, ...], host: str, port: int,
         from . import web as _serve
     except ImportError as exc:
         exits.fail(f"leaseq web needs the web extra (pip install 'leaseq[web]'): {exc}",
-                  exits.EXIT_USAGE)
+                   exits.EXIT_USAGE)
     if token is not None and not token.strip():
         raise click.BadParameter("the token is empty", param_hint="--token")
     if token is None and not no_auth and not _serve.is_loopback(host):

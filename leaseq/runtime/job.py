@@ -223,7 +223,7 @@ async def _fail(
     state: JobState | None = await _settle(
         worker, job, fields,
         lambda: job.queue.fail(job.lease, error, retry_in=retry_in,
-                                  max_attempts=task.max_attempts))
+                               max_attempts=task.max_attempts))
     if state is None:
         return
     if state == "dead":

@@ -33,12 +33,12 @@ async def _trim(q: Queue, age_ms: int, count: int, batch: int) -> tuple[int, int
     k = q.keys
     if not is_cluster(q.redis):
         reply = await scripts.TRIM(q.redis, [k.done, k.done_at, k.reply()],
-                                    [k.prefix, age_ms, count, batch])
+                                   [k.prefix, age_ms, count, batch])
     else:
         ids = [text(i) for i in await q.redis.zrange(k.done_at, 0, batch - 1)]
         reply = await scripts.TRIM(q.redis, [k.done, k.done_at, *(k.job(i) for i in ids),
-                                              k.reply()],
-                                    ["", age_ms, count, batch, *ids])
+                                             k.reply()],
+                                   ["", age_ms, count, batch, *ids])
     return int(reply[0]), int(reply[1])
 
 
@@ -189,7 +189,7 @@ class Reaper:
                         *(k.lease(i) for i in ids), *(k.job(i) for i in ids), k.reply()]
                 with watch.call():
                     reply = await scripts.REAP(q.redis, keys,
-                                                [q.lease_ms, EVENTS_KEPT, *ids])
+                                               [q.lease_ms, EVENTS_KEPT, *ids])
                 counts[0] += int(reply[0])
                 counts[1] += int(reply[1])
                 counts[2] += int(reply[2])
