@@ -250,17 +250,7 @@ class Worker:
             self.concurrency)
         try:
             async with anyio.create_task_group() as root:
-                if handle_signals:
-                    await root.start(self._watch_signals)
-                if self.reaper is not None:
-                    root.start_soon(self.reaper.run)
-                for served in self.served.values():
-                    root.start_soon(served.acks.run)
-                root.start_soon(self.heartbeat.run)
-                root.start_soon(self.presence.run)
-                root.start_soon(self.taskstats.run)
-                if self.metrics is not None:
-                    root.start_soon(self.metrics.watch, self.queues)
+                await self._start_services(root, handle_signals)
                 with anyio.CancelScope() as drain:
                     self._drain_scope = drain
                     async with anyio.create_task_group() as runners:
@@ -279,23 +269,42 @@ class Worker:
                         # part of it already).
                         drain.deadline = (self._stop_at if self._stop_at is not None
                                           else anyio.current_time()) + self.grace_period
-                # Bounded: a stop must end even while Redis does not answer (leases that
-                # could not be released expire and the reaper requeues their jobs). One
-                # budget for all clean-up after the grace period: the runners' releases
-                # (each bounded the same way), the unstarted leases and the acks.
-                end = min(min(anyio.current_time(), drain.deadline) + RELEASE_TIMEOUT,
-                          self._cleanup_by)
-                self._cleanup_by = end
-                for served in self.served.values():
-                    served.acks.limit(end - anyio.current_time())
-                with anyio.CancelScope(shield=True, deadline=end):
-                    await self._release_unstarted(receive)
+                await self._clean_up(drain.deadline, receive)
                 root.cancel_scope.cancel()
         finally:
             receive.close()
             self._running = False
             self._drain_scope = self._claim_scope = self._claim_shield = None
             log.info("worker_stopped", queue=",".join(self._names), **self.counters)
+
+    async def _start_services(self, root: anyio.abc.TaskGroup, handle_signals: bool) -> None:
+        """Start what runs beside the claim loop: signals, the reaper, the ack batchers,
+        heartbeats, presence, task statistics and metrics."""
+        if handle_signals:
+            await root.start(self._watch_signals)
+        if self.reaper is not None:
+            root.start_soon(self.reaper.run)
+        for served in self.served.values():
+            root.start_soon(served.acks.run)
+        root.start_soon(self.heartbeat.run)
+        root.start_soon(self.presence.run)
+        root.start_soon(self.taskstats.run)
+        if self.metrics is not None:
+            root.start_soon(self.metrics.watch, self.queues)
+
+    async def _clean_up(
+        self, drained_by: float, receive: MemoryObjectReceiveStream[tuple[Lease, object]],
+    ) -> None:
+        """After the grace period: bounded, since a stop must end even while Redis does
+        not answer (leases that could not be released expire and the reaper requeues
+        their jobs). One budget for all of it: the runners' releases (each bounded the
+        same way), the unstarted leases and the acks."""
+        end = min(min(anyio.current_time(), drained_by) + RELEASE_TIMEOUT, self._cleanup_by)
+        self._cleanup_by = end
+        for served in self.served.values():
+            served.acks.limit(end - anyio.current_time())
+        with anyio.CancelScope(shield=True, deadline=end):
+            await self._release_unstarted(receive)
 
     async def _runner(self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]) -> None:
         async with leases:
