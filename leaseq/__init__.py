@@ -12,12 +12,14 @@ from .exceptions import (
     SerializationError,
     WaitTimeout,
 )
-from .models import JobInfo, JobState, Lease, QueueStats, WorkerInfo
+from .models import JobInfo, JobState, Lease, QueueStats, ScheduleInfo, WorkerInfo
 from .protocol.codec import JsonSerializer, Serializer
 from .protocol.queue import Queue
 from .protocol.router import Router
+from .protocol.schedule import Cron, Every, Schedule
 from .runtime.policy import Policy, Priority, Weighted
 from .runtime.reaper import Reaper, SweepReport
+from .runtime.scheduler import Scheduler
 from .runtime.task import Backoff, Handler, JobContext, Task
 from .runtime.worker import Worker
 
@@ -25,6 +27,8 @@ __version__ = VERSION
 
 __all__ = (
     "Backoff",
+    "Cron",
+    "Every",
     "Handler",
     "InvalidInput",
     "JobContext",
@@ -42,6 +46,9 @@ __all__ = (
     "QueueStats",
     "Reaper",
     "Router",
+    "Schedule",
+    "ScheduleInfo",
+    "Scheduler",
     "SerializationError",
     "Serializer",
     "SweepReport",

@@ -146,3 +146,38 @@ class WorkerInfo:
     """The leaseq version it runs."""
     counters: dict[str, int] = field(default_factory=dict, compare=False)
     """Its job counters (claimed, acked, failed, dead, lease_lost, released)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A periodic schedule of a queue, as its schedulers declared it and as its ticks
+    went (see :meth:`Queue.schedules`)."""
+
+    name: str
+    """The schedule's name (its task's, unless given)."""
+    task: str
+    """The task each tick enqueues."""
+    spec: str
+    """Its timing: ``cron <expression> <zone>`` or ``every <seconds>s``."""
+    overlap: str
+    """``allow``, or ``skip`` (no job while the previous one waits or runs)."""
+    catch_up: int
+    """Missed ticks still enqueued after every scheduler was down."""
+    declared_at: float | None
+    """When a scheduler last declared it (Unix seconds, Redis's clock)."""
+    stale: bool
+    """Whether no scheduler declared it for a while: it is not running any more."""
+    next_tick: float | None
+    """Its next tick (Unix seconds), ``None`` when stale."""
+    last_tick: float | None
+    """The last tick it decided (enqueued or skipped), in Unix seconds."""
+    last_job: str | None
+    """The id of the last job it enqueued."""
+    last_job_state: JobState | None
+    """That job's state now (``None`` once the retention forgot it)."""
+    enqueued: int
+    """Jobs enqueued by its ticks."""
+    skipped_overlap: int
+    """Ticks skipped because the previous job still waited or ran."""
+    skipped_missed: int
+    """Ticks skipped because every scheduler was down."""

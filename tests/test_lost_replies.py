@@ -727,3 +727,24 @@ async def test_claim_with_a_task_limit_whose_reply_was_lost_stores_the_limit_onc
     assert (lease.attempt, lease.max_attempts) == (1, 2)
     await assert_consistent(direct, "capped", held=leases)
     assert await direct.hget(QueueKeys("capped").job(lease.job_id), "max_attempts") == b"2"
+
+
+async def test_a_tick_whose_reply_was_lost_enqueues_its_job_once_and_the_scheduler_goes_on(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    from leaseq import Every, Scheduler
+
+    schedule = Every(1, "t", name="every")
+    async with proxied(redis_server) as (proxy, client):
+        q = Queue(client, "ticked")
+        scheduler = Scheduler(q, [schedule])
+        await scheduler._fire_due(schedule, 1_000_000)  # the baseline
+        # The re-sent call finds the tick decided ('raced'): the scheduler stops there
+        # and the next round reads the state again.
+        await lose_reply(proxy, sha(scripts.TICK),
+                         lambda: scheduler._fire_due(schedule, 1_001_000))
+        await scheduler._fire_due(schedule, 1_002_000)
+    state = await assert_consistent(direct, "ticked")
+    assert state.hashes == {"every@1001000", "every@1002000"}
+    assert state.where("every@1001000") == ["todos"]
+    raw = await direct.hgetall(QueueKeys("ticked").schedule("every"))
+    assert raw[b"enqueued"] == b"2" and raw[b"last_tick"] == b"1002000"

@@ -3,8 +3,9 @@
 Rules: enqueue, claim, a claim whose reply is lost (its leases held by nobody until the
 next claim recovers them), ack / fail / release / extend with any lease ever issued (stale
 ones included, and retries of calls that already committed, even after the job was claimed
-and settled again), expire a live lease (what the server does when time runs out) and
-sweep. After every step: each id is in exactly the set the model says, a lease key exists
+and settled again), expire a live lease (what the server does when time runs out), sweep,
+and a schedule's tick (fired on a fresh or a stale reading of its state, sent twice, with
+overlap allowed or skipped). After every step: each id is in exactly the set the model says, a lease key exists
 exactly for the ids the model says are held, with the holder's token, and attempts are
 counted.
 """
@@ -24,7 +25,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from redis.asyncio.cluster import RedisCluster
 
-from leaseq import Lease, LeaseLost, Queue, Reaper
+from leaseq import Every, Lease, LeaseLost, Queue, Reaper
+from leaseq.protocol import scheduling
 from leaseq.testing import RedisServer
 from leaseq.testing._cluster import RedisClusterServers
 
@@ -64,6 +66,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.leases: list[Lease] = []
         # Claims whose reply was lost, oldest first: the job ids their leases went to.
         self.lost_claims: list[list[Lease]] = []
+        # The schedule's last decided tick and last enqueued job, as tick.lua keeps them.
+        self.last_tick: int | None = None
+        self.last_job: str | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -222,6 +227,35 @@ class ProtocolMachine(RuleBasedStateMachine):
                 m.holder = None
                 expected += 1
         assert self.run(self.reaper.sweep()) == expected
+
+    @rule(step=st.integers(0, 3), stale=st.booleans(), skip=st.booleans())
+    def tick(self, step: int, stale: bool, skip: bool) -> None:
+        schedule = Every(1, "t", name="sched", overlap="skip" if skip else "allow")
+        last = self.last_tick
+        expected = last if not stale else (7 if last is None else last - 1000)
+        tick = (last or 0) + step * 1000
+        mode = "baseline" if last is None else "run"
+        job_id = schedule.job_id(tick)
+        if expected != last or (last is not None and tick <= last):
+            predicted = "raced"
+        elif mode == "baseline":
+            predicted = "baseline"
+        elif skip and self.last_job is not None and \
+                self.jobs[self.last_job].state in ("todo", "in_progress"):
+            predicted = "overlap"
+        elif job_id in self.jobs:
+            predicted = "known"
+        else:
+            predicted = "enqueued"
+        call = scheduling.fire(self.q, schedule, expected, mode, tick)
+        assert self.run(call) == predicted
+        if predicted != "raced":
+            self.last_tick = tick
+        if predicted == "enqueued":
+            self.jobs[job_id] = JobModel()
+            self.last_job = job_id
+        # The same call again (a re-send after a lost reply): decided already.
+        assert self.run(scheduling.fire(self.q, schedule, expected, mode, tick)) == "raced"
 
     # -- invariants --------------------------------------------------------------------
 

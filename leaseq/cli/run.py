@@ -22,10 +22,12 @@ from ..protocol.settings import STORED
 from ..runtime.metrics import Metrics
 from ..runtime.policy import Policy, Priority, Weighted
 from ..runtime.reaper import Reaper
+from ..runtime.scheduler import Scheduler
 from ..runtime.task import normalise_handlers
 from ..runtime.worker import Worker
 from . import exits, targets, util
 from .params import QUEUES, Command, queue_name
+from .schedules import load_schedules
 from .supervisor import Supervisor
 
 log = structlog.get_logger(__name__)
@@ -91,6 +93,9 @@ _RETENTION_MAX = click.option(
 @click.option("--grace-period", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
 @click.option("--burst", is_flag=True, help="Exit once no job is waiting or running.")
+@click.option("--schedules", "schedules_spec", metavar="MODULE:ATTR", default=None,
+              help="Periodic schedules (a list of Cron and Every) to fire into the (first) "
+                   "queue; every worker may run them, each tick is enqueued once.")
 @click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=None,
               help="Serve /metrics and /healthz on this port (process i uses port + i).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
@@ -99,7 +104,7 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
            weights: tuple[str, ...], concurrency: int, processes: int, reaper: bool,
            lease_timeout: float | None, max_attempts: int | None, done_ttl: Any,
            done_max: Any, job_timeout: float | None, grace_period: float, burst: bool,
-           metrics_port: int | None, metrics_host: str) -> None:
+           schedules_spec: str | None, metrics_port: int | None, metrics_host: str) -> None:
     """Run a worker for TARGET, given as MODULE:ATTR.
 
     ATTR is a dict mapping task names to async handlers (served on every --queue), or a
@@ -116,6 +121,7 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
             normalise_handlers(handlers)
         except InvalidInput as exc:
             exits.fail(f"TARGET {target!r}: {exc}", exits.EXIT_USAGE)
+    periodic = [] if schedules_spec is None else load_schedules(schedules_spec)
     chosen = _policy(policy, weights, queues)
     if not isinstance(handlers, Mapping) and len(queues) > 1:
         raise click.UsageError("a Worker factory serves one --queue")
@@ -140,7 +146,7 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
         if isinstance(handlers, Mapping):
             w = Worker(dict.fromkeys(qs, handlers), policy=chosen, concurrency=concurrency,
                        reaper=reaper, job_timeout=job_timeout, grace_period=grace_period,
-                       metrics=metrics)
+                       metrics=metrics, schedules=periodic)
         else:
             made = handlers(qs[0])
             w = await made if inspect.isawaitable(made) else made
@@ -148,6 +154,11 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
                 raise exits.Failure(f"TARGET {target!r} returned {type(w).__name__}: "
                                     "expected a function that takes a Queue and returns a "
                                     "Worker", exits.EXIT_USAGE)
+            if periodic:
+                if w.scheduler is not None:
+                    raise exits.Failure(f"TARGET {target!r} made a Worker with schedules of "
+                                        "its own: drop --schedules", exits.EXIT_USAGE)
+                w.scheduler = Scheduler(w.queue, periodic)
         if os.environ.get("LEASEQ_WORKER_INDEX") is None:
             await w.run(burst=burst)
             return exits.EXIT_OK

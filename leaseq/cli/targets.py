@@ -19,6 +19,20 @@ from .exits import EXIT_USAGE, fail
 def load_target(spec: str) -> Any:
     """Import ``MODULE:ATTR`` (the current directory is importable, as with uvicorn); a
     target that cannot serve is one line on stderr and :data:`EXIT_USAGE`."""
+    obj = import_target(spec)
+    expected = ("expected a dict of task handlers ({'name': handler, ...}) or a function "
+                "that takes a Queue and returns a Worker")
+    if not isinstance(obj, Mapping) and not callable(obj):
+        _bad_target(spec, f" is of type {type(obj).__name__}; {expected}")
+    if not isinstance(obj, Mapping) and not _takes_one_argument(obj):
+        what = "a handler" if inspect.iscoroutinefunction(obj) else "a callable"
+        _bad_target(spec, f" is {what} taking {_parameters(obj)}; {expected}")
+    return obj
+
+
+def import_target(spec: str) -> Any:
+    """The object ``MODULE:ATTR`` names (the current directory is importable); one
+    that cannot be imported is one line on stderr and :data:`EXIT_USAGE`."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         _bad_target(spec, ": expected MODULE:ATTR")
@@ -34,13 +48,6 @@ def load_target(spec: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             _bad_target(spec, f": {module_name!r} has no attribute {attr!r}")
-    expected = ("expected a dict of task handlers ({'name': handler, ...}) or a function "
-                "that takes a Queue and returns a Worker")
-    if not isinstance(obj, Mapping) and not callable(obj):
-        _bad_target(spec, f" is of type {type(obj).__name__}; {expected}")
-    if not isinstance(obj, Mapping) and not _takes_one_argument(obj):
-        what = "a handler" if inspect.iscoroutinefunction(obj) else "a callable"
-        _bad_target(spec, f" is {what} taking {_parameters(obj)}; {expected}")
     return obj
 
 

@@ -41,6 +41,7 @@ class QueueKeys:
         "in_progress",
         "meta",
         "prefix",
+        "schedules",
         "settings",
         "todos",
         "wake",
@@ -61,6 +62,7 @@ class QueueKeys:
         self.events = self.prefix + "events"
         self.settings = self.prefix + "settings"
         self.workers = self.prefix + "workers"
+        self.schedules = self.prefix + "schedules"
 
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""
@@ -83,6 +85,10 @@ class QueueKeys:
         """A fresh reply record's key for one call of an admin or reaper script (a random
         nonce each time): a re-sent call finds its first answer there."""
         return f"{self.prefix}reply:{os.urandom(6).hex()}"
+
+    def schedule(self, name: str) -> str:
+        """The state of one periodic schedule: its last tick and job, and what it skipped."""
+        return f"{self.prefix}schedule:{name}"
 
     def lease(self, job_id: str) -> str:
         """The lease key: exists (with an expiry) exactly while a claimer holds the job."""

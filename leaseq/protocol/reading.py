@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import InvalidInput
-from ..models import JobInfo, JobState, QueueStats, WorkerInfo
+from ..models import JobInfo, JobState, QueueStats, ScheduleInfo, WorkerInfo
 from . import admin, scripts, taskstats, validate
 from .core import QueueCore
 from .presence import live_workers
+from .scheduling import read_schedules
 from .views import read_jobs
 from .wait import wait_all
 from .wire import (
@@ -90,6 +91,13 @@ class Reading(QueueCore):
         renews its entry every ``presence_interval`` seconds, and one that died drops out
         of the list once its entry expires (five intervals)."""
         return await live_workers(self)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """The periodic schedules declared for this queue (by any scheduler, at most
+        1,000, by name): timing, next tick, last job and its state, what was skipped,
+        and whether it is stale (no scheduler declared it for a minute: it no longer
+        runs)."""
+        return await read_schedules(self)
 
     async def dead_jobs(self, limit: int = 100) -> list[JobInfo]:
         """Up to ``limit`` dead jobs with their reasons (in no particular order)."""

@@ -23,16 +23,21 @@ ArgT = str | bytes | int | float
 
 class Script:
     """One Lua script of the package, identified by its SHA1; with ``reply_record``,
-    behind the reply-record prelude (``lua/_reply.lua``)."""
+    behind the reply-record prelude (``lua/_reply.lua``), with ``creates_jobs`` behind
+    the job-creation prelude (``lua/_job.lua``)."""
 
     __slots__ = ("name", "sha", "source")
 
-    def __init__(self, name: str, *, reply_record: bool = False) -> None:
+    def __init__(
+        self, name: str, *, reply_record: bool = False, creates_jobs: bool = False,
+    ) -> None:
         self.name = name
         files = resources.files(__package__)
         self.source = files.joinpath(f"lua/{name}.lua").read_text()
+        # Lua scripts cannot import: the shared preludes are put in front of them.
+        if creates_jobs:
+            self.source = files.joinpath("lua/_job.lua").read_text() + self.source
         if reply_record:
-            # Lua scripts cannot import: the shared prelude is put in front of them.
             self.source = files.joinpath("lua/_reply.lua").read_text() + self.source
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
@@ -101,7 +106,7 @@ async def _run(
         return list(await pipe.execute(raise_on_error=False))
 
 
-ENQUEUE = Script("enqueue")
+ENQUEUE = Script("enqueue", creates_jobs=True)
 CLAIM = Script("claim")
 EXTEND = Script("extend")
 SETTLE = Script("settle")
@@ -115,6 +120,7 @@ REPAIR = Script("repair", reply_record=True)
 PRESENCE = Script("presence")
 DROP = Script("drop", reply_record=True)
 TASKSTATS = Script("taskstats")
+TICK = Script("tick", creates_jobs=True)
 ALL = (ENQUEUE, CLAIM, EXTEND, SETTLE, REAP, PROMOTE, TRIM, STATS, REVIVE, PURGE, REPAIR,
-       PRESENCE, DROP, TASKSTATS)
+       PRESENCE, DROP, TASKSTATS, TICK)
 

@@ -8,7 +8,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -21,6 +21,7 @@ from ..exceptions import InvalidInput, LeaseLost, LeaseqError
 from ..models import Lease
 from ..protocol import crash, validate
 from ..protocol.queue import Queue
+from ..protocol.schedule import Schedule
 from ..protocol.wire import redis_failure
 from .claims import Claims
 from .heartbeat import Heartbeat
@@ -30,6 +31,7 @@ from .outage import Outage
 from .policy import Policy, Priority
 from .presence import Presence
 from .reaper import Reaper
+from .scheduler import Scheduler
 from .served import REDIS_SLOTS, Served, check_pool, routes_of
 from .task import Backoff, Handler, Task
 from .taskstats import TaskStats
@@ -60,10 +62,13 @@ class Worker:
     graceful stop lets running handlers finish before it cancels them and releases their
     leases. ``poll_interval`` bounds how long an idle worker blocks on the wake-up lists
     before it looks again (delayed jobs, lost wake-ups). ``metrics`` (a
-    :class:`~leaseq.metrics.Metrics`) receives the worker's counters. Every
+    :class:`~leaseq.runtime.metrics.Metrics`) receives the worker's counters. Every
     ``presence_interval`` seconds the worker renews its entry in each queue's list of
     live workers (:meth:`~leaseq.Queue.workers`, ``leaseq workers``); the entry expires
     after five intervals, so a worker that died disappears from the list by then.
+    ``schedules`` (:class:`~leaseq.Cron`, :class:`~leaseq.Every`) are fired into the
+    (first) served queue by a :class:`~leaseq.Scheduler` inside the worker; any number
+    of workers may run the same schedules, each tick is enqueued once.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class Worker:
         heartbeat_fraction: float = 1 / 3,
         metrics: Metrics | None = None,
         presence_interval: float = 2.0,
+        schedules: Sequence[Schedule] = (),
     ) -> None:
         routes = routes_of(queue, handlers)
         self.served = {q.name: Served(q, h) for q, h in routes.items()}
@@ -128,6 +134,8 @@ class Worker:
         self._in_flight = 0
         self._claims = Claims(self.served, self.policy)
         self.heartbeat = Heartbeat(heartbeat_fraction)
+        self.scheduler = Scheduler(self.queue, schedules) if schedules else None
+        """The worker's :class:`~leaseq.Scheduler`, when it was given schedules."""
         self.presence = Presence(
             self.queues, self._describe,
             validate.seconds(presence_interval, "presence_interval", allow_zero=False))
@@ -289,6 +297,8 @@ class Worker:
         root.start_soon(self.heartbeat.run)
         root.start_soon(self.presence.run)
         root.start_soon(self.taskstats.run)
+        if self.scheduler is not None:
+            root.start_soon(self.scheduler.run)
         if self.metrics is not None:
             root.start_soon(self.metrics.watch, self.queues)
 

@@ -1,8 +1,9 @@
 """Fault-testing kit for leaseq users: prove "nothing lost" with your own handlers.
 
 - :class:`RedisServer`: a private redis-server on a free port; kill, restart, freeze it.
-- :class:`WorkerProcess` / :class:`ReaperProcess`: real ``leaseq`` processes for your
-  handlers, to SIGKILL, SIGSTOP/SIGCONT or SIGTERM; named crash points; ``faketime``.
+- :class:`WorkerProcess` / :class:`ReaperProcess` / :class:`SchedulerProcess`: real
+  ``leaseq`` processes for your handlers and schedules, to SIGKILL, SIGSTOP/SIGCONT or
+  SIGTERM; named crash points; ``faketime``.
 - :class:`WebProcess`: ``leaseq web`` on a free port, to check what the dashboard's API
   reports during a test.
 - :func:`check_invariants`: after a run, counts lost, duplicated (and unexplained
@@ -16,7 +17,7 @@ See ``docs/testing.md``.
 from __future__ import annotations
 
 from ._checker import ChaosReport, check_invariants, wait_drained
-from ._procs import ReaperProcess, WebProcess, WorkerProcess
+from ._procs import ReaperProcess, SchedulerProcess, WebProcess, WorkerProcess
 from ._server import RedisServer, RedisServerError, free_port
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ReaperProcess",
     "RedisServer",
     "RedisServerError",
+    "SchedulerProcess",
     "WebProcess",
     "WorkerProcess",
     "check_invariants",

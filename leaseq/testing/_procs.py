@@ -192,6 +192,21 @@ class ReaperProcess(_Process):
         super().__init__(argv, {}, log_path, wrapper)
 
 
+class SchedulerProcess(_Process):
+    """``leaseq scheduler`` firing ``schedules`` (``MODULE:ATTR``, a list of Cron and
+    Every) into ``queue``; ``clock_offset`` (``"+30s"``) runs it with a skewed clock
+    through libfaketime."""
+
+    _ready_event = "scheduler_started"
+
+    def __init__(self, redis_url: str, queue: str, schedules: str, *, grace: float = 5.0,
+                 clock_offset: str | None = None, log_path: Path | None = None) -> None:
+        environ = _faketime_env(clock_offset) if clock_offset else {}
+        argv = ["--redis", redis_url, "--log-format", "json", "scheduler", "--queue", queue,
+                schedules, "--grace", str(grace)]
+        super().__init__(argv, environ, log_path, ())
+
+
 class WebProcess(_Process):
     """``leaseq web`` on a free port (needs the ``web`` extra); :attr:`url` once
     :meth:`wait_ready` returned. ``args`` go to ``leaseq web`` (``--queue``, ...)."""

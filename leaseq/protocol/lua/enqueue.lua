@@ -5,6 +5,7 @@
 --       then 6 fields per job: id, task, payload, max_attempts, delay_ms, lease_ms
 --       ('' = queue default)
 -- Returns: one integer per job: 1 created, 0 already known (nothing written).
+-- (job-creation prelude: create_job, wake)
 -- The job hash's existence is the dedup check for every id: a call re-sent after its
 -- reply was lost (redis-py retries on connection errors) finds the hashes its first run
 -- wrote and changes nothing, whatever happened to those jobs in between. Caller-given ids
@@ -28,26 +29,10 @@ for i = 7, #KEYS do
     or redis.call('ZSCORE', KEYS[5], id))) then
     out[#out + 1] = 0
   else
-    redis.call('HSET', job, 'task', ARGV[b + 2], 'payload', ARGV[b + 3],
-      'max_attempts', ARGV[b + 4], 'enqueued_at', now)
-    if ARGV[b + 6] ~= '' then
-      redis.call('HSET', job, 'lease_ms', ARGV[b + 6])
-    end
-    local delay = tonumber(ARGV[b + 5])
-    if delay > 0 then
-      redis.call('ZADD', KEYS[5], now + delay, id)
-    else
-      redis.call('SADD', KEYS[1], id)
-      woken = woken + 1
-    end
+    woken = woken + create_job(job, id, ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
+      ARGV[b + 6], now, KEYS[1], KEYS[5])
     out[#out + 1] = 1
   end
 end
-if woken > 0 then
-  -- One wake token per new job, capped: idle workers block on this list.
-  local tokens = {}
-  for _ = 1, math.min(woken, 64) do tokens[#tokens + 1] = '1' end
-  redis.call('LPUSH', KEYS[6], unpack(tokens))
-  redis.call('LTRIM', KEYS[6], 0, 63)
-end
+wake(KEYS[6], woken)
 return out
