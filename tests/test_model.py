@@ -5,9 +5,9 @@ next claim recovers them), ack / fail / release / extend with any lease ever iss
 ones included, and retries of calls that already committed, even after the job was claimed
 and settled again), expire a live lease (what the server does when time runs out), sweep,
 and a schedule's tick (fired on a fresh or a stale reading of its state, sent twice, with
-overlap allowed or skipped). After every step: each id is in exactly the set the model says, a lease key exists
-exactly for the ids the model says are held, with the holder's token, and attempts are
-counted.
+overlap allowed or skipped). After every step: each id is in exactly the set the model
+says, a lease key exists exactly for the ids the model says are held, with the holder's
+token, and attempts are counted.
 """
 
 from __future__ import annotations
