@@ -24,6 +24,7 @@ from ._schemas import (
     Overview,
     Problem,
     QueueDetail,
+    ScheduleView,
     State,
     WorkerView,
 )
@@ -144,6 +145,14 @@ async def get_workers(ctx: Ctx, name: QueueName) -> list[dict[str, Any]]:
     time to live)."""
     q = await ctx.known(name)
     return [dataclasses.asdict(w) for w in await q.workers()]
+
+
+@router.get("/queues/{name}/schedules", response_model=list[ScheduleView], responses=ERRORS)
+async def get_schedules(ctx: Ctx, name: QueueName) -> list[dict[str, Any]]:
+    """The periodic schedules declared for the queue: timing, next tick, last job and
+    its state, ticks skipped (overlap, missed), and whether any scheduler still runs it."""
+    q = await ctx.known(name)
+    return [dataclasses.asdict(s) for s in await q.schedules()]
 
 
 @router.get("/queues/{name}/jobs/{job_id:path}", response_model=JobView, responses=ERRORS)

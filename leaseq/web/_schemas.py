@@ -104,6 +104,25 @@ class JobView(BaseModel):
     owner: str | None
 
 
+class ScheduleView(BaseModel):
+    """A periodic schedule of the queue and how its ticks went."""
+
+    name: str
+    task: str
+    spec: str = Field(description="``cron <expression> <zone>`` or ``every <seconds>s``.")
+    overlap: str
+    catch_up: int
+    declared_at: float | None = Field(description="Unix seconds (Redis's clock).")
+    stale: bool = Field(description="No scheduler declared it for a minute.")
+    next_tick: float | None = Field(description="Unix seconds.")
+    last_tick: float | None = Field(description="Unix seconds.")
+    last_job: str | None
+    last_job_state: str | None
+    enqueued: int
+    skipped_overlap: int
+    skipped_missed: int
+
+
 class QueueDetail(BaseModel):
     """One queue as the dashboard shows it."""
 
@@ -113,6 +132,7 @@ class QueueDetail(BaseModel):
     leases: list[LeaseView]
     dead: list[JobView]
     events: list[LeaseEvent]
+    schedules: list[ScheduleView]
 
 
 class Overview(BaseModel):

@@ -3,6 +3,7 @@ the overview of every queue and the detail of one."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..protocol.admin import server_ms
@@ -21,9 +22,9 @@ async def overview(ctx: Context) -> dict[str, Any]:
 async def detail(ctx: Context, q: Queue, leases: int = 50, dead: int = 50,
                  minutes: int = 15, events: int = 20, *, seen: dict[str, Any] | None = None,
                  ) -> dict[str, Any]:
-    """One queue: its summary, acks per minute, in-flight leases, dead jobs and lease
-    expiries. ``seen``: an :func:`overview` just read, whose clock and summary of ``q``
-    serve here rather than being read again."""
+    """One queue: its summary, acks per minute, in-flight leases, dead jobs, lease
+    expiries and periodic schedules. ``seen``: an :func:`overview` just read, whose
+    clock and summary of ``q`` serve here rather than being read again."""
     now = await server_ms(ctx.redis) if seen is None else seen["server_time_ms"]
     known_summaries = [] if seen is None else seen["queues"]
     summary = next((s for s in known_summaries if s["name"] == q.name), None)
@@ -33,4 +34,5 @@ async def detail(ctx: Context, q: Queue, leases: int = 50, dead: int = 50,
         "leases": await reads.leases(q, leases, now),
         "dead": await reads.dead(q, dead),
         "events": await reads.events(q, events),
+        "schedules": [dataclasses.asdict(s) for s in await q.schedules()],
     }

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from leaseq import JobContext, Task
+from leaseq import Every, JobContext, Task
 
 
 async def work(ctx: JobContext, payload: Any) -> Any:
@@ -39,3 +39,6 @@ HANDLERS = {
     "hang": Task(hang, timeout=0.5),
     "exit": leave,
 }
+
+SCHEDULES = [Every(1, "work", {"s": 0.01, "v": "tick"}, name="tick")]
+"""A one-second schedule of ``work`` jobs, fired by the scheduler processes."""

@@ -28,6 +28,7 @@ from leaseq.testing import (
     ChaosReport,
     ReaperProcess,
     RedisServer,
+    SchedulerProcess,
     WorkerProcess,
     check_invariants,
     wait_drained,
@@ -37,6 +38,7 @@ from tests.helpers.replyproxy import ReplyDropProxy
 from .proxy import FaultyProxy
 
 TARGET = "tests.chaos.handlers:HANDLERS"
+SCHEDULES = "tests.chaos.handlers:SCHEDULES"
 DRAIN_TIMEOUT = 240.0
 
 
@@ -158,25 +160,63 @@ def _name(scenario: str) -> str:
 # -- 1. SIGKILL workers ----------------------------------------------------------------------
 
 async def sigkill_workers(server: RedisServer, size: Size, logdir: Path) -> Outcome:
-    """SIGKILL random workers mid-job, repeatedly, while three drain the queue; restart
-    them each time."""
+    """SIGKILL random workers mid-job, repeatedly, while three drain the queue, and
+    scheduler processes too, while three fire a one-second schedule into it; restart them
+    each time. Every tick must be enqueued, and run, once."""
     q = _name("sigkill")
     start = time.monotonic()
     ids = await _enqueue(server.url, q, _payloads(size.jobs, 0.01))
     fleet = Fleet(server.url, q, 3, logdir, concurrency=20, lease_timeout=1.0)
+    schedulers = [SchedulerProcess(server.url, q, SCHEDULES, log_path=logdir / f"sched-{i}.log")
+                  for i in range(3)]
     fleet.start()
+    for s in schedulers:
+        s.start()
     kills = 0
     try:
         while kills < size.kills and (await _stats(server.url, q)).todos > 0:
             await anyio.sleep(random.uniform(0.2, 0.5))
-            fleet.kill_random()
+            if kills % 2:
+                random.choice(schedulers).kill()
+            else:
+                fleet.kill_random()
             kills += 1
             await anyio.sleep(0.05)
             fleet.restart_dead()
-        report = await _check(server.url, q, ids)
+            for s in schedulers:
+                if not s.alive:
+                    s.start()
+        # The schedulers start slower than the workers drain a small run: give them
+        # three ticks at least.
+        with anyio.fail_after(30):
+            while len(await _ticks(server.url, q)) < 3:
+                await anyio.sleep(0.1)
+        for s in schedulers:
+            s.terminate()
+        ticks = await _ticks(server.url, q)
+        report = await _check(server.url, q, ids + [f"tick@{t}" for t in ticks])
     finally:
         fleet.terminate()
-    return Outcome("SIGKILL workers", size.jobs, kills, report, time.monotonic() - start)
+        for s in schedulers:
+            s.terminate()
+    outcome = Outcome("SIGKILL workers and schedulers", size.jobs + len(ticks), kills, report,
+                      time.monotonic() - start)
+    outcome.notes.append(f"{len(ticks)} ticks of a one-second schedule, fired by 3 "
+                         "schedulers that were SIGKILLed too")
+    if not ticks or ticks != list(range(ticks[0], ticks[-1] + 1000, 1000)):
+        outcome.notes.append(f"FAILED: the ticks are not each enqueued once: {ticks}")
+    return outcome
+
+
+async def _ticks(url: str, queue: str) -> list[int]:
+    """The ticks whose job the schedule of :data:`SCHEDULES` enqueued."""
+    client = await _client(url)
+    try:
+        jobs = [key.decode() async for key in client.scan_iter(
+            match=f"leaseq:{{{queue}}}:job:tick@*", count=1000)]
+    finally:
+        await client.aclose()
+    return sorted(int(j.rsplit("@", 1)[1]) for j in jobs)
 
 
 # -- 2. zombie worker ------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from leaseq import Queue, Reaper
+from leaseq import Every, Queue, Reaper, Scheduler
+from leaseq.protocol import scheduling
 from leaseq.testing import free_port
 
 from ..test_protocol import expire_lease
@@ -265,6 +266,25 @@ async def test_bodies_that_are_not_json_too_large_or_not_unicode_are_refused(
     assert (await Queue(redis, "known").stats()).total == 0
 
 
+async def test_schedules_are_listed_with_their_last_job(redis: aioredis.Redis):
+    q = Queue(redis, "timed")
+    schedule = Every(60, "report", name="minutely")
+    scheduler = Scheduler(q, [schedule])
+    await scheduler.tick_once()
+    last = await scheduling.last_tick(q, schedule)
+    assert last is not None
+    await scheduling.fire(q, schedule, last, "run", schedule.next_tick(last))
+    async with client_of(redis) as api:
+        (row,) = (await api.get("/queues/timed/schedules")).json()
+        detail = (await api.get("/queues/timed")).json()
+        missing = await api.get("/queues/nope/schedules")
+    assert row["name"] == "minutely" and row["spec"] == "every 60s" and not row["stale"]
+    assert row["enqueued"] == 1 and row["last_job_state"] == "todo"
+    assert row["last_job"] == f"minutely@{schedule.next_tick(last)}"
+    assert detail["schedules"] == [row]
+    assert missing.status_code == 404
+
+
 async def test_a_wrong_method_is_a_405_that_names_every_allowed_one(
     fake_redis: aioredis.Redis,
 ):
@@ -336,5 +356,6 @@ async def test_the_openapi_document_describes_every_route(api: httpx.AsyncClient
         "/queues/{name}/dead", "/queues/{name}/events", "/queues/{name}/jobs",
         "/queues/{name}/jobs/{job_id}", "/jobs/{job_id}", "/queues/{name}/dead/requeue",
         "/queues/{name}/dead/purge", "/queues/{name}/workers", "/queues/{name}/purge",
-        "/queues/{name}/tasks", "/queues/{name}/check", "/queues/{name}/jobs/{job_id}/result"}
+        "/queues/{name}/tasks", "/queues/{name}/check", "/queues/{name}/jobs/{job_id}/result",
+        "/queues/{name}/schedules"}
     assert "securitySchemes" not in schema.get("components", {})

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from leaseq import Queue, Reaper
+from leaseq import Every, Queue, Reaper, Scheduler
+from leaseq.protocol import scheduling
 from leaseq.testing import RedisServer
 
 from ..test_protocol import expire_lease
@@ -104,3 +105,14 @@ async def test_the_page_follows_the_queue_and_requeues_a_dead_job(
     assert info is not None and info.state == "todo"
     await expect(page.locator('#detail [data-count="todos"]')).to_have_text("2", timeout=SLOW)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-after-requeue.png"), full_page=True)
+
+    # A schedule some scheduler runs shows up with its last job.
+    schedule = Every(3600, "report", name="hourly-report")
+    scheduler = Scheduler(q, [schedule])
+    await scheduler.tick_once()  # declares it, and starts it at the next tick
+    await scheduling.fire(q, schedule, await scheduling.last_tick(q, schedule), "run",
+                          schedule.next_tick(await scheduling.last_tick(q, schedule) or 0))
+    sched_row = page.locator('#schedules tr[data-schedule="hourly-report"]')
+    await expect(sched_row).to_contain_text("every 3600s", timeout=SLOW)
+    await expect(sched_row).to_contain_text("hourly-report@", timeout=SLOW)
+    await expect(sched_row).to_contain_text("todo")

@@ -139,6 +139,19 @@ function renderDetail(detail) {
     el("td", { class: e.outcome === "dead" ? "bad" : "" },
       e.outcome === "dead" ? `dead: ${e.reason}` : "requeued"))),
     "No lease has expired (among the last 200 the reaper recorded).");
+  replaceRows("schedules", detail.schedules.map((c) => el("tr", { "data-schedule": c.name },
+    el("td", { class: "id" }, c.name),
+    el("td", {}, c.task),
+    el("td", {}, c.spec),
+    el("td", { class: c.stale ? "bad" : "" },
+      c.stale ? "stale: no scheduler runs it" : c.next_tick === null ? "–"
+        : `in ${seconds(Math.max(0, c.next_tick - now / 1000))}`),
+    el("td", { class: "id" }, c.last_job || "–"),
+    el("td", {}, c.last_job_state || "–"),
+    el("td", {}, c.enqueued),
+    el("td", { class: c.skipped_overlap + c.skipped_missed ? "bad" : "muted" },
+      `${c.skipped_overlap} overlap, ${c.skipped_missed} missed`))),
+    "No schedules: give a worker schedules= or run leaseq scheduler.");
 }
 
 async function act(path, body, what) {
