@@ -263,6 +263,48 @@ async def test_catch_up_after_every_scheduler_was_down(real_redis: aioredis.Redi
 
 
 @pytest.mark.real_redis
+async def test_a_changed_schedule_goes_on_from_its_last_tick_without_a_duplicate_or_a_gap(
+    real_redis: aioredis.Redis,
+):
+    q = Queue(real_redis, "changed")
+    every_two = Every(2, "tick", name="sync")
+    scheduler = Scheduler(q, [every_two])
+    await scheduler._fire_due(every_two, 100_000)
+    await scheduler._fire_due(every_two, 104_500)
+    every_one = Every(1, "tick", name="sync")  # a new timing, the same name
+    await Scheduler(q, [every_one])._fire_due(every_one, 107_200)
+    assert await ticks_of(real_redis, q, "sync") == [
+        102_000, 104_000, 105_000, 106_000, 107_000]
+
+
+@pytest.mark.real_redis
+async def test_a_schedule_nobody_declares_any_more_is_stale_and_not_run(
+    real_redis: aioredis.Redis,
+):
+    q = Queue(real_redis, "gone")
+    await Scheduler(q, [Every(60, "old"), Every(60, "new")]).tick_once()
+    infos = {i.name: i for i in await q.schedules()}
+    assert not infos["old"].stale and infos["old"].next_tick is not None
+    # Two minutes later only "new" is still declared by a running scheduler.
+    raw = json.loads(await real_redis.hget(q.keys.schedules, "old"))
+    raw["declared_at"] -= 120_000
+    await real_redis.hset(q.keys.schedules, "old", json.dumps(raw))
+    infos = {i.name: i for i in await q.schedules()}
+    assert infos["old"].stale and infos["old"].next_tick is None
+    assert not infos["new"].stale
+    listed = leaseq_cli(real_redis, "gone")
+    assert "stale" in listed
+
+
+def leaseq_cli(client: aioredis.Redis, queue: str) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    url = f"redis://{kwargs['host']}:{kwargs['port']}/0"
+    done = leaseq(url, "schedules", "-q", queue)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.real_redis
 async def test_overlap_skip_with_a_handler_slower_than_the_period(real_redis: aioredis.Redis):
     q = Queue(real_redis, "slow")
     running: list[int] = []
@@ -364,6 +406,38 @@ async def test_the_ticks_go_on_when_four_of_five_schedulers_are_sigkilled(
     ticks = await ticks_of(real_redis, q, "tick")
     assert_contiguous(ticks)
     assert ticks[:len(before)] == before and len(after) >= len(before) + 5
+
+
+@pytest.mark.real_redis
+async def test_after_every_scheduler_stopped_the_missed_ticks_are_counted_and_ticks_go_on(
+    real_redis: aioredis.Redis, redis_server: RedisServer,
+):
+    q = Queue(real_redis, "stopped")
+    first = SchedulerProcess(redis_server.url, "stopped", SCHEDULES, grace=1.0)
+    first.start()
+    first.wait_ready()
+    before = await wait_for_ticks(real_redis, q, 2, 30)
+    assert first.terminate() == 0
+    await anyio.sleep(4.5)  # every scheduler down: ticks go by
+    second = SchedulerProcess(redis_server.url, "stopped", SCHEDULES, grace=1.0)
+    second.start()
+    try:
+        second.wait_ready()
+        after = await wait_for_ticks(real_redis, q, len(before) + 3, 30)
+    finally:
+        assert second.terminate() == 0
+    ticks = await ticks_of(real_redis, q, "tick")
+    gap = sorted(set(range(ticks[0], ticks[-1] + 1000, 1000)) - set(ticks))
+    (info,) = await q.schedules()
+    assert gap and info.skipped_missed == len(gap)  # each missed tick run or counted
+    assert gap == list(range(gap[0], gap[-1] + 1000, 1000))  # one outage, one gap
+    (skip,) = [e for e in second.events() if e["event"] == "schedule_skipped"]
+    assert skip["ticks"] == len(gap) and skip["until"] == gap[-1]
+    # The first job after the outage is the tick right after the skipped ones (with
+    # catch_up=1, the newest missed tick still runs).
+    resumed = [e["tick"] for e in second.events() if e["event"] == "schedule_enqueued"]
+    assert resumed[0] == gap[-1] + 1000
+    assert ticks[:len(before)] == before and len(after) > len(before)
 
 
 # -- the command line -------------------------------------------------------------------------
