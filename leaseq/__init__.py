@@ -20,7 +20,7 @@ from .protocol.schedule import Cron, Every, Schedule
 from .runtime.policy import Policy, Priority, Weighted
 from .runtime.reaper import Reaper, SweepReport
 from .runtime.scheduler import Scheduler
-from .runtime.task import Backoff, Handler, JobContext, Task
+from .runtime.task import Backoff, Handler, JobContext, Lifespan, Middleware, Task
 from .runtime.worker import Worker
 
 __version__ = VERSION
@@ -40,6 +40,8 @@ __all__ = (
     "Lease",
     "LeaseLost",
     "LeaseqError",
+    "Lifespan",
+    "Middleware",
     "Policy",
     "Priority",
     "Queue",

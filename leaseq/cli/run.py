@@ -93,6 +93,9 @@ _RETENTION_MAX = click.option(
 @click.option("--grace-period", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
 @click.option("--burst", is_flag=True, help="Exit once no job is waiting or running.")
+@click.option("--lifespan", "lifespan_spec", metavar="MODULE:ATTR", default=None,
+              help="An async context manager factory taking the Worker: entered before the "
+                   "first claim, exited after the drain; what it yields is ctx.state.")
 @click.option("--schedules", "schedules_spec", metavar="MODULE:ATTR", default=None,
               help="Periodic schedules (a list of Cron and Every) to fire into the (first) "
                    "queue; every worker may run them, each tick is enqueued once.")
@@ -104,7 +107,8 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
            weights: tuple[str, ...], concurrency: int, processes: int, reaper: bool,
            lease_timeout: float | None, max_attempts: int | None, done_ttl: Any,
            done_max: Any, job_timeout: float | None, grace_period: float, burst: bool,
-           schedules_spec: str | None, metrics_port: int | None, metrics_host: str) -> None:
+           lifespan_spec: str | None, schedules_spec: str | None, metrics_port: int | None,
+           metrics_host: str) -> None:
     """Run a worker for TARGET, given as MODULE:ATTR.
 
     ATTR is a dict mapping task names to async handlers (served on every --queue), or a
@@ -122,6 +126,12 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
         except InvalidInput as exc:
             exits.fail(f"TARGET {target!r}: {exc}", exits.EXIT_USAGE)
     periodic = [] if schedules_spec is None else load_schedules(schedules_spec)
+    lifespan = None if lifespan_spec is None else targets.import_target(lifespan_spec)
+    if lifespan is not None and not callable(lifespan):
+        exits.fail(f"LIFESPAN {lifespan_spec!r} is not callable", exits.EXIT_USAGE)
+    if lifespan is not None and not isinstance(handlers, Mapping):
+        raise click.UsageError("--lifespan goes with a handler map; a Worker factory "
+                               "passes Worker(lifespan=...) itself")
     chosen = _policy(policy, weights, queues)
     if not isinstance(handlers, Mapping) and len(queues) > 1:
         raise click.UsageError("a Worker factory serves one --queue")
@@ -146,7 +156,7 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
         if isinstance(handlers, Mapping):
             w = Worker(dict.fromkeys(qs, handlers), policy=chosen, concurrency=concurrency,
                        reaper=reaper, job_timeout=job_timeout, grace_period=grace_period,
-                       metrics=metrics, schedules=periodic)
+                       metrics=metrics, schedules=periodic, lifespan=lifespan)
         else:
             made = handlers(qs[0])
             w = await made if inspect.isawaitable(made) else made

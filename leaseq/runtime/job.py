@@ -10,9 +10,11 @@ scope so the job goes back to ``todos`` at once instead of after the lease timeo
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 import anyio
@@ -26,7 +28,7 @@ from ..protocol.wire import error_text, redis_failure, retryable
 from .heartbeat import Heartbeat, Renewable
 from .outage import Outage
 from .served import Served
-from .task import Backoff, JobContext, Task
+from .task import Backoff, JobContext, Middleware, Task
 
 _MAX_ERROR_CHARS = 4000
 RELEASE_TIMEOUT = 5.0
@@ -42,6 +44,14 @@ class JobHost(Protocol):
     redis_slots: anyio.CapacityLimiter
     backoff: Backoff
     job_timeout: float | None
+    state: Any
+    """What the worker's lifespan yielded (``ctx.state``)."""
+    sync_limiter: anyio.CapacityLimiter
+    """Bounds the threads running plain ``def`` handlers."""
+
+    @property
+    def middleware(self) -> Sequence[Middleware]:
+        """What wraps each handler, outermost first."""
 
     @property
     def outages(self) -> Mapping[str, Outage]:
@@ -127,8 +137,9 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
                 job.scope = scope
                 if task.lease_timeout is not None and task.lease_timeout != lease.lease_timeout:
                     await _renew(worker, job, task.lease_timeout)
-                ok, value = await _execute(worker, task, JobContext(queue, job.current, fields),
-                                           lease.payload)
+                ok, value = await _execute(
+                    worker, task, JobContext(queue, job.current, fields, worker.state),
+                    lease.payload)
             if scope.cancelled_caught:
                 worker.count("lease_lost", queue.name)
                 log.warning("lease_lost", stage="running",
@@ -160,15 +171,21 @@ async def _execute(
     never the worker's."""
     timeout = task.timeout if task.timeout is not None else worker.job_timeout
     if timeout is None:
-        return await _call(task, ctx, payload)
+        return await _call(worker, task, ctx, payload)
     with anyio.move_on_after(timeout):
-        return await _call(task, ctx, payload)
+        return await _call(worker, task, ctx, payload)
     return False, f"TimeoutError: handler timed out after {timeout} s"
 
 
-async def _call(task: Task, ctx: JobContext, payload: Any) -> tuple[bool, Any]:
+async def _call(worker: JobHost, task: Task, ctx: JobContext, payload: Any) -> tuple[bool, Any]:
     try:
-        return True, await task.handler(ctx, payload)
+        if not worker.middleware:
+            return True, await _invoke(worker, task, ctx, payload)
+        async with AsyncExitStack() as stack:
+            for middleware in worker.middleware:
+                await stack.enter_async_context(middleware(ctx))
+            result = await _invoke(worker, task, ctx, payload)
+        return True, result
     except BaseException as exc:
         # Whatever the handler raises is the job's failure, never the worker's: any
         # exception, SystemExit, KeyboardInterrupt or another BaseException, and a
@@ -181,6 +198,20 @@ async def _call(task: Task, ctx: JobContext, payload: Any) -> tuple[bool, Any]:
                            "cancelled (did it await a cancelled task?)\n"
                            + describe_error(exc))
         return False, describe_error(exc)
+
+
+async def _invoke(worker: JobHost, task: Task, ctx: JobContext, payload: Any) -> Any:
+    if not task.sync:
+        return await task.handler(ctx, payload)
+    # A thread cannot be cancelled: on a lost lease, a timeout or a shutdown the job's
+    # scope stops waiting for it (its result is dropped, fenced out like any stale
+    # result) and the thread finishes on its own; its limiter slot is freed at once.
+    result = await anyio.to_thread.run_sync(task.handler, ctx, payload,
+                                            limiter=worker.sync_limiter,
+                                            abandon_on_cancel=True)
+    if inspect.isawaitable(result):  # a plain function that returns an awaitable
+        result = await result
+    return result
 
 
 async def _ack(

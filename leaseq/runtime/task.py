@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import structlog
@@ -17,25 +20,29 @@ from ..protocol import validate
 if TYPE_CHECKING:
     from ..protocol.queue import Queue
 
-__all__ = ["Backoff", "Handler", "JobContext", "Task"]
+__all__ = ["Backoff", "Handler", "JobContext", "Lifespan", "Middleware", "Task"]
 
 
 class JobContext:
     """Passed to a handler as its first argument: which job it runs, and with what lease.
 
     ``queue`` is the :class:`~leaseq.Queue` the job came from (use it to enqueue follow-up
-    jobs); ``log`` is a structlog logger bound with queue, job id, attempt and token.
+    jobs); ``log`` is a structlog logger bound with queue, job id, attempt and token;
+    ``state`` is what the worker's ``lifespan`` yielded (database pools, HTTP clients),
+    ``None`` without one.
     """
 
-    __slots__ = ("_current", "_fields", "_log", "queue")
+    __slots__ = ("_current", "_fields", "_log", "queue", "state")
 
     def __init__(
-        self, queue: Queue, current_lease: Callable[[], Lease], fields: dict[str, Any]
+        self, queue: Queue, current_lease: Callable[[], Lease], fields: dict[str, Any],
+        state: Any = None,
     ) -> None:
         self.queue = queue
         self._current = current_lease
         self._fields = fields
         self._log: Any = None
+        self.state = state
 
     @property
     def log(self) -> Any:
@@ -79,8 +86,32 @@ class JobContext:
                 f"attempt={self.attempt}, task={self.task!r})")
 
 
-Handler: TypeAlias = Callable[[JobContext, Any], Awaitable[Any]]
-"""An ``async def handler(ctx, payload)`` returning a result the serializer can encode."""
+Handler: TypeAlias = Callable[[JobContext, Any], Any]
+"""An ``async def handler(ctx, payload)`` returning a result the serializer can encode;
+or a plain ``def handler(ctx, payload)``, which the worker runs in a thread (its lease
+renewed meanwhile; see ``Worker(sync_concurrency=...)``)."""
+
+Middleware: TypeAlias = Callable[[JobContext], AbstractAsyncContextManager[Any]]
+"""Called with each job's context, around its handler: an async context manager (for
+example an ``@asynccontextmanager`` function) entered before the handler runs and exited
+after it; the first of the worker's ``middleware`` is the outermost. An exception in one
+is the job's failure, never the worker's."""
+
+
+Lifespan: TypeAlias = Callable[[Any], AbstractAsyncContextManager[Any]]
+"""Called with the :class:`~leaseq.Worker` when it starts: an async context manager
+(for example an ``@asynccontextmanager`` function) entered before the first claim and
+exited after the drain; what it yields is every handler's ``ctx.state``."""
+
+
+def is_async(handler: Any) -> bool:
+    """Whether calling ``handler`` gives an awaitable to await (an ``async def``, a
+    partial of one, or an object whose ``__call__`` is one) rather than a result."""
+    target = handler.func if isinstance(handler, functools.partial) else handler
+    if inspect.iscoroutinefunction(target):
+        return True
+    return (callable(target) and not inspect.isroutine(target)
+            and inspect.iscoroutinefunction(type(target).__call__))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +162,7 @@ class Task:
     """
 
     handler: Handler
-    """The ``async def handler(ctx, payload)``."""
+    """The ``async def handler(ctx, payload)`` (or a plain ``def``, run in a thread)."""
     timeout: float | None = None
     """Per-run time limit in seconds; ``None`` uses the worker's ``job_timeout``."""
     lease_timeout: float | None = None
@@ -140,10 +171,13 @@ class Task:
     """Cap on attempts (failures and lease expiries); ``None`` keeps the job's limit."""
     backoff: Backoff | None = None
     """Retry delays; ``None`` uses the worker's."""
+    sync: bool = field(init=False, default=False)
+    """Whether the handler is a plain function, run in a worker thread."""
 
     def __post_init__(self) -> None:
         if not callable(self.handler):
             raise InvalidInput(f"Task handler must be callable, got {self.handler!r}")
+        object.__setattr__(self, "sync", not is_async(self.handler))
         if self.timeout is not None:
             validate.seconds(self.timeout, "Task.timeout", allow_zero=False)
         if self.lease_timeout is not None:

@@ -9,6 +9,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -22,7 +23,7 @@ from ..models import Lease
 from ..protocol import crash, validate
 from ..protocol.queue import Queue
 from ..protocol.schedule import Schedule
-from ..protocol.wire import redis_failure
+from ..protocol.wire import error_text, redis_failure
 from .claims import Claims
 from .heartbeat import Heartbeat
 from .job import RELEASE_TIMEOUT, run_job
@@ -33,7 +34,7 @@ from .presence import Presence
 from .reaper import Reaper
 from .scheduler import Scheduler
 from .served import REDIS_SLOTS, Served, check_pool, routes_of
-from .task import Backoff, Handler, Task
+from .task import Backoff, Handler, Lifespan, Middleware, Task
 from .taskstats import TaskStats
 from .wake import wait_for_work
 
@@ -69,6 +70,12 @@ class Worker:
     ``schedules`` (:class:`~leaseq.Cron`, :class:`~leaseq.Every`) are fired into the
     (first) served queue by a :class:`~leaseq.Scheduler` inside the worker; any number
     of workers may run the same schedules, each tick is enqueued once.
+
+    ``lifespan(worker)`` returns an async context manager entered before the first claim
+    and exited after the drain; what it yields is every handler's ``ctx.state``. If it
+    fails to start, :meth:`run` raises :class:`~leaseq.LeaseqError` and no job is
+    claimed. ``middleware`` wraps each job's handler (see :data:`~leaseq.Middleware`).
+    Plain ``def`` handlers run in threads, at most ``sync_concurrency`` at once.
     """
 
     def __init__(
@@ -88,6 +95,9 @@ class Worker:
         metrics: Metrics | None = None,
         presence_interval: float = 2.0,
         schedules: Sequence[Schedule] = (),
+        lifespan: Lifespan | None = None,
+        middleware: Sequence[Middleware] = (),
+        sync_concurrency: int = 10,
     ) -> None:
         routes = routes_of(queue, handlers)
         self.served = {q.name: Served(q, h) for q, h in routes.items()}
@@ -134,6 +144,19 @@ class Worker:
         self._in_flight = 0
         self._claims = Claims(self.served, self.policy)
         self.heartbeat = Heartbeat(heartbeat_fraction)
+        if lifespan is not None and not callable(lifespan):
+            raise InvalidInput(f"lifespan must be a callable that takes the worker and "
+                               f"returns an async context manager, got {lifespan!r}")
+        self.lifespan = lifespan
+        self.state: Any = None
+        """What the lifespan yielded, while the worker runs (``ctx.state``)."""
+        self.middleware = list(middleware)
+        for m in self.middleware:
+            if not callable(m):
+                raise InvalidInput(f"middleware must be callables that take the job's "
+                                   f"context, got {m!r}")
+        self.sync_limiter = anyio.CapacityLimiter(
+            validate.positive_int(sync_concurrency, "sync_concurrency"))
         self.scheduler = Scheduler(self.queue, schedules) if schedules else None
         """The worker's :class:`~leaseq.Scheduler`, when it was given schedules."""
         self.presence = Presence(
@@ -257,33 +280,49 @@ class Worker:
         send, receive = anyio.create_memory_object_stream[tuple[Lease, object]](
             self.concurrency)
         try:
-            async with anyio.create_task_group() as root:
-                await self._start_services(root, handle_signals)
-                with anyio.CancelScope() as drain:
-                    self._drain_scope = drain
-                    async with anyio.create_task_group() as runners:
-                        for _ in range(self.concurrency):
-                            runners.start_soon(self._runner, receive.clone())
-                        log.info("worker_started", queue=",".join(self._names),
-                                 concurrency=self.concurrency,
-                                 tasks=sorted({t for s in self.served.values()
-                                               for t in s.tasks}))
-                        task_status.started()
-                        async with send:
-                            await self._claim_loop(send, burst)
-                        # Running handlers get the grace period; then the scope cancels
-                        # them and each releases its lease on the way out.
-                        # (counted from the stop: a claim that met a frozen Redis used
-                        # part of it already).
-                        drain.deadline = (self._stop_at if self._stop_at is not None
-                                          else anyio.current_time()) + self.grace_period
-                await self._clean_up(drain.deadline, receive)
-                root.cancel_scope.cancel()
+            async with AsyncExitStack() as lived:
+                if self.lifespan is not None:
+                    self.state = await self._start_lifespan(lived)
+                async with anyio.create_task_group() as root:
+                    await self._start_services(root, handle_signals)
+                    with anyio.CancelScope() as drain:
+                        self._drain_scope = drain
+                        async with anyio.create_task_group() as runners:
+                            for _ in range(self.concurrency):
+                                runners.start_soon(self._runner, receive.clone())
+                            log.info("worker_started", queue=",".join(self._names),
+                                     concurrency=self.concurrency,
+                                     tasks=sorted({t for s in self.served.values()
+                                                   for t in s.tasks}))
+                            task_status.started()
+                            async with send:
+                                await self._claim_loop(send, burst)
+                            # Running handlers get the grace period; then the scope cancels
+                            # them and each releases its lease on the way out.
+                            # (counted from the stop: a claim that met a frozen Redis used
+                            # part of it already).
+                            drain.deadline = (self._stop_at if self._stop_at is not None
+                                              else anyio.current_time()) + self.grace_period
+                    await self._clean_up(drain.deadline, receive)
+                    root.cancel_scope.cancel()
         finally:
+            send.close()  # already closed unless the lifespan failed to start
             receive.close()
             self._running = False
+            self.state = None
             self._drain_scope = self._claim_scope = self._claim_shield = None
             log.info("worker_stopped", queue=",".join(self._names), **self.counters)
+
+    async def _start_lifespan(self, lived: AsyncExitStack) -> Any:
+        """Enter the lifespan (exited with ``lived``, after the drain); one that fails
+        stops the worker before anything is claimed."""
+        assert self.lifespan is not None
+        try:
+            return await lived.enter_async_context(self.lifespan(self))
+        except Exception as exc:
+            log.error("lifespan_failed", queue=",".join(self._names), error=error_text(exc))
+            raise LeaseqError(f"the worker's lifespan failed to start: {error_text(exc)}"
+                              ) from exc
 
     async def _start_services(self, root: anyio.abc.TaskGroup, handle_signals: bool) -> None:
         """Start what runs beside the claim loop: signals, the reaper, the ack batchers,
