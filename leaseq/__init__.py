@@ -21,12 +21,14 @@ from .runtime.policy import Policy, Priority, Weighted
 from .runtime.reaper import Reaper, SweepReport
 from .runtime.scheduler import Scheduler
 from .runtime.task import Backoff, Handler, JobContext, Lifespan, Middleware, Task
+from .runtime.typed import Call, TaskRun, TypedTask, task
 from .runtime.worker import Worker
 
 __version__ = VERSION
 
 __all__ = (
     "Backoff",
+    "Call",
     "Cron",
     "Every",
     "Handler",
@@ -55,9 +57,12 @@ __all__ = (
     "Serializer",
     "SweepReport",
     "Task",
+    "TaskRun",
+    "TypedTask",
     "WaitTimeout",
     "Weighted",
     "Worker",
     "WorkerInfo",
     "__version__",
+    "task",
 )

@@ -10,7 +10,8 @@ import structlog
 from ..exceptions import InvalidInput
 from ..protocol.queue import Queue
 from .acks import AckBatcher
-from .task import Handler, Task, normalise_handlers
+from .task import normalise_handlers
+from .typed import HandlerSpec
 
 __all__ = ["REDIS_SLOTS", "Served", "check_pool", "routes_of"]
 
@@ -28,7 +29,7 @@ class Served:
 
     __slots__ = ("acks", "caps", "queue", "tasks")
 
-    def __init__(self, queue: Queue, handlers: Mapping[str, Handler | Task]) -> None:
+    def __init__(self, queue: Queue, handlers: Mapping[str, HandlerSpec]) -> None:
         self.queue = queue
         self.tasks = normalise_handlers(handlers)
         self.acks = AckBatcher(queue)
@@ -38,9 +39,9 @@ class Served:
 
 
 def routes_of(
-    queue: Queue | Mapping[Queue, Mapping[str, Handler | Task]],
-    handlers: Mapping[str, Handler | Task] | None,
-) -> dict[Queue, Mapping[str, Handler | Task]]:
+    queue: Queue | Mapping[Queue, Mapping[str, HandlerSpec]],
+    handlers: Mapping[str, HandlerSpec] | None,
+) -> dict[Queue, Mapping[str, HandlerSpec]]:
     """The handlers of each served queue, from ``Worker``'s first two arguments."""
     if isinstance(queue, Queue):
         if handlers is None:

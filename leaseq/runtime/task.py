@@ -186,12 +186,20 @@ class Task:
             validate.positive_int(self.max_attempts, "Task.max_attempts")
 
 
-def normalise_handlers(handlers: Mapping[str, Handler | Task]) -> dict[str, Task]:
-    """Check a handler map and return it with every value as a :class:`Task`."""
+def normalise_handlers(handlers: Mapping[str, Any]) -> dict[str, Task]:
+    """Check a handler map (handlers, :class:`Task` objects and typed tasks) and return
+    it with every value as a :class:`Task`."""
     if not isinstance(handlers, Mapping) or not handlers:
         raise InvalidInput("handlers must be a non-empty mapping of task name -> handler")
     out: dict[str, Task] = {}
     for name, spec in handlers.items():
         validate.task_name(name)
-        out[name] = spec if isinstance(spec, Task) else Task(spec)
+        typed = getattr(spec, "task_options", None)  # a TypedTask (leaseq.task)
+        if isinstance(typed, Task):
+            if getattr(spec, "name", name) != name:
+                raise InvalidInput(f"typed task {spec.name!r} is enqueued under its own "
+                                   f"name: map it as {{{spec.name!r}: ...}}, not {name!r}")
+            out[name] = typed
+        else:
+            out[name] = spec if isinstance(spec, Task) else Task(spec)
     return out

@@ -34,8 +34,9 @@ from .presence import Presence
 from .reaper import Reaper
 from .scheduler import Scheduler
 from .served import REDIS_SLOTS, Served, check_pool, routes_of
-from .task import Backoff, Handler, Lifespan, Middleware, Task
+from .task import Backoff, Lifespan, Middleware
 from .taskstats import TaskStats
+from .typed import HandlerSpec
 from .wake import wait_for_work
 
 __all__ = ["Worker"]
@@ -80,8 +81,8 @@ class Worker:
 
     def __init__(
         self,
-        queue: Queue | Mapping[Queue, Mapping[str, Handler | Task]],
-        handlers: Mapping[str, Handler | Task] | None = None,
+        queue: Queue | Mapping[Queue, Mapping[str, HandlerSpec]],
+        handlers: Mapping[str, HandlerSpec] | None = None,
         *,
         policy: Policy | None = None,
         concurrency: int = 10,
