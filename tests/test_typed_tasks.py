@@ -102,3 +102,21 @@ def test_a_typed_task_is_mapped_under_its_own_name_and_is_async():
 
     with pytest.raises(InvalidInput, match="a typed task is an async def function"):
         task(q)(sync)  # type: ignore[arg-type]
+
+
+async def test_a_handler_is_unit_tested_inline_with_the_context_a_worker_gives():
+    import fakeredis
+
+    from leaseq.testing import job_context
+
+    fake = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 0)))
+    q, resize = make(fake)
+    ctx = job_context(q, task="resize", attempt=2, state={"pool": "db"})
+    assert await resize(ctx, 5, width=50) == {"image": 5, "width": 50, "attempt": 2}
+    assert ctx.state == {"pool": "db"} and ctx.queue is q and ctx.job_id == "test-job"
+    # A whole worker runs inline too, on fakeredis, in burst mode.
+    run = await resize.enqueue(6, width=60)
+    worker = Worker(q, {resize.name: resize}, reaper=False)
+    await worker.run(burst=True, handle_signals=False)
+    assert await run.wait(timeout=5) == {"image": 6, "width": 60, "attempt": 1}
+    await fake.aclose()
