@@ -9,7 +9,8 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import structlog
 from redis.exceptions import RedisError, ResponseError
@@ -26,7 +27,7 @@ from .wire import (
     text,
 )
 
-__all__ = ["QueueCore"]
+__all__ = ["EnqueueTracer", "QueueCore"]
 
 log = structlog.get_logger("leaseq.queue")
 
@@ -54,6 +55,14 @@ def _decodes_responses(redis: Any) -> bool:
     return bool(get_encoder is not None and getattr(get_encoder(), "decode_responses", False))
 
 
+class EnqueueTracer(Protocol):
+    """What a queue asks of a tracer (:class:`leaseq.otel.Tracing` is one): a span
+    around each enqueue call, and the trace context (text) to store with its jobs."""
+
+    def enqueued(self, queue: str, task: str, jobs: int) -> AbstractContextManager[str]:
+        """Entered around one enqueue call; yields the context to store ('' = none)."""
+
+
 class QueueCore:
     """The configuration and server state of a queue; see :class:`~leaseq.Queue`, which
     documents the arguments. The modules that read or administer a queue take a
@@ -72,6 +81,7 @@ class QueueCore:
         owner: str | None = None,
         replicas: int = 0,
         replica_timeout: float = 1.0,
+        tracer: EnqueueTracer | None = None,
     ) -> None:
         self.name = validate_queue_name(name)
         self.redis = redis
@@ -115,6 +125,9 @@ class QueueCore:
         self.owner = validate.owner(_default_owner() if owner is None else owner)
         self.replicas = 0 if replicas == 0 else validate.positive_int(replicas, "replicas")
         self.replica_timeout_ms = validate.millis(replica_timeout, "replica_timeout")
+        self.tracer = tracer
+        """Traces enqueues and says what trace context to store with each job (see
+        :class:`~leaseq.otel.Tracing`); ``None``: no tracing, nothing stored."""
         self.unconfirmed_writes = 0
         """Writes that ``replicas`` replicas did not confirm within ``replica_timeout``."""
         self.keys = QueueKeys(self.name)

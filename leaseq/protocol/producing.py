@@ -97,9 +97,21 @@ class Producing(QueueCore):
         # has to guess which generated ids went in.
         keys = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake,
                 *(k.job(i) for i in ids)]
-        args: list[scripts.ArgT] = ["1" if job_ids is None else "0"]
+        if self.tracer is None:
+            await self._send_enqueue(keys, job_ids is None, "", ids, task, data, attempts,
+                                     delay_ms, lease_ms)
+        else:
+            with self.tracer.enqueued(self.name, task, len(ids)) as trace:
+                await self._send_enqueue(keys, job_ids is None, trace, ids, task, data,
+                                         attempts, delay_ms, lease_ms)
+        return ids
+
+    async def _send_enqueue(
+        self, keys: list[str], fresh: bool, trace: str, ids: list[str], task: str,
+        data: list[bytes], attempts: int, delay_ms: int, lease_ms: int | str,
+    ) -> None:
+        args: list[scripts.ArgT] = ["1" if fresh else "0", trace]
         for job, payload in zip(ids, data, strict=True):
             args += (job, task, payload, attempts, delay_ms, lease_ms)
         await scripts.ENQUEUE(self.redis, keys, args)
         await self._replicated("enqueue")
-        return ids

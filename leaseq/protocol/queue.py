@@ -41,6 +41,9 @@ class Queue(Producing, Claiming, Settling, Reading):
     (``replication_not_confirmed``) and counted in :attr:`unconfirmed_writes`. On a
     Redis Cluster the wait goes to the master that serves the queue's slot.
 
+    ``tracer`` (a :class:`leaseq.otel.Tracing`) traces each enqueue call and stores its
+    trace context with the jobs, for the worker to continue the trace.
+
     Safe to share between tasks of one event loop; create one per process.
     """
 

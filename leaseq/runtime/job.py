@@ -14,7 +14,7 @@ import inspect
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack
 from typing import Any, Protocol
 
 import anyio
@@ -36,6 +36,18 @@ RELEASE_TIMEOUT = 5.0
 before it leaves the lease to expire: a stop must end even while Redis does not answer."""
 
 
+class RunTracer(Protocol):
+    """What the job runner asks of a tracer (:class:`leaseq.otel.Tracing` is one)."""
+
+    def running(self, ctx: JobContext, trace: str | None) -> AbstractContextManager[Any]:
+        """Entered around the handler; ``trace`` is what the producer stored. What it
+        yields is handed to :meth:`settled`."""
+
+    def settled(self, ctx: JobContext, run: Any, outcome: str, start_ns: int) -> None:
+        """The job was settled (``acked``, ``failed``, ``dead``, ``lease_lost``), from
+        ``start_ns`` (Unix ns) until now; ``run`` is what :meth:`running` yielded."""
+
+
 class JobHost(Protocol):
     """What running a job needs of the worker that claimed it (a
     :class:`~leaseq.Worker`): the job runner never imports the worker."""
@@ -46,6 +58,8 @@ class JobHost(Protocol):
     job_timeout: float | None
     state: Any
     """What the worker's lifespan yielded (``ctx.state``)."""
+    tracer: RunTracer | None
+    """Traces each run and settlement, when set."""
     sync_limiter: anyio.CapacityLimiter
     """Bounds the threads running plain ``def`` handlers."""
 
@@ -132,14 +146,19 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
         # renewal that races with the ack only finds the lease gone; the handler's scope
         # has exited by then, so it cancels nothing.
         worker.heartbeat.add(job)
+        ctx = JobContext(queue, job.current, fields, worker.state)
+        run = None
         try:
             with anyio.CancelScope() as scope:
                 job.scope = scope
                 if task.lease_timeout is not None and task.lease_timeout != lease.lease_timeout:
                     await _renew(worker, job, task.lease_timeout)
-                ok, value = await _execute(
-                    worker, task, JobContext(queue, job.current, fields, worker.state),
-                    lease.payload)
+                if worker.tracer is None:
+                    ok, value = await _execute(worker, task, ctx, lease.payload)
+                else:
+                    stored = await _trace_of(worker, job)
+                    with worker.tracer.running(ctx, stored) as run:
+                        ok, value = await _execute(worker, task, ctx, lease.payload)
             if scope.cancelled_caught:
                 worker.count("lease_lost", queue.name)
                 log.warning("lease_lost", stage="running",
@@ -148,11 +167,14 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
                                    "dropped", **fields)
                 return
             worker.observe(lease.task, time.perf_counter() - started, queue.name)
+            settling = time.time_ns()
             if ok:
                 crash.point("before_ack")
-                await _ack(worker, job, fields, value, started, task)
+                outcome = await _ack(worker, job, fields, value, started, task)
             else:
-                await _fail(worker, job, fields, value, task)
+                outcome = await _fail(worker, job, fields, value, task)
+            if worker.tracer is not None:
+                worker.tracer.settled(ctx, run, outcome, settling)
         finally:
             worker.heartbeat.discard(job)
     except anyio.get_cancelled_exc_class():
@@ -161,6 +183,19 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
                     anyio.current_time() + RELEASE_TIMEOUT, worker.cleanup_by)):
                 await _release(worker, job, fields)
         raise
+
+
+async def _trace_of(worker: JobHost, job: RunningJob) -> str | None:
+    """The trace context the producer stored with the job (one read, only with a
+    tracer); ``None`` when it stored none or Redis did not answer."""
+    try:
+        async with worker.redis_slots:
+            raw = await job.queue.redis.hget(job.queue.keys.job(job.lease.job_id), "trace")
+    except Exception as exc:
+        if not redis_failure(exc):
+            raise
+        return None  # tracing is advice: the job runs untraced rather than not at all
+    return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 async def _execute(
@@ -217,12 +252,13 @@ async def _invoke(worker: JobHost, task: Task, ctx: JobContext, payload: Any) ->
 async def _ack(
     worker: JobHost, job: RunningJob, fields: dict[str, Any], result: Any, started: float,
     task: Task,
-) -> None:
+) -> str:
+    """Ack the result; return the outcome (``acked``, or what :func:`_fail` returns for a
+    result that cannot be encoded, or ``lease_lost``)."""
     try:
         acked = await job.acks.ack(job.current, result)
     except SerializationError as exc:
-        await _fail(worker, job, fields, storable(f"SerializationError: {exc}"), task)
-        return
+        return await _fail(worker, job, fields, storable(f"SerializationError: {exc}"), task)
     except Exception as exc:
         if not (isinstance(exc, LeaseqError) or redis_failure(exc)):
             raise
@@ -234,21 +270,24 @@ async def _ack(
         worker.count("lease_lost", job.queue.name)
         log.warning("lease_lost", stage="ack", error=error_text(exc),
                     **fields)
-        return
+        return "lease_lost"
     job.settled = True
     duration = round(time.perf_counter() - started, 6)
     if acked:
         worker.count("acked", job.queue.name, job.lease.task)
         log.info("job_acked", duration=duration, **fields)
-    else:
-        worker.count("lease_lost", job.queue.name)
-        log.warning("lease_lost", stage="ack", duration=duration,
-                    detail="ack rejected: the lease expired or was re-claimed", **fields)
+        return "acked"
+    worker.count("lease_lost", job.queue.name)
+    log.warning("lease_lost", stage="ack", duration=duration,
+                detail="ack rejected: the lease expired or was re-claimed", **fields)
+    return "lease_lost"
 
 
 async def _fail(
     worker: JobHost, job: RunningJob, fields: dict[str, Any], error: str, task: Task
-) -> None:
+) -> str:
+    """Record the failed attempt; return the outcome (``failed``, ``dead`` or
+    ``lease_lost``)."""
     backoff = task.backoff or worker.backoff
     retry_in = backoff.delay(job.lease.attempt)
     state: JobState | None = await _settle(
@@ -256,14 +295,15 @@ async def _fail(
         lambda: job.queue.fail(job.lease, error, retry_in=retry_in,
                                max_attempts=task.max_attempts))
     if state is None:
-        return
+        return "lease_lost"
     if state == "dead":
         worker.count("dead", job.queue.name, job.lease.task)
         log.error("job_dead", error=error, **fields)
-    else:
-        worker.count("failed", job.queue.name, job.lease.task)
-        log.warning("job_failed", error=error, retry_in=round(retry_in, 3), state=state,
-                    **fields)
+        return "dead"
+    worker.count("failed", job.queue.name, job.lease.task)
+    log.warning("job_failed", error=error, retry_in=round(retry_in, 3), state=state,
+                **fields)
+    return "failed"
 
 
 async def _release(worker: JobHost, job: RunningJob, fields: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from ..protocol.schedule import Schedule
 from ..protocol.wire import error_text, redis_failure
 from .claims import Claims
 from .heartbeat import Heartbeat
-from .job import RELEASE_TIMEOUT, run_job
+from .job import RELEASE_TIMEOUT, RunTracer, run_job
 from .metrics import Metrics
 from .outage import Outage
 from .policy import Policy, Priority
@@ -77,6 +77,7 @@ class Worker:
     fails to start, :meth:`run` raises :class:`~leaseq.LeaseqError` and no job is
     claimed. ``middleware`` wraps each job's handler (see :data:`~leaseq.Middleware`).
     Plain ``def`` handlers run in threads, at most ``sync_concurrency`` at once.
+    ``tracer`` (a :class:`leaseq.otel.Tracing`) traces each run and settlement.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Worker:
         lifespan: Lifespan | None = None,
         middleware: Sequence[Middleware] = (),
         sync_concurrency: int = 10,
+        tracer: RunTracer | None = None,
     ) -> None:
         routes = routes_of(queue, handlers)
         self.served = {q.name: Served(q, h) for q, h in routes.items()}
@@ -156,6 +158,8 @@ class Worker:
             if not callable(m):
                 raise InvalidInput(f"middleware must be callables that take the job's "
                                    f"context, got {m!r}")
+        self.tracer = tracer
+        """Traces each run and settlement (see :class:`leaseq.otel.Tracing`)."""
         self.sync_limiter = anyio.CapacityLimiter(
             validate.positive_int(sync_concurrency, "sync_concurrency"))
         self.scheduler = Scheduler(self.queue, schedules) if schedules else None

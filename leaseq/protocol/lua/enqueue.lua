@@ -2,6 +2,7 @@
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 wake,
 --       7..6+n job hashes (one per job, in ARGV order)
 -- ARGV: 1 '1' when the ids were freshly generated (random), '0' for caller-given ids;
+--       2 the trace context to store with every job ('' = none);
 --       then 6 fields per job: id, task, payload, max_attempts, delay_ms, lease_ms
 --       ('' = queue default)
 -- Returns: one integer per job: 1 created, 0 already known (nothing written).
@@ -16,7 +17,7 @@ local out = {}
 local woken = 0
 local fresh = ARGV[1] == '1'
 for i = 7, #KEYS do
-  local b = (i - 7) * 6 + 1
+  local b = (i - 7) * 6 + 2
   local id = ARGV[b + 1]
   local job = KEYS[i]
   -- The hash marks a known job; for caller-given ids the set checks guard against a hash
@@ -30,7 +31,7 @@ for i = 7, #KEYS do
     out[#out + 1] = 0
   else
     woken = woken + create_job(job, id, ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
-      ARGV[b + 6], now, KEYS[1], KEYS[5])
+      ARGV[b + 6], now, KEYS[1], KEYS[5], ARGV[2])
     out[#out + 1] = 1
   end
 end

@@ -56,7 +56,7 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 wake(KEYS[7], create_job(job, id, ARGV[5], ARGV[6], ARGV[7], '0', ARGV[8], now, KEYS[2],
-  KEYS[4]))
+  KEYS[4], ''))
 redis.call('HSET', state, 'last_tick', tick, 'last_job', id)
 redis.call('HINCRBY', state, 'enqueued', 1)
 return 'enqueued'
