@@ -481,3 +481,47 @@ def test_scheduler_refuses_what_is_not_a_list_of_schedules(redis_server: RedisSe
         "schedules")]
     missing = leaseq(redis_server.url, "scheduler", "-q", "x", "tests.helpers.nowhere:X")
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+
+
+# -- edges found in review --------------------------------------------------------------------
+
+def test_the_next_tick_in_a_repeated_hour_is_after_now():
+    # 06:05 UTC on 1 November 2026 is 01:05 EST, the second 01:xx of New York's day.
+    c = Cron("30 1 * * *", "nightly", tz="America/New_York")
+    now = ms(datetime(2026, 11, 1, 6, 5, tzinfo=ZoneInfo("UTC")))
+    assert c.next_tick(now) > now
+    assert local(c.next_tick(now), "America/New_York") == "2026-11-02T01:30:00-05:00"
+
+
+def test_a_schedule_whose_payload_cannot_be_encoded_is_refused_at_once():
+    q = Queue(aioredis.Redis(), "q")
+    with pytest.raises(InvalidInput, match="payload of schedule 'report'"):
+        Scheduler(q, [Every(60, "report", {"at": object()})])
+    with pytest.raises(InvalidInput, match="grace must be under 1000 periods"):
+        Scheduler(q, [Every(1, "often")], grace=1000.0)
+    assert Every(1234567, "rare").spec() == "every 1234567s"
+
+
+@pytest.mark.real_redis
+async def test_an_unexpected_error_in_a_round_is_logged_and_the_scheduler_goes_on(
+    real_redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch,
+):
+    q = Queue(real_redis, "resilient")
+    real_fire = scheduling.fire
+    failures = [ValueError("a corrupt state")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> str:
+        if failures and args[3] == "run":
+            raise failures.pop()
+        return await real_fire(*args, **kwargs)
+
+    monkeypatch.setattr(scheduling, "fire", flaky)
+    scheduler = Scheduler(q, [Every(1, "tick")])
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(scheduler.run)
+            await wait_for_ticks(real_redis, q, 2, 30)
+            tg.cancel_scope.cancel()
+    assert [e["error"] for e in logs if e["event"] == "scheduler_failed"] == [
+        "ValueError: a corrupt state"]
+    assert_contiguous(await ticks_of(real_redis, q, "tick"))

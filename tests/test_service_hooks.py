@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -271,3 +272,86 @@ async def test_leaseq_worker_takes_a_lifespan_and_one_that_fails_is_one_line_and
     assert plain == [("leaseq: the worker's lifespan failed to start: ConnectionRefusedError: "
                       "database at db:5432 refused the connection")]
     assert (await q.stats()).todos == 1  # nothing was claimed
+
+
+# -- edges found in review --------------------------------------------------------------------
+
+async def test_waiting_for_a_thread_does_not_count_against_the_job_timeout(
+    redis: aioredis.Redis,
+):
+    q = Queue(redis, "queued", max_attempts=1)
+
+    def steady(ctx: JobContext, payload: Any) -> str:
+        time.sleep(0.3)
+        return "ok"
+
+    await q.enqueue_many("steady", range(5))  # 1.5 s of work through one thread
+    worker = Worker(q, {"steady": steady}, concurrency=5, sync_concurrency=1,
+                    job_timeout=1.0, reaper=False)
+    await drain(worker, q, 5)
+    assert worker.counters["acked"] == 5 and (await q.stats()).dead == 0
+
+
+async def test_a_stopping_worker_does_not_release_a_def_handler_still_running(
+    redis: aioredis.Redis,
+):
+    q = Queue(redis, "noreleasesync", lease_timeout=30.0)
+    started = threading.Event()
+    finish = threading.Event()
+
+    def stuck(ctx: JobContext, payload: Any) -> None:
+        started.set()
+        finish.wait(10)
+
+    job = await q.enqueue("stuck", None)
+    worker = Worker(q, {"stuck": stuck}, reaper=False, grace_period=0.0)
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: worker.run(handle_signals=False))
+            await until(started.is_set)
+            worker.stop()
+    finish.set()
+    # Not handed to another worker while its thread may still run: the lease expires.
+    info = await q.job(job)
+    assert info is not None and info.state == "in_progress"
+    assert await redis.exists(q.keys.lease(job))
+    assert not [e for e in logs if e["event"] == "job_released"]
+
+
+async def test_a_wraps_wrapper_of_an_async_handler_stays_on_the_event_loop(
+    redis: aioredis.Redis,
+):
+    import functools
+
+    q = Queue(redis, "wrapped_async")
+
+    async def handler(ctx: JobContext, payload: Any) -> int:
+        return threading.get_ident()
+
+    @functools.wraps(handler)
+    def logged(ctx: JobContext, payload: Any) -> Any:
+        return handler(ctx, payload)
+
+    job = await q.enqueue("t", None)
+    await drain(Worker(q, {"t": logged}, reaper=False), q, 1)
+    info = await q.job(job)
+    assert info is not None and info.result == threading.get_ident()
+
+
+async def test_a_middleware_that_suppresses_the_error_acks_the_job_without_a_result(
+    redis: aioredis.Redis,
+):
+    q = Queue(redis, "suppress")
+
+    @asynccontextmanager
+    async def swallow(ctx: JobContext) -> AsyncIterator[None]:
+        with contextlib.suppress(ValueError):
+            yield
+
+    async def handler(ctx: JobContext, payload: Any) -> None:
+        raise ValueError("handled by the middleware")
+
+    job = await q.enqueue("t", None)
+    await drain(Worker(q, {"t": handler}, reaper=False, middleware=[swallow]), q, 1)
+    info = await q.job(job)
+    assert info is not None and info.state == "done" and info.result is None

@@ -154,7 +154,7 @@ class Every(Schedule):
 
     def spec(self) -> str:
         """See :meth:`Schedule.spec`."""
-        return f"every {self.seconds:g}s"
+        return f"every {self.seconds}s"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,7 +191,12 @@ class Cron(Schedule):
 
     def next_tick(self, after: int) -> int:
         """See :meth:`Schedule.next_tick`."""
-        return _ms(next(self._iter(after)))
+        # cronsim starts from the local wall time and ignores `fold`: in a repeated
+        # hour its first answer may be before `after`.
+        for when in self._iter(after):
+            if _ms(when) > after:
+                return _ms(when)
+        raise AssertionError("a cron expression that never matches")  # pragma: no cover
 
     def ticks(self, after: int, until: int) -> tuple[int, list[int]]:
         """See :meth:`Schedule.ticks` (cron ticks are whole minutes: a long outage costs

@@ -178,7 +178,10 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
         finally:
             worker.heartbeat.discard(job)
     except anyio.get_cancelled_exc_class():
-        if not job.settled and not job.lost:
+        # A def handler's thread may still be running: releasing its lease would hand
+        # the job to another worker at once, to run beside it. Its lease expires instead
+        # and the reaper requeues it (by then the thread has most likely finished).
+        if not job.settled and not job.lost and not (task is not None and task.sync):
             with anyio.CancelScope(shield=True, deadline=min(
                     anyio.current_time() + RELEASE_TIMEOUT, worker.cleanup_by)):
                 await _release(worker, job, fields)
@@ -204,6 +207,16 @@ async def _execute(
     """Run the handler; (True, result) or (False, error text). Never raises but on
     cancellation: a handler's exception, timeout or ``sys.exit`` is the job's failure,
     never the worker's."""
+    if task.sync:
+        # A thread slot first: the wait for one is not the handler's time.
+        async with worker.sync_limiter:
+            return await _timed(worker, task, ctx, payload)
+    return await _timed(worker, task, ctx, payload)
+
+
+async def _timed(
+    worker: JobHost, task: Task, ctx: JobContext, payload: Any
+) -> tuple[bool, Any]:
     timeout = task.timeout if task.timeout is not None else worker.job_timeout
     if timeout is None:
         return await _call(worker, task, ctx, payload)
@@ -216,6 +229,7 @@ async def _call(worker: JobHost, task: Task, ctx: JobContext, payload: Any) -> t
     try:
         if not worker.middleware:
             return True, await _invoke(worker, task, ctx, payload)
+        result = None  # a middleware that suppresses the handler's exception: no result
         async with AsyncExitStack() as stack:
             for middleware in worker.middleware:
                 await stack.enter_async_context(middleware(ctx))
@@ -240,9 +254,10 @@ async def _invoke(worker: JobHost, task: Task, ctx: JobContext, payload: Any) ->
         return await task.handler(ctx, payload)
     # A thread cannot be cancelled: on a lost lease, a timeout or a shutdown the job's
     # scope stops waiting for it (its result is dropped, fenced out like any stale
-    # result) and the thread finishes on its own; its limiter slot is freed at once.
+    # result) and the thread finishes on its own, outside the sync_concurrency bound
+    # (the caller holds the slot; the limiter here only hands out this one thread).
     result = await anyio.to_thread.run_sync(task.handler, ctx, payload,
-                                            limiter=worker.sync_limiter,
+                                            limiter=anyio.CapacityLimiter(1),
                                             abandon_on_cancel=True)
     if inspect.isawaitable(result):  # a plain function that returns an awaitable
         result = await result

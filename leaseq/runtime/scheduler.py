@@ -15,12 +15,13 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from ..exceptions import InvalidInput
+from ..exceptions import InvalidInput, SerializationError
 from ..protocol import scheduling, validate
 from ..protocol.admin import server_ms
+from ..protocol.codec import encode
 from ..protocol.queue import Queue
-from ..protocol.schedule import Schedule
-from ..protocol.wire import redis_failure
+from ..protocol.schedule import Every, Schedule
+from ..protocol.wire import error_text, redis_failure
 from .outage import Outage
 
 __all__ = ["Scheduler"]
@@ -28,6 +29,8 @@ __all__ = ["Scheduler"]
 log = structlog.get_logger("leaseq.scheduler")
 
 _DECLARE_EVERY_MS = 5_000
+_MAX_GRACE_PERIODS = 1000
+"""Ticks within the grace are looked at one by one: bounded, so a round stays short."""
 
 
 class Scheduler:
@@ -53,6 +56,15 @@ class Scheduler:
             dup = sorted({n for n in names if names.count(n) > 1})
             raise InvalidInput(f"two schedules named {dup[0]!r}: give each a name=")
         self.grace_ms = validate.millis(grace, "grace")
+        for s in self.schedules:
+            # A payload the serializer cannot encode would fail at every tick.
+            try:
+                encode(queue.serializer, s.payload, f"payload of schedule {s.name!r}")
+            except SerializationError as exc:
+                raise InvalidInput(str(exc)) from exc
+            if isinstance(s, Every) and self.grace_ms >= s.period_ms * _MAX_GRACE_PERIODS:
+                raise InvalidInput(f"grace must be under {_MAX_GRACE_PERIODS} periods of "
+                                   f"schedule {s.name!r}, got {grace!r} s")
         self.interval = validate.seconds(interval, "interval", allow_zero=False)
         self.outage = Outage("scheduler", queue=queue.name)
         self._declared_at = -math.inf
@@ -68,9 +80,13 @@ class Scheduler:
             try:
                 wait = await self.tick_once()
             except Exception as exc:
-                if not redis_failure(exc):
-                    raise
-                self.outage.failed(exc, retry_in=backoff)
+                # Never the worker's end: a Redis failure is waited out, anything else
+                # (a bug, a corrupt state) is logged and tried again later.
+                if redis_failure(exc):
+                    self.outage.failed(exc, retry_in=backoff)
+                else:
+                    log.error("scheduler_failed", queue=self.queue.name,
+                              error=error_text(exc), retry_in=backoff)
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

@@ -106,9 +106,11 @@ exited after the drain; what it yields is every handler's ``ctx.state``."""
 
 def is_async(handler: Any) -> bool:
     """Whether calling ``handler`` gives an awaitable to await (an ``async def``, a
-    partial of one, or an object whose ``__call__`` is one) rather than a result."""
+    partial of one, a ``functools.wraps`` wrapper of one, or an object whose
+    ``__call__`` is one) rather than a result."""
     target = handler.func if isinstance(handler, functools.partial) else handler
-    if inspect.iscoroutinefunction(target):
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+            inspect.unwrap(target)):
         return True
     return (callable(target) and not inspect.isroutine(target)
             and inspect.iscoroutinefunction(type(target).__call__))

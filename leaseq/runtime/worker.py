@@ -76,7 +76,8 @@ class Worker:
     and exited after the drain; what it yields is every handler's ``ctx.state``. If it
     fails to start, :meth:`run` raises :class:`~leaseq.LeaseqError` and no job is
     claimed. ``middleware`` wraps each job's handler (see :data:`~leaseq.Middleware`).
-    Plain ``def`` handlers run in threads, at most ``sync_concurrency`` at once.
+    Plain ``def`` handlers run in threads, ``sync_concurrency`` at once (one abandoned
+    after a timeout or a lost lease runs on outside that bound until it returns).
     ``tracer`` (a :class:`leaseq.otel.Tracing`) traces each run and settlement.
     """
 
