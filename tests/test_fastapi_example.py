@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,17 +17,11 @@ import redis as syncredis
 from leaseq.protocol.keys import QueueKeys
 from leaseq.testing import RedisServer, free_port
 
+from .test_cli_ops import r  # noqa: F401 - the flushed sync client fixture
+
 pytestmark = pytest.mark.real_redis
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def r(redis_server: RedisServer) -> Iterator[syncredis.Redis]:
-    client = syncredis.Redis.from_url(redis_server.url)
-    client.flushall()
-    yield client
-    client.close()
 
 
 def start_app(url: str, port: int, **env: str) -> subprocess.Popen[bytes]:
@@ -53,7 +46,7 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 def test_the_app_enqueues_and_waits_and_a_sigterm_loses_nothing(
-    redis_server: RedisServer, r: syncredis.Redis,
+    redis_server: RedisServer, r: syncredis.Redis,  # noqa: F811 - the imported fixture
 ):
     port = free_port()
     base = f"http://127.0.0.1:{port}"

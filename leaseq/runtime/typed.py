@@ -11,7 +11,8 @@ map (``Worker(queue, {resize.name: resize})``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar, cast
 
@@ -104,24 +105,27 @@ class TypedTask(Generic[P, R]):
     ) -> list[TaskRun[R]]:
         """Enqueue one run per :meth:`call`, all or nothing (see
         :meth:`Queue.enqueue_many`); ``delay`` defers them all."""
-        payloads = [c.payload() for c in calls]
-        try:
-            ids = await self.queue.enqueue_many(self.name, payloads, delay=delay)
-        except SerializationError as exc:
-            raise InvalidInput(f"arguments of task {self.name!r} cannot be encoded: {exc}"
-                               ) from exc
+        with self._encodable():
+            ids = await self.queue.enqueue_many(self.name, [c.payload() for c in calls],
+                                                delay=delay)
         return [TaskRun(self.queue, job_id) for job_id in ids]
 
     async def map(self, calls: Iterable[Call[P]], *, timeout: float | None = None) -> list[R]:
         """Enqueue one run per :meth:`call` and return their results in order (see
         :meth:`Queue.map`)."""
-        payloads = [c.payload() for c in calls]
+        with self._encodable():
+            results = await self.queue.map(self.name, [c.payload() for c in calls],
+                                           timeout=timeout)
+        return cast("list[R]", results)
+
+    @contextmanager
+    def _encodable(self) -> Iterator[None]:
+        """Arguments the serializer cannot encode are the caller's bad input."""
         try:
-            results = await self.queue.map(self.name, payloads, timeout=timeout)
+            yield
         except SerializationError as exc:
             raise InvalidInput(f"arguments of task {self.name!r} cannot be encoded: {exc}"
                                ) from exc
-        return cast("list[R]", results)
 
     def __repr__(self) -> str:
         return f"TypedTask({self.name!r}, queue={self.queue.name!r})"
