@@ -107,3 +107,19 @@ async def test_without_a_tracer_nothing_is_stored_and_a_foreign_context_is_ignor
     assert info is not None and info.state == "done"
     (run,) = named(exporter)["leaseq run ok"]
     assert run.parent is None
+
+
+async def test_a_tracer_that_fails_never_fails_the_job(redis: aioredis.Redis):
+    class Broken:
+        def running(self, ctx: JobContext, stored: str | None) -> Any:
+            raise RuntimeError("exporter misconfigured")
+
+        def settled(self, ctx: JobContext, run: Any, outcome: str, start_ns: int) -> None:
+            raise RuntimeError("exporter misconfigured")
+
+    q = Queue(redis, "badtracer")
+    job = await q.enqueue("ok", None)
+    worker = Worker(q, {"ok": ok}, reaper=False, tracer=Broken())
+    await worker.run(burst=True, handle_signals=False)
+    info = await q.job(job)
+    assert info is not None and info.state == "done" and info.result == "done"

@@ -14,7 +14,7 @@ import inspect
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack, ExitStack
 from typing import Any, Protocol
 
 import anyio
@@ -157,7 +157,8 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
                     ok, value = await _execute(worker, task, ctx, lease.payload)
                 else:
                     stored = await _trace_of(worker, job)
-                    with worker.tracer.running(ctx, stored) as run:
+                    with ExitStack() as traced:
+                        run = _start_tracing(traced, worker.tracer, ctx, stored, fields)
                         ok, value = await _execute(worker, task, ctx, lease.payload)
             if scope.cancelled_caught:
                 worker.count("lease_lost", queue.name)
@@ -174,7 +175,11 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
             else:
                 outcome = await _fail(worker, job, fields, value, task)
             if worker.tracer is not None:
-                worker.tracer.settled(ctx, run, outcome, settling)
+                try:
+                    worker.tracer.settled(ctx, run, outcome, settling)
+                except Exception as exc:  # tracing is advice: it never fails a job
+                    log.warning("tracing_failed", stage="settle", error=error_text(exc),
+                                **fields)
         finally:
             worker.heartbeat.discard(job)
     except anyio.get_cancelled_exc_class():
@@ -186,6 +191,19 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
                     anyio.current_time() + RELEASE_TIMEOUT, worker.cleanup_by)):
                 await _release(worker, job, fields)
         raise
+
+
+def _start_tracing(
+    stack: ExitStack, tracer: RunTracer, ctx: JobContext, stored: str | None,
+    fields: dict[str, Any],
+) -> Any:
+    """Enter the tracer's run span on ``stack``; a tracer that fails runs the job
+    untraced rather than failing it."""
+    try:
+        return stack.enter_context(tracer.running(ctx, stored))
+    except Exception as exc:
+        log.warning("tracing_failed", stage="run", error=error_text(exc), **fields)
+        return None
 
 
 async def _trace_of(worker: JobHost, job: RunningJob) -> str | None:
