@@ -63,28 +63,32 @@ async def test_sync_handlers_run_at_most_sync_concurrency_at_once(redis: aioredi
     running = 0
     peak = 0
     guard = threading.Lock()
+    # Each job waits for a second one to run beside it: the bound is reached, whatever
+    # the machine's speed, and a third is never let in.
+    pairs = threading.Barrier(2, timeout=10)
 
     def slow(ctx: JobContext, payload: Any) -> None:
         nonlocal running, peak
         with guard:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.05)
+        pairs.wait()
+        time.sleep(0.01)
         with guard:
             running -= 1
 
     await q.enqueue_many("slow", range(12))
-    await drain(Worker(q, {"slow": slow}, concurrency=10, reaper=False, sync_concurrency=2),
-                q, 12)
-    assert peak == 2
+    worker = Worker(q, {"slow": slow}, concurrency=10, reaper=False, sync_concurrency=2)
+    await drain(worker, q, 12)
+    assert peak == 2 and worker.counters["acked"] == 12
 
 
 @pytest.mark.real_redis
 async def test_a_sync_handler_longer_than_its_lease_keeps_it_renewed(real_redis: aioredis.Redis):
-    q = Queue(real_redis, "renewed", lease_timeout=0.4)
+    q = Queue(real_redis, "renewed", lease_timeout=1.0)
 
     def long(ctx: JobContext, payload: Any) -> str:
-        time.sleep(1.5)  # several lease lengths
+        time.sleep(2.5)  # more than two lease lengths
         return "finished"
 
     job = await q.enqueue("long", None)
