@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 
 from leaseq import Cron, Every, InvalidInput, JobContext, Queue, Scheduler, Worker
 from leaseq.protocol import scheduling
+from leaseq.protocol.schedule import from_timing
 from leaseq.testing import RedisServer, SchedulerProcess, WorkerProcess
 
 DAY = 86_400_000
@@ -45,6 +46,15 @@ def test_every_ticks_at_multiples_of_its_period_since_the_epoch():
     assert e.next_tick(60_000) == 120_000
     assert e.ticks(0, 180_000) == (3, [60_000, 120_000, 180_000])
     assert e.ticks(60_000, 119_999) == (0, [])
+
+
+def test_a_declared_timing_makes_the_same_schedule_again():
+    for s in (Every(1234567, "rare"), Cron("30 2 * * *", "nightly", tz="Europe/Paris")):
+        again = from_timing(s.timing(), s.task)
+        assert again is not None and again.spec() == s.spec()
+        assert again.next_tick(1_700_000_000_000) == s.next_tick(1_700_000_000_000)
+    assert from_timing({"cron": "61 * * * *"}, "t") is None
+    assert from_timing("every 5s", "t") is None
 
 
 @pytest.mark.parametrize(("catch_up", "run", "skipped"), [

@@ -22,7 +22,7 @@ from cronsim import CronSim, CronSimError
 from ..exceptions import InvalidInput
 from . import validate
 
-__all__ = ["Cron", "Due", "Every", "Schedule"]
+__all__ = ["Cron", "Due", "Every", "Schedule", "from_timing"]
 
 Overlap = Literal["allow", "skip"]
 _MAX_CATCH_UP = 1000
@@ -108,10 +108,15 @@ class Schedule:
                             else run[0] - 1)
         return Due(run=tuple(run), skipped=skipped, last_skipped=last_skipped)
 
+    def timing(self) -> dict[str, Any]:
+        """The schedule's timing as data (``{"every": 60}``, ``{"cron": ..., "tz": ...}``),
+        from which :func:`from_timing` makes it again."""
+        raise NotImplementedError
+
     def describe(self) -> dict[str, Any]:
         """What a scheduler declares about the schedule (for ``leaseq schedules``)."""
         return {"name": self.name, "task": self.task, "spec": self.spec(),
-                "overlap": self.overlap, "catch_up": self.catch_up}
+                "timing": self.timing(), "overlap": self.overlap, "catch_up": self.catch_up}
 
 
 _KEEP = _MAX_CATCH_UP + 1000
@@ -155,6 +160,10 @@ class Every(Schedule):
     def spec(self) -> str:
         """See :meth:`Schedule.spec`."""
         return f"every {self.seconds}s"
+
+    def timing(self) -> dict[str, Any]:
+        """See :meth:`Schedule.timing`."""
+        return {"every": self.seconds}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +225,25 @@ class Cron(Schedule):
     def spec(self) -> str:
         """See :meth:`Schedule.spec`."""
         return f"cron {self.expression} {self.tz}"
+
+    def timing(self) -> dict[str, Any]:
+        """See :meth:`Schedule.timing`."""
+        return {"cron": self.expression, "tz": self.tz}
+
+
+def from_timing(timing: Any, task: str) -> Schedule | None:
+    """A schedule of ``task`` with a declared :meth:`Schedule.timing`, enough to tell its
+    next tick; ``None`` for anything leaseq did not write."""
+    if not isinstance(timing, dict):
+        return None
+    try:
+        if "every" in timing:
+            return Every(timing["every"], task)
+        if "cron" in timing:
+            return Cron(timing["cron"], task, tz=timing.get("tz", "UTC"))
+    except (InvalidInput, TypeError):
+        return None
+    return None
 
 
 def _ms(when: datetime) -> int:

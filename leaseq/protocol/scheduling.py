@@ -7,13 +7,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..exceptions import InvalidInput
 from ..models import ScheduleInfo
 from . import scripts, validate
 from .admin import server_ms
 from .codec import encode
 from .core import QueueCore
-from .schedule import Cron, Every, Schedule
+from .schedule import Schedule, from_timing
 from .views import read_jobs
 from .wire import opt_int, text
 
@@ -79,7 +78,6 @@ async def read_schedules(queue: QueueCore, known: Sequence[Schedule] = ()) -> li
             continue  # not written by a leaseq scheduler
     names = sorted(declared)[:_MAX_LISTED]
     by_name = {s.name: s for s in known}
-    states = []
     async with queue.redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hgetall(queue.keys.schedule(name))
@@ -97,7 +95,7 @@ async def read_schedules(queue: QueueCore, known: Sequence[Schedule] = ()) -> li
         last = opt_int(st.get("last_tick"))
         nxt = None
         if not stale:
-            sched = by_name.get(name) or _from_declaration(d)
+            sched = by_name.get(name) or from_timing(d.get("timing"), str(d.get("task", "")))
             if sched is not None:
                 nxt = sched.next_tick(max(last or now, now)) / 1000
         job = st.get("last_job")
@@ -112,15 +110,3 @@ async def read_schedules(queue: QueueCore, known: Sequence[Schedule] = ()) -> li
             skipped_missed=opt_int(st.get("skipped_missed")) or 0))
     return out
 
-
-def _from_declaration(d: dict[str, Any]) -> Schedule | None:
-    """The timing of a declared schedule, enough to tell its next tick."""
-    spec = str(d.get("spec", "")).split()
-    try:
-        if spec[:1] == ["every"] and len(spec) == 2:
-            return Every(float(spec[1].rstrip("s")), str(d["task"]))
-        if spec[:1] == ["cron"] and len(spec) == 7:
-            return Cron(" ".join(spec[1:6]), str(d["task"]), tz=spec[6])
-    except (InvalidInput, ValueError, KeyError):
-        return None
-    return None
