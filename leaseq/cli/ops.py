@@ -24,16 +24,6 @@ from .params import QUEUE, QUEUES, Command, Group
 _STATES = click.Choice(["todo", "delayed", "in_progress", "done", "dead"])
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.1f}s"
-
-
 def _job_row(info: JobInfo, now: float) -> dict[str, Any]:
     return {"job_id": info.job_id, "state": info.state, "task": info.task,
             "attempts": info.attempts, "max_attempts": info.max_attempts,
@@ -71,12 +61,12 @@ def jobs(settings: util.Settings, queue: str, state: JobState, task: str | None,
             return exits.EXIT_OK
         click.echo(f"{'JOB':36}  {'TASK':20}  {'ATTEMPTS':>8}  {'AGE':>7}  DETAIL")
         for row, info in zip(rows, infos, strict=True):
-            detail = {"in_progress": f"lease {_age(info.lease_ttl)} left, {info.owner}",
+            detail = {"in_progress": f"lease {util.duration(info.lease_ttl)} left, {info.owner}",
                       "dead": info.dead_reason or "", "delayed": "",
                       "done": "", "todo": ""}.get(state, "")
             attempts = f"{row['attempts']}/{row['max_attempts'] or '-'}"
             click.echo(f"{info.job_id:36}  {(info.task or '-'):20}  {attempts:>8}  "
-                       f"{_age(row['age']):>7}  {detail}")
+                       f"{util.duration(row['age']):>7}  {detail}")
         if following is not None:
             click.echo(f"more: --cursor {following}", err=True)
         return exits.EXIT_OK
@@ -107,8 +97,8 @@ def workers(settings: util.Settings, queues: tuple[str, ...], as_json: bool) -> 
         click.echo(f"{'WORKER':40}  {'QUEUES':20}  {'BUSY':>7}  {'UP':>7}  {'SEEN':>6}  VERSION")
         for w in listed:
             busy = f"{w.in_flight}/{w.concurrency}"
-            click.echo(f"{w.id:40}  {','.join(w.queues):20}  {busy:>7}  "
-                       f"{_age(now - w.started_at):>7}  {_age(now - w.last_seen):>6}  "
+            up, seen = util.duration(now - w.started_at), util.duration(now - w.last_seen)
+            click.echo(f"{w.id:40}  {','.join(w.queues):20}  {busy:>7}  {up:>7}  {seen:>6}  "
                        f"{w.version}")
         if not listed:
             click.echo("no live workers", err=True)

@@ -81,7 +81,8 @@ def schedules_(settings: util.Settings, queue: str, as_json: bool) -> None:
                    f"{'STATE':11}  {'RUNS':>5}  SKIPPED")
         now = time.time()
         for s in listed:
-            nxt = "stale" if s.stale else _until(s.next_tick, now)
+            nxt = "stale" if s.stale else util.duration(
+                None if s.next_tick is None else s.next_tick - now)
             skipped = f"{s.skipped_overlap} overlap, {s.skipped_missed} missed"
             click.echo(f"{s.name:24}  {s.spec:32}  {nxt:>8}  {s.last_job or '-':32}  "
                        f"{s.last_job_state or '-':11}  {s.enqueued:>5}  {skipped}")
@@ -90,13 +91,6 @@ def schedules_(settings: util.Settings, queue: str, as_json: bool) -> None:
         return exits.EXIT_OK
 
     sys.exit(util.run(settings, go))
-
-
-def _until(when: float | None, now: float) -> str:
-    if when is None:
-        return "-"
-    left = max(0.0, when - now)
-    return f"{left:.0f}s" if left < 3600 else f"{left / 3600:.1f}h"
 
 
 COMMANDS: tuple[Any, ...] = (scheduler, schedules_)

@@ -182,3 +182,13 @@ async def warn_unknown_queues(client: aioredis.Redis, names: Sequence[str]) -> N
             notice(f"queue {name} is not known on this server (no job was ever enqueued)")
 
 
+def duration(seconds: float | None) -> str:
+    """Seconds for a table column: ``42.0s``, ``3.5m``, ``2.1h``, ``1.0d``; ``-`` for
+    none, and nothing below zero."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
