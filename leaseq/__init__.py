@@ -10,10 +10,12 @@ from .exceptions import (
     LeaseLost,
     LeaseqError,
     SerializationError,
+    SettingsConflict,
     WaitTimeout,
 )
 from .models import JobInfo, JobState, Lease, QueueStats, ScheduleInfo, WorkerInfo
 from .protocol.codec import JsonSerializer, Serializer
+from .protocol.controls import Rate
 from .protocol.queue import Queue
 from .protocol.router import Router
 from .protocol.schedule import Cron, Every, Schedule
@@ -48,6 +50,7 @@ __all__ = (
     "Priority",
     "Queue",
     "QueueStats",
+    "Rate",
     "Reaper",
     "Router",
     "Schedule",
@@ -55,6 +58,7 @@ __all__ = (
     "Scheduler",
     "SerializationError",
     "Serializer",
+    "SettingsConflict",
     "SweepReport",
     "Task",
     "TaskRun",

@@ -69,3 +69,21 @@ class JobDead(LeaseqError):
 class WaitTimeout(LeaseqError, TimeoutError):
     """Raised by :meth:`~leaseq.Queue.wait` and :meth:`~leaseq.Queue.map` when the jobs
     did not finish within ``timeout`` seconds. The jobs themselves are not affected."""
+
+
+class SettingsConflict(LeaseqError):
+    """Raised when a :class:`~leaseq.Queue` is opened with scheduling controls
+    (``ordering``, ``max_in_flight``, ``key_concurrency``, ``rate_limit``, ``key_rate``)
+    that differ from those stored with the queue: processes that disagree about them
+    would not enforce one limit. Change them on purpose with
+    :meth:`~leaseq.Queue.configure` (or ``leaseq queue limits``)."""
+
+    def __init__(self, queue: str, setting: str, stored: str, given: str) -> None:
+        super().__init__(
+            f"queue {queue!r} has {setting}={stored} stored, this process opened it with "
+            f"{setting}={given}; make them agree, or change the stored value with "
+            "Queue.configure() or `leaseq queue limits`")
+        self.queue = queue
+        self.setting = setting
+        self.stored = stored
+        self.given = given

@@ -47,6 +47,11 @@ class Lease:
     before the request that set it was sent, so it errs early, never late."""
     server_offset: float = field(default=0.0, repr=False, compare=False)
     """Redis time minus local monotonic time, measured at claim (for timestamps)."""
+    key: str = ""
+    """The job's fair-queueing key (``enqueue(key=...)``); ``""`` when it has none."""
+    holds: int = field(default=0, repr=False, compare=False)
+    """What the lease holds besides the job, for its ack to release (1: a concurrency
+    slot, 2: a place in a fifo queue's index); set by the claim."""
 
     @property
     def remaining(self) -> float:
@@ -77,6 +82,25 @@ class QueueStats:
     epoch: str | None = None
     """The queue's epoch marker; ``None`` when the queue was never used on this server, or
     the server lost its data since (see ``leaseq doctor``)."""
+    paused: bool = False
+    """Whether the queue is paused (claimed by nobody; see :meth:`~leaseq.Queue.pause`)."""
+    ordering: str = "set"
+    """``"set"`` (any waiting job may be claimed next) or ``"fifo"`` (priority, then
+    enqueue order, round-robin between keys)."""
+    holding: int = 0
+    """Leases holding a concurrency slot now (with ``max_in_flight`` or
+    ``key_concurrency``)."""
+    waiting_on_limits: int = 0
+    """Waiting jobs that no worker may start now because of a limit or the pause (all
+    of ``todos`` while paused, full or rate limited; else those of parked keys, counted
+    over the first 1,000 of them)."""
+    keys_waiting: int = 0
+    """Keys with waiting jobs that may be served now (fifo queues)."""
+    keys_parked: int = 0
+    """Keys with waiting jobs held back by a per-key limit (fifo queues)."""
+    expired: int = 0
+    """Jobs that ended dead because their start deadline passed (counted apart from
+    failures; they are also in ``dead``)."""
 
     @property
     def total(self) -> int:
@@ -120,6 +144,12 @@ class JobInfo:
     """Seconds left on the live lease, when one exists."""
     owner: str | None
     """Name of the last claimer (``host:pid`` by default)."""
+    priority: int = 0
+    """The job's priority in a fifo queue (higher runs first; 0 by default)."""
+    key: str | None = None
+    """The job's fair-queueing key, when it has one."""
+    expires_at: float | None = None
+    """Redis time (Unix seconds) by which the job must start, else it ends dead."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,8 @@ async def requeue_dead(queue: QueueCore, job_ids: list[str] | None) -> int:
     moved = 0
     async for batch in _batches(queue, job_ids):
         moved += int(await _scripts.REVIVE(
-            queue.redis, [k.dead, k.todos, k.wake, *(k.job(i) for i in batch), k.reply()],
+            queue.redis,
+            [k.dead, k.todos, k.wake, *k.control, *(k.job(i) for i in batch), k.reply()],
             batch))
     return moved
 
@@ -83,7 +84,8 @@ async def purge_dead(queue: QueueCore, job_ids: list[str] | None) -> int:
     purged = 0
     async for batch in _batches(queue, job_ids):
         purged += int(await _scripts.PURGE(
-            queue.redis, [k.dead, *(k.job(i) for i in batch), k.reply()], batch))
+            queue.redis, [k.dead, *k.control, *(k.job(i) for i in batch), k.reply()],
+            batch))
     return purged
 
 
@@ -184,7 +186,8 @@ async def purge_waiting(queue: QueueCore) -> int:
         nonlocal purged
         if ids:
             purged += int(await _scripts.DROP(
-                queue.redis, [k.todos, k.delayed, *(k.job(i) for i in ids), k.reply()], ids))
+                queue.redis,
+                [k.todos, k.delayed, *k.control, *(k.job(i) for i in ids), k.reply()], ids))
 
     async for batch in _scan(queue, k.todos):
         await drop(batch)

@@ -94,10 +94,7 @@ class Claiming(Settling):
             # few times rather than reported as an empty queue.
             for _ in range(_CLUSTER_CLAIM_ROUNDS):
                 want = n - len(leases)
-                with connection_errors():
-                    picked: list[Any] = await self.redis.srandmember(  # type: ignore[assignment]
-                        self.keys.todos, want)
-                candidates = [text(i) for i in picked]
+                candidates = await self._candidates(want)
                 got = await self._claim(want, candidates, caps=caps)
                 leases += got
                 if len(got) == len(candidates) or len(leases) >= n:
@@ -109,6 +106,17 @@ class Claiming(Settling):
                 return leases
             raise
         return leases
+
+    async def _candidates(self, want: int) -> list[str]:
+        """The ids a cluster claim names: random waiting ones, or on a fifo queue those
+        it would take first (candidates.lua)."""
+        if self.controls.fifo:
+            picked: list[Any] = await scripts.CANDIDATES(self.redis, self.keys.control, [want])
+        else:
+            with connection_errors():
+                picked = await self.redis.srandmember(  # type: ignore[assignment]
+                    self.keys.todos, want)
+        return [text(i) for i in picked]
 
     async def _recover_claims(self) -> list[Lease]:
         """Leases of earlier claim calls whose reply never arrived, still held (each call
@@ -144,7 +152,8 @@ class Claiming(Settling):
         recovering = nonce is not None
         nonce = nonce or os.urandom(6).hex()
         keys = [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence, k.claim(nonce),
-                *(k.job(i) for i in named or ()), *(k.lease(i) for i in named or ())]
+                *k.control, *(k.job(i) for i in named or ()),
+                *(k.lease(i) for i in named or ())]
         t0 = time.monotonic()
         try:
             reply = await scripts.CLAIM(
@@ -159,6 +168,7 @@ class Claiming(Settling):
                 del self._lost_claims[:-_MAX_LOST_CLAIMS]
             raise
         t1 = time.monotonic()
+        self._held_back(reply, t1)
         leases, gone = await self._leases_of(reply, t0, t1)
         if int(reply[2]) == 1:
             self.recovered_leases += len(leases)
@@ -175,6 +185,16 @@ class Claiming(Settling):
                             "its leases all expired)")
         return leases
 
+    def _held_back(self, reply: list[Any], t1: float) -> None:
+        """Record why the claim could not take more (paused, a limit) and until when."""
+        # A claim answered from its record says nothing of now: nothing is held back
+        # until a fresh claim says so.
+        state = text(reply[3]) if int(reply[2]) == 0 else ""
+        retry_at = int(reply[4])
+        self.held_back = state
+        self.held_back_until = (
+            t1 + max(0.0, retry_at - int(reply[0])) / 1000 if state and retry_at else None)
+
     async def _leases_of(self, reply: list[Any], t0: float, t1: float) -> tuple[list[Lease], int]:
         """The leases of a claim.lua reply (sent at ``t0``, answered at ``t1`` by the
         local clock), and how many of a recovered call's leases were gone. A job whose
@@ -183,12 +203,16 @@ class Claiming(Settling):
         offset = now - (t0 + t1) / 2
         leases: list[Lease] = []
         gone = 0
-        for i in range(3, len(reply), 9):
+        for i in range(5, len(reply), 11):
             (job_id, token, attempt, task, payload, max_attempts, lease_ms, ttl_ms,
-             status) = reply[i:i + 9]
+             status, key, holds) = reply[i:i + 11]
             jid = text(job_id)
             if text(status) == "gone":
                 gone += 1
+                continue
+            if text(status) == "expired":
+                log.info("job_expired", queue=self.name, job_id=jid,
+                         reason="expired before start")
                 continue
             if text(status) != "ok":
                 log.warning("job_dead", queue=self.name, job_id=jid,
@@ -211,6 +235,8 @@ class Claiming(Settling):
                 # Conservative: the server measured what is left after the call was sent.
                 local_deadline=t0 + left_s,
                 server_offset=offset,
+                key=text(key),
+                holds=int(holds),
             )
             if error is None:
                 leases.append(lease)

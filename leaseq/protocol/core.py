@@ -16,9 +16,11 @@ import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from ..exceptions import InvalidInput, LeaseqError
+from . import controls as _controls
+from . import scripts, tx, validate
 from . import settings as _settings
-from . import tx, validate
 from .codec import JsonSerializer, Serializer
+from .controls import UNSET, Controls, Rate
 from .keys import QUEUES_KEY, QueueKeys, validate_queue_name
 from .settings import STORED, Stored
 from .wire import (
@@ -82,8 +84,19 @@ class QueueCore:
         replicas: int = 0,
         replica_timeout: float = 1.0,
         tracer: EnqueueTracer | None = None,
+        ordering: str = UNSET,
+        max_in_flight: int | None = UNSET,
+        key_concurrency: int | None = UNSET,
+        rate_limit: Rate | None = UNSET,
+        key_rate: Rate | None = UNSET,
     ) -> None:
         self.name = validate_queue_name(name)
+        # Controls named here must agree with those stored with the queue (see prepare).
+        self._named_controls = _controls.given(ordering, max_in_flight, key_concurrency,
+                                               rate_limit, key_rate)
+        self.controls = Controls(**self._named_controls)
+        """The queue's ordering and limits as stored with it (read by :meth:`prepare`;
+        before that, the ones named here)."""
         self.redis = redis
         # Settings given here are stored with the queue; the others are read from it (see
         # prepare), so every process applies the same ones.
@@ -131,6 +144,13 @@ class QueueCore:
         self.unconfirmed_writes = 0
         """Writes that ``replicas`` replicas did not confirm within ``replica_timeout``."""
         self.keys = QueueKeys(self.name)
+        self.held_back = ""
+        """Why the last claim could take no more: ``""`` (it took what it asked for,
+        or nothing waits), ``"paused"``, ``"full"`` (``max_in_flight``), ``"limited"``
+        (``rate_limit``) or ``"keys"`` (every waiting key at its limit)."""
+        self.held_back_until: float | None = None
+        """``time.monotonic()`` when a limit next lets a job start (``None``: when a
+        slot frees or a job is enqueued, which wakes the workers)."""
         self.recovered_leases = 0
         """Leases of claim calls whose reply was lost that a later claim took over."""
         self._lost_claims: list[str] = []
@@ -155,6 +175,27 @@ class QueueCore:
         stored = await self.redis.hgetall(self.keys.settings)
         applied, _ = _settings.merge(self.name, {}, stored)
         self._apply({**applied, **self._explicit})
+        controls = Controls.read(stored)
+        if controls != self.controls:
+            log.info("queue_controls_changed", queue=self.name, stored=str(controls))
+        self.controls = controls
+
+    async def _store_controls(self, mode: str, named: Mapping[str, Any]) -> Controls:
+        fields = Controls(**named).stored() if named else {}
+        args: list[scripts.ArgT] = [mode]
+        for name in named:
+            field = _controls.FIELDS[name]
+            args += (field, fields[field])
+        k = self.keys
+        reply = await scripts.CONFIGURE(
+            self.redis, [k.settings, k.todos, k.in_progress, k.delayed, k.active, k.parked],
+            args)
+        stored = dict(zip(reply[1::2], reply[2::2], strict=True))
+        if text(reply[0]) == "busy":
+            raise InvalidInput(
+                f"queue {self.name!r} holds jobs: its ordering cannot change (it is "
+                f"{Controls.read(stored).ordering!r}); drain or purge it first")
+        return Controls.read(stored)
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, lease_timeout={self.lease_timeout})"
@@ -184,6 +225,14 @@ class QueueCore:
             pipe.hgetall(k.settings)
             *_, epoch, stored = await pipe.execute()
         self.epoch = text(epoch)
+        controls = Controls.read(stored)
+        if self._named_controls:
+            have = {text(f) for f in stored}
+            if any(_controls.FIELDS[n] not in have for n in self._named_controls):
+                controls = await self._store_controls("nx", self._named_controls)
+            self.controls = _controls.check(self.name, self._named_controls, controls)
+        else:
+            self.controls = controls
         applied, to_store = _settings.merge(self.name, self._explicit, stored)
         if to_store:
             fields: dict[Any, Any] = dict(to_store)

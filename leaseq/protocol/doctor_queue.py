@@ -6,6 +6,7 @@ adds **one** finding to the report however many items it found."""
 from __future__ import annotations
 
 from .admin import REAPER_STALE_S, server_ms
+from .doctor_controls import check_controls
 from .doctor_report import INTEGRITY, Report
 from .doctor_walk import Tally, walk_queue
 from .keys import QUEUES_KEY
@@ -31,6 +32,7 @@ async def check_queue(queue: Queue, report: Report, *, repair: bool = False,
     if not _report_known(queue.name, report, registered, present + walk.keys_seen):
         return
     _report_integrity(queue.name, report, walk.tallies)
+    await check_controls(queue, report, repair=repair)
     await _report_reaper(queue, report, walk.expired, reaper_stale_after)
 
 

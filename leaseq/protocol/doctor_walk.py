@@ -221,7 +221,7 @@ async def _repair(queue: Queue, kind: str, job_id: str) -> bool:
     changed = await scripts.REPAIR(
         queue.redis,
         [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.done_at, k.wake,
-         k.job(job_id), k.lease(job_id), k.reply()],
+         k.job(job_id), k.lease(job_id), *k.control, k.reply()],
         [kind, job_id])
     return int(changed) == 1
 

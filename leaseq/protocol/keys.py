@@ -32,18 +32,27 @@ class QueueKeys:
     """Key names of one queue. Attributes are the fixed keys; methods build per-job keys."""
 
     __slots__ = (
+        "active",
+        "control",
         "dead",
+        "deadlines",
         "delayed",
         "done",
         "done_at",
         "events",
         "fence",
+        "held",
+        "holds",
         "in_progress",
         "meta",
+        "parked",
+        "placed",
         "prefix",
+        "rates",
         "schedules",
         "settings",
         "todos",
+        "waiting",
         "wake",
         "workers",
     )
@@ -63,6 +72,19 @@ class QueueKeys:
         self.settings = self.prefix + "settings"
         self.workers = self.prefix + "workers"
         self.schedules = self.prefix + "schedules"
+        # The scheduling controls (docs/protocol.md, "Scheduling controls").
+        self.waiting = self.prefix + "waiting"
+        self.active = self.prefix + "active"
+        self.parked = self.prefix + "parked"
+        self.placed = self.prefix + "placed"
+        self.holds = self.prefix + "holds"
+        self.held = self.prefix + "held"
+        self.rates = self.prefix + "rates"
+        self.deadlines = self.prefix + "deadlines"
+        # The block of keys the controls prelude (lua/_ctl.lua) reads, in its order.
+        self.control = (self.settings, self.waiting, self.active, self.parked,
+                        self.placed, self.holds, self.held, self.rates, self.deadlines,
+                        self.meta, self.wake)
 
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""

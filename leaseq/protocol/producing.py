@@ -9,6 +9,7 @@ from typing import Any
 from ..exceptions import InvalidInput
 from . import scripts, validate
 from .codec import encode
+from .controls import job_fields
 from .core import QueueCore
 
 __all__ = ["Producing"]
@@ -26,6 +27,10 @@ class Producing(QueueCore):
         delay: float | None = None,
         max_attempts: int | None = None,
         lease_timeout: float | None = None,
+        priority: int | None = None,
+        key: str | None = None,
+        expires_in: float | None = None,
+        expires_at: float | None = None,
     ) -> str:
         """Add one job and return its id.
 
@@ -33,10 +38,21 @@ class Producing(QueueCore):
         flight, done and retained, or dead) nothing is written and the id is returned:
         enqueue is idempotent per id. ``delay`` defers the job by that many seconds;
         ``max_attempts`` and ``lease_timeout`` override the queue's defaults for this job.
+
+        On a fifo queue, ``priority`` (-1000 to 1000, higher first; default 0) orders the
+        job before lower ones of its key, and ``key`` (any text) is its fair-queueing
+        key: keys take turns, so one with a million waiting jobs cannot starve one with
+        a single job, and ``key_concurrency`` and ``key_rate`` apply per key. Either on a
+        set queue is :class:`InvalidInput`.
+
+        ``expires_in`` (seconds from now) or ``expires_at`` (Unix seconds, Redis's
+        clock) is a start deadline: a job not started by then is never run; it ends
+        dead with the reason "expired before start", counted in
+        :attr:`QueueStats.expired`.
         """
         ids = await self._enqueue(
             task, [payload], None if job_id is None else [job_id], delay, max_attempts,
-            lease_timeout,
+            lease_timeout, (priority, key, expires_in, expires_at),
         )
         return ids[0]
 
@@ -49,12 +65,17 @@ class Producing(QueueCore):
         delay: float | None = None,
         max_attempts: int | None = None,
         lease_timeout: float | None = None,
+        priority: int | None = None,
+        key: str | None = None,
+        expires_in: float | None = None,
+        expires_at: float | None = None,
     ) -> list[str]:
         """Add many jobs of one task in one round trip; return their ids in order.
 
         Every payload is serialised (and rejected on error) before anything is written.
         ``job_ids``, when given, must have one id per payload; known ids are skipped
-        as in :meth:`enqueue`.
+        as in :meth:`enqueue`, which also describes ``priority``, ``key`` and the start
+        deadline (the same for every job of the batch).
 
         All or nothing: the batch is one script call, which Redis runs whole or refuses
         whole (at ``maxmemory`` it is refused before its first write; once started it
@@ -63,7 +84,7 @@ class Producing(QueueCore):
         than ~100,000 jobs into several calls (each then all or nothing on its own).
         """
         return await self._enqueue(task, list(payloads), job_ids, delay, max_attempts,
-                                   lease_timeout)
+                                   lease_timeout, (priority, key, expires_in, expires_at))
 
     async def _enqueue(
         self,
@@ -73,6 +94,7 @@ class Producing(QueueCore):
         delay: float | None,
         max_attempts: int | None,
         lease_timeout: float | None,
+        placing: tuple[int | None, str | None, float | None, float | None],
     ) -> list[str]:
         validate.task_name(task)
         delay_ms = validate.optional_millis(delay, "delay")
@@ -88,30 +110,37 @@ class Producing(QueueCore):
                 raise InvalidInput(
                     f"{len(ids)} job ids for {len(payloads)} payloads")
         data = [encode(self.serializer, p, "payload") for p in payloads]
+        place = job_fields(True, *placing)  # the values first, the ordering once known
         if not ids:
             return ids
         await self.prepare()
+        if not self.controls.fifo:
+            job_fields(False, *placing)
         k = self.keys
         # One script call for the whole batch: Redis runs it all or refuses it whole (a
         # server at maxmemory refuses the call before its first write), so a caller never
         # has to guess which generated ids went in.
-        keys = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake,
+        keys = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake, *k.control,
                 *(k.job(i) for i in ids)]
         if self.tracer is None:
             await self._send_enqueue(keys, job_ids is None, "", ids, task, data, attempts,
-                                     delay_ms, lease_ms)
+                                     delay_ms, lease_ms, place)
         else:
             with self.tracer.enqueued(self.name, task, len(ids)) as trace:
                 await self._send_enqueue(keys, job_ids is None, trace, ids, task, data,
-                                         attempts, delay_ms, lease_ms)
+                                         attempts, delay_ms, lease_ms, place)
         return ids
 
     async def _send_enqueue(
         self, keys: list[str], fresh: bool, trace: str, ids: list[str], task: str,
         data: list[bytes], attempts: int, delay_ms: int, lease_ms: int | str,
+        place: tuple[str, str, str],
     ) -> None:
-        args: list[scripts.ArgT] = ["1" if fresh else "0", trace]
+        # Jobs without placement (the common case) send six fields each, not nine.
+        placed = place != ("0", "", "")
+        args: list[scripts.ArgT] = ["1" if fresh else "0", trace, "1" if placed else "0"]
+        extra = place if placed else ()
         for job, payload in zip(ids, data, strict=True):
-            args += (job, task, payload, attempts, delay_ms, lease_ms)
+            args += (job, task, payload, attempts, delay_ms, lease_ms, *extra)
         await scripts.ENQUEUE(self.redis, keys, args)
         await self._replicated("enqueue")

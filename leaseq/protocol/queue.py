@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .claiming import Claiming
+from .controlling import Controlling
 from .producing import Producing
 from .reading import Reading
 from .settling import Settling
@@ -19,7 +20,7 @@ from .wait import wait_all
 __all__ = ["Queue"]
 
 
-class Queue(Producing, Claiming, Settling, Reading):
+class Queue(Producing, Claiming, Settling, Reading, Controlling):
     """A named queue on one Redis server (or one Redis Cluster slot).
 
     ``redis`` is a ``redis.asyncio.Redis`` client, with or without ``decode_responses``;
@@ -43,6 +44,16 @@ class Queue(Producing, Claiming, Settling, Reading):
 
     ``tracer`` (a :class:`leaseq.otel.Tracing`) traces each enqueue call and stores its
     trace context with the jobs, for the worker to continue the trace.
+
+    Scheduling controls (``docs/scheduling.md``), enforced by the claim script for every
+    worker at once and stored with the queue like the settings above, except that a
+    process naming one must agree with the stored value (:class:`SettingsConflict`;
+    :meth:`configure` changes them on purpose): ``ordering`` (``"set"``, the default:
+    any waiting job may be claimed next; ``"fifo"``: priority, then enqueue order, with
+    round-robin between the jobs' keys), ``max_in_flight`` (jobs running at once across
+    every worker), ``key_concurrency`` (the same per key), ``rate_limit`` and
+    ``key_rate`` (:class:`Rate`: job starts per period for the queue and per key).
+    :meth:`pause` and :meth:`resume` stop and restart every claim.
 
     Safe to share between tasks of one event loop; create one per process.
     """

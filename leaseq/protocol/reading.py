@@ -25,17 +25,23 @@ class Reading(QueueCore):
     statistics, live workers, dead jobs and their requeue or purge, and :meth:`wait`."""
 
     async def stats(self) -> QueueStats:
-        """Sizes of the queue's sets and the jobs acked in the last minute (by Redis's
-        clock), read atomically in one round trip."""
+        """Sizes of the queue's sets, the jobs acked in the last minute (by Redis's
+        clock) and the state of its controls (pause, limits, keys), read atomically in
+        one round trip."""
         k = self.keys
         reply = await scripts.STATS(
             self.redis,
-            [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.done_at, k.meta], [])
+            [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.done_at, k.meta,
+             *k.control], [])
         todos, in_progress, done, dead, delayed, recent = (int(c) for c in reply[:6])
-        epoch = reply[6] if len(reply) > 6 else None
+        epoch = reply[6]
+        holding, blocked, active, parked, expired = (int(c) for c in reply[9:14])
         return QueueStats(todos=todos, in_progress=in_progress, done=done, dead=dead,
                           delayed=delayed, done_last_minute=recent,
-                          epoch=None if epoch is None else text(epoch))
+                          epoch=None if epoch is None else text(epoch),
+                          paused=int(reply[7]) == 1, ordering=text(reply[8]),
+                          holding=holding, waiting_on_limits=blocked, keys_waiting=active,
+                          keys_parked=parked, expired=expired)
 
     async def job(self, job_id: str) -> JobInfo | None:
         """Everything recorded about one job, or ``None`` if the queue does not know it."""

@@ -46,7 +46,7 @@ async def fire(
     reply = await scripts.TICK(
         queue.redis,
         [k.schedule(schedule.name), k.todos, k.in_progress, k.delayed, k.done, k.dead,
-         k.wake, k.job(job_id)],
+         k.wake, k.job(job_id), *k.control],
         ["" if expected is None else expected, mode, tick, job_id, schedule.task, payload,
          attempts, lease_ms, schedule.overlap, count])
     return text(reply)

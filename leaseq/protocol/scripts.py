@@ -23,13 +23,15 @@ ArgT = str | bytes | int | float
 
 class Script:
     """One Lua script of the package, identified by its SHA1; with ``reply_record``,
-    behind the reply-record prelude (``lua/_reply.lua``), with ``creates_jobs`` behind
-    the job-creation prelude (``lua/_job.lua``)."""
+    behind the reply-record prelude (``lua/_reply.lua``), with ``controls`` behind the
+    controls prelude (``lua/_ctl.lua``), with ``creates_jobs`` behind both it and the
+    job-creation prelude (``lua/_job.lua``)."""
 
     __slots__ = ("name", "sha", "source")
 
     def __init__(
-        self, name: str, *, reply_record: bool = False, creates_jobs: bool = False,
+        self, name: str, *, reply_record: bool = False, controls: bool = False,
+        creates_jobs: bool = False,
     ) -> None:
         self.name = name
         files = resources.files(__package__)
@@ -37,6 +39,8 @@ class Script:
         # Lua scripts cannot import: the shared preludes are put in front of them.
         if creates_jobs:
             self.source = files.joinpath("lua/_job.lua").read_text() + self.source
+        if controls or creates_jobs:
+            self.source = files.joinpath("lua/_ctl.lua").read_text() + self.source
         if reply_record:
             self.source = files.joinpath("lua/_reply.lua").read_text() + self.source
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
@@ -107,20 +111,24 @@ async def _run(
 
 
 ENQUEUE = Script("enqueue", creates_jobs=True)
-CLAIM = Script("claim")
-EXTEND = Script("extend")
-SETTLE = Script("settle")
-REAP = Script("reap", reply_record=True)
-PROMOTE = Script("promote", reply_record=True)
+CLAIM = Script("claim", controls=True)
+CANDIDATES = Script("candidates", controls=True)
+EXTEND = Script("extend", controls=True)
+SETTLE = Script("settle", controls=True)
+REAP = Script("reap", reply_record=True, controls=True)
+PROMOTE = Script("promote", reply_record=True, controls=True)
+EXPIRE = Script("expire", reply_record=True, controls=True)
 TRIM = Script("trim", reply_record=True)
-STATS = Script("stats")
-REVIVE = Script("revive", reply_record=True)
-PURGE = Script("purge", reply_record=True)
-REPAIR = Script("repair", reply_record=True)
+STATS = Script("stats", controls=True)
+REVIVE = Script("revive", reply_record=True, controls=True)
+PURGE = Script("purge", reply_record=True, controls=True)
+REPAIR = Script("repair", reply_record=True, controls=True)
 PRESENCE = Script("presence")
-DROP = Script("drop", reply_record=True)
+DROP = Script("drop", reply_record=True, controls=True)
 TASKSTATS = Script("taskstats")
 TICK = Script("tick", creates_jobs=True)
-ALL = (ENQUEUE, CLAIM, EXTEND, SETTLE, REAP, PROMOTE, TRIM, STATS, REVIVE, PURGE, REPAIR,
-       PRESENCE, DROP, TASKSTATS, TICK)
+CONFIGURE = Script("configure")
+REINDEX = Script("reindex", reply_record=True, controls=True)
+ALL = (ENQUEUE, CLAIM, CANDIDATES, EXTEND, SETTLE, REAP, PROMOTE, EXPIRE, TRIM, STATS,
+       REVIVE, PURGE, REPAIR, PRESENCE, DROP, TASKSTATS, TICK, CONFIGURE, REINDEX)
 

@@ -134,7 +134,7 @@ class Settling(QueueCore):
         outcome = text(await scripts.SETTLE(
             self.redis,
             [k.lease(lease.job_id), k.job(lease.job_id), k.in_progress, k.todos, k.delayed,
-             k.dead, k.wake],
+             k.dead, k.wake, *k.control],
             [lease.job_id, lease.token, mode, error, delay_ms, cap],
         ))
         if outcome == "lost":
@@ -167,7 +167,7 @@ class Settling(QueueCore):
         ms = validate.millis(lease_timeout, "lease_timeout")
         t0 = time.monotonic()
         reply = await scripts.EXTEND(
-            self.redis, [self.keys.lease(lease.job_id) for lease in leases],
+            self.redis, [*self.keys.control, *(self.keys.lease(lease.job_id) for lease in leases)],
             [ms, *(lease.token for lease in leases)],
         )
         now = int(reply[0]) / 1000
@@ -194,5 +194,23 @@ def _ack_commands(k: QueueKeys, acked: Sequence[tuple[Lease, bytes]]) -> list[tx
     # The ids are in in_progress: the watched lease keys still hold our tokens, and a
     # lease exists only while its id is in in_progress. So SREM + SADD here is the
     # batched form of SMOVE in_progress done.
-    return [*out, ("SREM", k.in_progress, *ids), ("SADD", k.done, *ids),
+    out += [("SREM", k.in_progress, *ids), ("SADD", k.done, *ids),
             ("DEL", *[k.lease(i) for i in ids]), ("ZADD", k.done_at, *done_at)]
+    return out + _release_commands(k, [lease for lease, _ in acked])
+
+
+def _release_commands(k: QueueKeys, leases: Sequence[Lease]) -> list[tx.Command]:
+    """What acked leases hold besides their job (lua/_ctl.lua's ctl_unhold and
+    ctl_forget, unconditional here: the watched leases prove the holds are theirs)."""
+    held = [lease for lease in leases if lease.holds & 1]
+    placed = [lease.job_id for lease in leases if lease.holds & 2]
+    out: list[tx.Command] = []
+    if held:
+        out += [("ZREM", k.holds, *(lease.job_id for lease in held)),
+                ("ZREM", k.held, *(f"{lease.key}\x1f{lease.job_id}" for lease in held))]
+        # A key parked at its concurrency limit is looked at again by the next claim.
+        out += [("ZADD", k.parked, "XX", 0, key) for key in {lease.key for lease in held}]
+        out += [("LPUSH", k.wake, "1"), ("LTRIM", k.wake, 0, 63)]
+    if placed:
+        out.append(("HDEL", k.placed, *placed))
+    return out

@@ -17,6 +17,7 @@ from ..exceptions import InvalidInput
 MAX_TASK_LEN = 256
 MAX_JOB_ID_LEN = 1024
 MAX_OWNER_LEN = 256
+MAX_KEY_LEN = 256
 MAX_SECONDS = 10 * 365 * 86_400
 """The longest duration leaseq accepts (ten years): far below what Redis refuses."""
 MAX_COUNT = 2**31 - 1
@@ -56,6 +57,16 @@ def owner(value: Any) -> str:
         raise InvalidInput("owner must be a string of 1-256 characters without control "
                            f"characters, got {value!r}")
     return _encodable(value, "owner")
+
+
+def fair_key(value: Any) -> str:
+    """A fair-queueing key (``enqueue(key=...)``): 1-256 characters, no control
+    characters (the claim index separates keys from ranks with one)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_KEY_LEN \
+            or not _PRINTABLE.fullmatch(value):
+        raise InvalidInput("key must be a string of 1-256 characters without control "
+                           f"characters, got {value!r}")
+    return _encodable(value, "key")
 
 
 def _encodable(value: str, what: str) -> str:

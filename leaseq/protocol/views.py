@@ -61,6 +61,9 @@ def _info(queue: QueueCore, job_id: str, replies: list[Any]) -> JobInfo | None:
         lease_token=opt_text(token),
         lease_ttl=int(pttl) / 1000 if token is not None and int(pttl) >= 0 else None,
         owner=opt_text(h.get("owner")),
+        priority=opt_int(h.get("priority")) or 0,
+        key=opt_text(h.get("key")),
+        expires_at=_ms_to_s(h.get("expires_at")),
     )
 
 

@@ -61,6 +61,13 @@ class Claims:
             raise error
         return leases
 
+    def held_back(self) -> dict[str, tuple[str, float | None]]:
+        """The served queues whose last claim was held back by the pause or a limit:
+        the reason, and the ``time.monotonic()`` when a limit next lets a job start
+        (``None``: when a slot frees or a job arrives, which wakes the workers)."""
+        return {name: (s.queue.held_back, s.queue.held_back_until)
+                for name, s in self.served.items() if s.queue.held_back}
+
     async def _claim_from(self, name: str, want: int) -> list[Lease]:
         served = self.served[name]
         leases = await served.queue.claim_many(want, max_attempts=served.caps)

@@ -56,6 +56,11 @@ class Metrics:
         self.depth = Gauge(
             "leaseq_queue_jobs", "Jobs in each state of the queue.", ["queue", "state"],
             registry=self.registry)
+        self.held_back = Counter(
+            "leaseq_claims_held_back", "Claims that found waiting jobs no worker may start "
+            "now, by reason: paused, full (max_in_flight), limited (rate_limit), keys "
+            "(every waiting key at its limit); the worker then sleeps until the next start "
+            "is due or a slot frees.", ["queue", "reason"], registry=self.registry)
         self.redis_up = Gauge(
             "leaseq_redis_up", "1 when Redis answered the last probe.", registry=self.registry)
         self._healthy = False

@@ -56,6 +56,8 @@ class SweepReport:
     """Delayed jobs that were due and moved to ``todos``."""
     trimmed: int
     """Done jobs forgotten under the retention settings."""
+    expired: int
+    """Waiting or delayed jobs whose start deadline passed, moved to ``dead``."""
     seconds: float
     """Wall time of the pass."""
     longest_call: float
@@ -113,7 +115,7 @@ class Reaper:
     async def sweep_report(self) -> SweepReport:
         """One pass over every queue, with the details of what it did."""
         start = time.perf_counter()
-        totals = [0, 0, 0, 0, 0]
+        totals = [0, 0, 0, 0, 0, 0]
         longest = 0.0
         error: BaseException | None = None
         for q in self.queues:
@@ -128,9 +130,9 @@ class Reaper:
             longest = max(longest, worst)
         if error is not None:
             raise error
-        requeued, dead, repaired, promoted, trimmed = totals
+        requeued, dead, repaired, promoted, trimmed, expired = totals
         return SweepReport(requeued=requeued, dead=dead, repaired=repaired, promoted=promoted,
-                           trimmed=trimmed, seconds=time.perf_counter() - start,
+                           trimmed=trimmed, expired=expired, seconds=time.perf_counter() - start,
                            longest_call=longest)
 
     async def _check_epoch(self, q: Queue) -> None:
@@ -154,22 +156,25 @@ class Reaper:
     async def _sweep_queue(self, q: Queue) -> tuple[list[int], float]:
         await self._check_epoch(q)
         watch = _Stopwatch()
-        counts = [0, 0, 0, 0, 0]  # requeued, dead, repaired, promoted, trimmed
+        counts = [0, 0, 0, 0, 0, 0]  # requeued, dead, repaired, promoted, trimmed, expired
         error: BaseException | None = None
         # Each step on its own: one that fails (a corrupt job, a refusal) must not keep
         # the others from running. Trim goes before promote: at maxmemory it is the step
         # that frees memory, and Redis lets it run (its first write is a ZREM).
-        for step in (self._reap, self._trim, self._promote):
+        for step in (self._reap, self._trim, self._promote, self._expire):
             try:
                 await step(q, watch, counts)
             except Exception as exc:
                 if not redis_failure(exc):
                     raise
                 error = error or exc
-        requeued, dead, repaired, _, _ = counts
+        requeued, dead, repaired, _, _, expired = counts
         if self.metrics is not None:
             for outcome, n in (("requeued", requeued), ("dead", dead), ("repaired", repaired)):
                 self.metrics.reaped.labels(q.name, outcome).inc(n)
+        if expired:
+            log.info("job_expired", queue=q.name, jobs=expired,
+                     reason="expired before start")
         if requeued or dead or repaired:
             log.info("job_reaped", queue=q.name, requeued=requeued, dead=dead,
                      repaired=repaired)
@@ -185,7 +190,7 @@ class Reaper:
                 cursor, raw_ids = await q.redis.sscan(k.in_progress, cursor, count=self.batch)
             ids = [text(i) for i in raw_ids]
             if ids:
-                keys = [k.in_progress, k.todos, k.dead, k.wake, k.events,
+                keys = [k.in_progress, k.todos, k.dead, k.wake, k.events, *k.control,
                         *(k.lease(i) for i in ids), *(k.job(i) for i in ids), k.reply()]
                 with watch.call():
                     reply = await scripts.REAP(q.redis, keys,
@@ -204,9 +209,30 @@ class Reaper:
         while True:
             with watch.call():
                 n = int(await scripts.PROMOTE(
-                    q.redis, [k.delayed, k.todos, k.wake, k.meta, k.reply()], [self.batch]))
+                    q.redis, [k.delayed, k.todos, k.wake, k.meta, *k.control, k.reply()],
+                    [self.batch]))
             counts[3] += n
             if n < self.batch:
+                return
+
+    async def _expire(self, q: Queue, watch: _Stopwatch, counts: list[int]) -> None:
+        """Jobs whose start deadline passed while they waited end dead (expire.lua)."""
+        k = q.keys
+        while True:
+            # Deadlines are Redis ms; the local clock only picks candidates (a minute
+            # ahead, for skew): the script checks each against Redis time.
+            horizon = int(time.time() * 1000) + 60_000
+            with watch.call():
+                raw = await q.redis.zrangebyscore(k.deadlines, "-inf", horizon, 0, self.batch)
+            ids = [text(i) for i in raw]
+            if not ids:
+                return
+            with watch.call():
+                n = int(await scripts.EXPIRE(
+                    q.redis, [k.todos, k.delayed, k.dead, *k.control,
+                              *(k.job(i) for i in ids), k.reply()], ids))
+            counts[5] += n
+            if n < len(ids) or len(ids) < self.batch:
                 return
 
     async def _trim(self, q: Queue, watch: _Stopwatch, counts: list[int]) -> None:

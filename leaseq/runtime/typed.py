@@ -102,12 +102,16 @@ class TypedTask(Generic[P, R]):
 
     async def enqueue_many(
         self, calls: Iterable[Call[P]], *, delay: float | None = None,
+        priority: int | None = None, key: str | None = None,
+        expires_in: float | None = None,
     ) -> list[TaskRun[R]]:
         """Enqueue one run per :meth:`call`, all or nothing (see
-        :meth:`Queue.enqueue_many`); ``delay`` defers them all."""
+        :meth:`Queue.enqueue_many`); ``delay`` defers them all, ``priority``, ``key`` and
+        ``expires_in`` place them as :meth:`Queue.enqueue` does."""
         with self._encodable():
-            ids = await self.queue.enqueue_many(self.name, [c.payload() for c in calls],
-                                                delay=delay)
+            ids = await self.queue.enqueue_many(
+                self.name, [c.payload() for c in calls], delay=delay, priority=priority,
+                key=key, expires_in=expires_in)
         return [TaskRun(self.queue, job_id) for job_id in ids]
 
     async def map(self, calls: Iterable[Call[P]], *, timeout: float | None = None) -> list[R]:

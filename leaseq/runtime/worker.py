@@ -431,6 +431,12 @@ class Worker:
                 self._give_back(slots[len(leases):])
                 if leases:
                     continue
+                held, wait = self._held_back()
+                if burst and held - {"paused"}:
+                    # A limit holds back work that becomes startable: not done yet (a
+                    # paused queue is, for a burst worker, a queue with nothing to run).
+                    await wait_for_work(self.queues, wait, self.outages["wait"])
+                    continue
                 if burst:
                     # Done only if nothing ran since the claim began: a job that finished
                     # meanwhile may have gone back to todos (a retry).
@@ -444,7 +450,21 @@ class Worker:
                     await self._job_finished.wait()
                     self._job_finished = None
                     continue
-                await wait_for_work(self.queues, self.poll_interval, self.outages["wait"])
+                await wait_for_work(self.queues, wait, self.outages["wait"])
+
+    def _held_back(self) -> tuple[set[str], float]:
+        """Whether a limit or the pause held claims back, and how long to wait for work:
+        the poll interval, or less when a rate limit lets a job start sooner (a limited
+        worker sleeps until then rather than polling; a freed slot wakes it earlier)."""
+        held = self._claims.held_back()
+        wait = self.poll_interval
+        now = time.monotonic()
+        for name, (reason, until) in held.items():
+            if self.metrics is not None:
+                self.metrics.held_back.labels(name, reason).inc()
+            if until is not None:
+                wait = min(wait, max(0.005, until - now))
+        return {reason for reason, _ in held.values()}, wait
 
     async def _take_slots(self) -> list[object]:
         """Block until a slot is free; take it and every other free one (up to a batch)."""

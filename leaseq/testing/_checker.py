@@ -61,6 +61,10 @@ class ChaosReport:
     """Lease keys whose id is not in ``in_progress``."""
     executions: int
     """Handler runs recorded (distinct start records; each names its lease token)."""
+    stray_controls: int = 0
+    """Entries of the scheduling controls that disagree with the sets: fifo index
+    entries of ids not in ``todos`` (or ``todos`` ids missing from it), and concurrency
+    holds of ids not in ``in_progress`` (a leaked slot)."""
     evidence: tuple[str, ...] = ()
     """For a few of the jobs behind the problems: the job's id, what is wrong, its hash's
     counters and its lines of the execution log, so a failed run can be diagnosed."""
@@ -69,7 +73,7 @@ class ChaosReport:
         """What is wrong, for an assertion message (empty when all invariants hold)."""
         out = [f"{name}={getattr(self, name)}"
                for name in ("lost", "unexplained_duplicates", "unexpected", "stale_acks",
-                            "misplaced", "orphan_leases")
+                            "misplaced", "orphan_leases", "stray_controls")
                if getattr(self, name)]
         if self.dead and not allow_dead:
             out.append(f"dead={self.dead}")
@@ -112,6 +116,7 @@ async def check_invariants(
     stale, unexplained, suspects = _judge(ids, fields, starts, done, dead)
     evidence = await _evidence(redis, k, suspects, log)
     orphan = await _orphan_leases(redis, k, in_progress)
+    stray = await _stray_controls(redis, k, sets[0], in_progress)
     enqueued_set = set(ids)
     return ChaosReport(
         enqueued=len(ids),
@@ -125,8 +130,29 @@ async def check_invariants(
         misplaced=_misplaced(sets, ids),
         orphan_leases=orphan,
         executions=sum(starts.values()),
+        stray_controls=stray,
         evidence=tuple(evidence),
     )
+
+
+async def _stray_controls(
+    redis: aioredis.Redis, k: QueueKeys, todos: set[str], in_progress: set[str],
+) -> int:
+    """Fifo index entries that are not exactly ``todos`` (when the queue is fifo), and
+    holds (``holds`` and ``held``) of ids not in ``in_progress``."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hget(k.settings, "ordering")
+        pipe.zrange(k.waiting, 0, -1)
+        pipe.zrange(k.holds, 0, -1)
+        pipe.zrange(k.held, 0, -1)
+        ordering, waiting, holds, held = await pipe.execute()
+    stray = 0
+    if ordering is not None and text(ordering) == "fifo":
+        indexed = [text(m).split("\x1f")[-1] for m in waiting]
+        stray += len(indexed) - len(set(indexed)) + len(set(indexed) ^ todos)
+    stray += sum(1 for m in holds if text(m) not in in_progress)
+    stray += sum(1 for m in held if text(m).split("\x1f")[-1] not in in_progress)
+    return stray
 
 
 async def _read_sets_and_log(

@@ -1,13 +1,16 @@
 -- The job-creation prelude, put in front of every script whose header says
--- "(job-creation prelude)": writing a new job's hash and placing its id, the one way a
--- job comes into being (enqueue.lua, tick.lua).
+-- "(job-creation prelude)" (after the controls prelude, which it uses): writing a new
+-- job's hash and placing its id, the one way a job comes into being (enqueue.lua,
+-- tick.lua).
 -- create_job(job_key, id, task, payload, max_attempts, delay_ms, lease_ms, now,
---            todos_key, delayed_key, trace): lease_ms '' is the queue's default; a delay
--- > 0 puts the id in delayed (due at now + delay), else in todos; trace (the producer's
--- trace context, '' = none) is stored as the job's `trace`. Returns 1 when the id went
--- to todos (a worker should be woken), else 0.
+--            todos_key, delayed_key, trace, priority, key, expires): lease_ms '' is the
+-- queue's default; a delay > 0 puts the id in delayed (due at now + delay), else in
+-- todos; trace (the producer's trace context, '' = none) is stored as the job's `trace`;
+-- priority and key place it in a fifo queue (0 and '' are the defaults); expires is the
+-- start deadline: '' none, '+<ms>' that long from now, else Redis ms. Returns 1 when
+-- the id went to todos (a worker should be woken), else 0.
 local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_ms, now,
-                          todos, delayed, trace)
+                          todos, delayed, trace, priority, key, expires)
   redis.call('HSET', job, 'task', task, 'payload', payload,
     'max_attempts', max_attempts, 'enqueued_at', now)
   if lease_ms ~= '' then
@@ -16,19 +19,29 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
   if trace ~= '' then
     redis.call('HSET', job, 'trace', trace)
   end
+  if priority ~= '0' then redis.call('HSET', job, 'priority', priority) end
+  if key ~= '' then redis.call('HSET', job, 'key', key) end
+  if expires ~= '' then
+    local at = tonumber(expires)
+    if string.sub(expires, 1, 1) == '+' then at = now + tonumber(string.sub(expires, 2)) end
+    redis.call('HSET', job, 'expires_at', at)
+    redis.call('ZADD', CTL.deadlines, at, id)
+  end
+  ctl_new(id, priority, key)
   local delay = tonumber(delay_ms)
   if delay > 0 then
     redis.call('ZADD', delayed, now + delay, id)
     return 0
   end
   redis.call('SADD', todos, id)
+  ctl_wait(id, false)
   return 1
 end
 
 -- wake(wake_key, n): one wake token per new waiting job, capped: idle workers block on
--- this list.
+-- this list. A paused queue wakes nobody (resume does).
 local function wake(key, n)
-  if n > 0 then
+  if n > 0 and not CTL.paused then
     local tokens = {}
     for _ = 1, math.min(n, 64) do tokens[#tokens + 1] = '1' end
     redis.call('LPUSH', key, unpack(tokens))

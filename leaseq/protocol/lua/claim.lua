@@ -1,18 +1,26 @@
 -- claim: take up to n jobs from todos, each with a fresh lease, in one atomic step.
+-- (controls prelude)
 -- KEYS: 1 todos, 2 in_progress, 3 dead, 4 delayed, 5 wake, 6 fence, 7 the claim record
---       (claim:<nonce>); on a cluster also the m candidates' job hashes, then their
---       lease keys
+--       (claim:<nonce>), 8..18 the control block; on a cluster also the m candidates'
+--       job hashes, then their lease keys
 -- ARGV: 1 key prefix "leaseq:{NAME}:", or '' on a cluster, 2 n, 3 default lease ms,
 --       4 nonce, 5 owner name, 6 k = number of per-task attempt limits, then k pairs
 --       task, limit (a worker's Task(max_attempts=...)); on a cluster also the m
---       candidate ids (the caller picked them with SRANDMEMBER, or, to recover a claim,
---       read them from its record)
--- Returns: {now_ms, fence_base, recovered, entries...}; recovered is 1 when the record
---   of this nonce already existed (a re-sent call) and the entries are that claim's.
---   Each entry is 9 fields: id, token, attempt, task, payload, max_attempts, lease_ms,
---   ms left on the lease, status
+--       candidate ids (the caller picked them with SRANDMEMBER or candidates.lua, or, to
+--       recover a claim, read them from its record)
+-- Returns: {now_ms, fence_base, recovered, state, retry_at, entries...}; recovered is 1
+--   when the record of this nonce already existed (a re-sent call) and the entries are
+--   that claim's. state says why nothing more could be claimed: '' (nothing waits, or
+--   n were claimed), 'paused', 'full' (max_in_flight left fewer than n slots), 'limited'
+--   (the queue's rate), 'keys' (every key with waiting jobs is at its limit); retry_at:
+--   the Redis ms when a limit next lets a job start (for 'full' the earliest expiry of
+--   a held lease; 0 = only a freed slot or a new job will).
+--   Each entry is 11 fields: id, token, attempt, task, payload, max_attempts, lease_ms,
+--   ms left on the lease, status, key, flags (1: the lease holds a concurrency slot,
+--   2: the job is placed in a fifo queue; its ack must free and forget them)
 --   status 'ok' = leased; 'dead' = the job hash was missing or corrupt, id moved to dead;
---   'gone' (recovery only) = the lease of the recorded claim is no longer held.
+--   'expired' = its start deadline had passed, id moved to dead; 'gone' (recovery only)
+--   = the lease of the recorded claim is no longer held.
 -- A call re-sent after its reply was lost (redis-py retries on connection errors) finds
 -- the record of its nonce and answers with the same leases instead of claiming more:
 -- without it the first call's leases would be held by nobody and cost their jobs an
@@ -22,13 +30,15 @@
 -- every key a script touches must be declared: while the slot migrates, Redis checks
 -- only the declared keys before the script runs, and an undeclared key found on the
 -- other node fails the script halfway (an id moved without its lease). There the caller
--- names candidates and their keys, and a candidate another claimer took is skipped.
+-- names candidates and their keys, and a candidate another claimer took is skipped (a
+-- fifo claim stops at the first id it would take that was not named).
 -- A per-task limit lower than the job's own max_attempts is stored with the job at its
 -- claim, so the reaper, inspect and the dashboard all see the limit that applies.
 -- Nothing stored can fail the script after its first move: every field is checked
 -- before it is used (a bad lease_ms falls back to the default, a bad count or a key of
 -- the wrong type sends the job to dead).
 local MAX_MS = 315360000000  -- ten years, the longest lease the client accepts
+ctl_init(8)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]
@@ -40,9 +50,10 @@ local caps = {}
 local first = 7 + 2 * tonumber(ARGV[6])  -- index of the first candidate id
 for i = 7, first - 1, 2 do caps[ARGV[i]] = tonumber(ARGV[i + 1]) end
 local m = #ARGV - first + 1
+local FIELDS = 11
 
 local function keys_of(id, i)
-  if prefix == '' then return KEYS[7 + i], KEYS[7 + m + i] end
+  if prefix == '' then return KEYS[18 + i], KEYS[18 + m + i] end
   return prefix .. 'job:' .. id, prefix .. 'lease:' .. id
 end
 
@@ -52,12 +63,13 @@ local function is_count(v)
   return type(v) == 'string' and #v <= 15 and string.match(v, '^%d+$') ~= nil
 end
 
+local named = {}
+for i = 1, m do named[ARGV[first - 1 + i]] = i end
+
 local record = redis.call('GET', KEYS[7])
 if record then
   local r = cjson.decode(record)
-  local named = {}
-  for i = 1, m do named[ARGV[first - 1 + i]] = i end
-  local out = {now, r[1], 1}
+  local out = {now, r[1], 1, '', 0}
   for j = 2, #r, 2 do
     local slot, id = r[j], r[j + 1]
     local job, lease
@@ -68,13 +80,16 @@ if record then
       job, lease = keys_of(id, 0)
     end
     local token = (r[1] + slot) .. '-' .. nonce
-    local entry = {id, token, 0, '', '', 0, 0, 0, 'gone'}
+    local entry = {id, token, 0, '', '', 0, 0, 0, 'gone', '', 0}
     if lease and redis.call('GET', lease) == token then
       local f = redis.call('HMGET', job, 'task', 'payload', 'max_attempts', 'lease_ms',
                            'attempts')
       local lease_ms = tonumber(f[4]) or default_ms
+      local _, key = ctl_place(id)
+      local held = redis.call('ZSCORE', CTL.holds, id) and 1 or 0
+      if CTL.fifo then held = held + 2 end
       entry = {id, token, tonumber(f[5]) or 0, f[1] or '', f[2] or '', f[3] or 0, lease_ms,
-               redis.call('PTTL', lease), 'ok'}
+               redis.call('PTTL', lease), 'ok', key, held}
     end
     for _, v in ipairs(entry) do out[#out + 1] = v end
   end
@@ -86,41 +101,151 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 256)
 if #due > 0 then
   redis.call('ZREM', KEYS[4], unpack(due))
   redis.call('SADD', KEYS[1], unpack(due))
+  for _, id in ipairs(due) do ctl_wait(id, false) end
 end
 
--- Choose first (reads only), then move: no id ever sits in in_progress without its lease.
-local picked = {}
-if prefix == '' then
-  local seen = {}
-  for i = 1, m do
-    local id = ARGV[first - 1 + i]
-    if #picked < n and not seen[id] and redis.call('SISMEMBER', KEYS[1], id) == 1 then
-      seen[id] = true
-      local job, lease = keys_of(id, i)
-      picked[#picked + 1] = {id, job, lease}
-    end
-  end
-else
-  for _, id in ipairs(redis.call('SRANDMEMBER', KEYS[1], n)) do
-    local job, lease = keys_of(id, 0)
-    picked[#picked + 1] = {id, job, lease}
-  end
-end
-local out = {now, 0, 0}
-if #picked == 0 then
-  if redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[5]) end
+local out = {now, 0, 0, '', 0}
+if CTL.paused then
+  -- Wake tokens are stale until resume pushes new ones: idle workers stay asleep.
+  redis.call('DEL', KEYS[5])
+  out[4] = 'paused'
   return out
 end
-local fence = redis.call('INCRBY', KEYS[6], #picked) - #picked
-out[2] = fence
-local rec = {fence}
+
+-- Slots whose lease expired are free, whether or not a reaper has run.
+if CTL.holding then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', CTL.holds, '-inf', now, 'LIMIT', 0, 256)) do
+    ctl_unhold(id)
+  end
+end
+local budget = n
+if CTL.max_in_flight then
+  local free = CTL.max_in_flight - redis.call('ZCARD', CTL.holds)
+  if free < budget then
+    -- Full, or about to be: the worker waits for a freed slot before it asks again.
+    budget = math.max(free, 0)
+    out[4] = 'full'
+    out[5] = tonumber(redis.call('ZRANGE', CTL.holds, 0, 0, 'WITHSCORES')[2]) or 0
+  end
+end
+if CTL.rate or CTL.key_rate then
+  redis.call('ZREMRANGEBYSCORE', CTL.rates, '-inf', now)
+end
+if budget > 0 and CTL.rate then
+  local room, next_at = ctl_room('q', CTL.rate, budget, now)
+  budget = room
+  if room == 0 then
+    out[4] = 'limited'
+    out[5] = next_at
+  end
+end
+
+-- Choose first (reads only, but for the fifo index), then move: no id ever sits in
+-- in_progress without its lease.
+local picked = {}
+if budget > 0 and not CTL.fifo then
+  if prefix ~= '' then
+    for _, id in ipairs(redis.call('SRANDMEMBER', KEYS[1], budget)) do
+      local job, lease = keys_of(id, 0)
+      picked[#picked + 1] = {id, job, lease, ''}
+    end
+  else
+    local seen = {}
+    for i = 1, m do
+      local id = ARGV[first - 1 + i]
+      if #picked < budget and not seen[id] and redis.call('SISMEMBER', KEYS[1], id) == 1 then
+        seen[id] = true
+        local job, lease = keys_of(id, i)
+        picked[#picked + 1] = {id, job, lease, ''}
+      end
+    end
+  end
+elseif budget > 0 then
+  -- Keys whose time to look again has come go back to the round-robin.
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', CTL.parked, '-inf', now, 'LIMIT', 0, 64)) do
+    redis.call('ZREM', CTL.parked, key)
+    redis.call('ZADD', CTL.active, 0, key)
+  end
+  local mine = {}  -- this call's picks per key, for the key's concurrency
+  local tries = budget * 4 + 16  -- bounded work, whatever the keys hold
+  while #picked < budget and tries > 0 do
+    tries = tries - 1
+    local top = redis.call('ZRANGE', CTL.active, 0, 0)
+    if #top == 0 then break end
+    local key = top[1]
+    local low, high = '[' .. key .. SEP, '(' .. key .. '\32'
+    local park = nil
+    if CTL.key_conc and redis.call('ZLEXCOUNT', CTL.held, low, high) + (mine[key] or 0)
+        >= CTL.key_conc then
+      park = INF
+    end
+    if not park and CTL.key_rate then
+      local room, next_at = ctl_room('k' .. SEP .. key, CTL.key_rate, 1, now)
+      if room == 0 then park = next_at end
+    end
+    local entry = nil
+    if park then
+      redis.call('ZREM', CTL.active, key)
+      redis.call('ZADD', CTL.parked, park, key)
+    else
+      entry = redis.call('ZRANGEBYLEX', CTL.waiting, low, high, 'LIMIT', 0, 1)[1]
+      if not entry then redis.call('ZREM', CTL.active, key) end
+    end
+    if entry then
+      local id = string.sub(entry, #key + 19)  -- after '<key>\31<16 digits>\31'
+      local job, lease
+      if prefix ~= '' then
+        job, lease = keys_of(id, 0)
+      elseif named[id] then
+        job, lease = keys_of(id, named[id])
+      else
+        break  -- not a named candidate: the caller names more and calls again
+      end
+      redis.call('ZREM', CTL.waiting, entry)
+      if redis.call('SISMEMBER', KEYS[1], id) == 0 then
+        -- A stale index entry (the id left todos behind the queue's back): dropped.
+      elseif ctl_expired(job, now) then
+        redis.call('SREM', KEYS[1], id)
+        ctl_expire(id, job, KEYS[3], now)
+        for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'expired', key, 0}) do
+          out[#out + 1] = v
+        end
+      else
+        picked[#picked + 1] = {id, job, lease, key}
+        mine[key] = (mine[key] or 0) + 1
+        if CTL.key_rate then ctl_take('k' .. SEP .. key, CTL.key_rate, 1, now) end
+        redis.call('ZADD', CTL.active, redis.call('HINCRBY', CTL.meta, 'turn', 1), key)
+      end
+    end
+  end
+  if #picked == 0 and out[4] == '' and redis.call('SCARD', KEYS[1]) > 0 then
+    out[4] = 'keys'
+    local soonest = redis.call('ZRANGE', CTL.parked, 0, 0, 'WITHSCORES')[2]
+    if soonest and tonumber(soonest) < INF then out[5] = tonumber(soonest) end
+  end
+end
+if #picked == 0 then
+  -- Nothing claimable: wake tokens are stale (a new job, a freed slot or a resume
+  -- pushes fresh ones), so idle workers stay asleep until then or retry_at.
+  if out[4] ~= '' or redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[5]) end
+  return out
+end
+local leased = 0
+local rec = {0}
 local longest = 0
+local fence = nil
 for i, p in ipairs(picked) do
-  local id, job, lease = p[1], p[2], p[3]
+  local id, job, lease, key = p[1], p[2], p[3], p[4]
   local f = redis.pcall('HMGET', job, 'task', 'payload', 'max_attempts', 'lease_ms',
-                        'attempts')
+                        'attempts', 'expires_at')
   local wrong_type = type(f) == 'table' and f.err ~= nil
-  if wrong_type or not f[1] or not f[2] or not is_count(f[3]) or tonumber(f[3]) < 1
+  if not wrong_type and f[6] and tonumber(f[6]) and now >= tonumber(f[6]) then
+    redis.call('SREM', KEYS[1], id)
+    ctl_expire(id, job, KEYS[3], now)
+    for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'expired', key, 0}) do
+      out[#out + 1] = v
+    end
+  elseif wrong_type or not f[1] or not f[2] or not is_count(f[3]) or tonumber(f[3]) < 1
       or (f[5] and not is_count(f[5])) then
     redis.call('SMOVE', KEYS[1], KEYS[3], id)
     if not wrong_type then
@@ -128,8 +253,13 @@ for i, p in ipairs(picked) do
       if redis.call('EXISTS', job) == 1 then reason = 'job hash corrupt at claim' end
       redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
     end
-    for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'dead'}) do out[#out + 1] = v end
+    for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'dead', key, 0}) do out[#out + 1] = v end
   else
+    if not fence then
+      fence = redis.call('INCRBY', KEYS[6], #picked) - #picked
+      rec[1] = fence
+      out[2] = fence
+    end
     local lease_ms = default_ms
     if is_count(f[4]) and tonumber(f[4]) >= 1 and tonumber(f[4]) <= MAX_MS then
       lease_ms = tonumber(f[4])
@@ -145,15 +275,25 @@ for i, p in ipairs(picked) do
     local token = (fence + i) .. '-' .. nonce
     redis.call('PSETEX', lease, lease_ms, token)
     redis.call('HSET', job, 'token', token, 'owner', ARGV[5], 'claimed_at', now)
+    if f[6] then redis.call('ZREM', CTL.deadlines, id) end
+    local held = 0
+    if CTL.holding then
+      redis.call('ZADD', CTL.holds, now + lease_ms, id)
+      redis.call('ZADD', CTL.held, 0, key .. SEP .. id)
+      held = 1
+    end
+    if CTL.fifo then held = held + 2 end
+    leased = leased + 1
     rec[#rec + 1] = i
     rec[#rec + 1] = id
     if lease_ms > longest then longest = lease_ms end
     for _, v in ipairs({id, token, attempt, f[1], f[2], max_attempts, lease_ms, lease_ms,
-                        'ok'}) do
+                        'ok', key, held}) do
       out[#out + 1] = v
     end
   end
 end
+if CTL.rate then ctl_take('q', CTL.rate, leased, now) end
 if longest > 0 then
   redis.call('SET', KEYS[7], cjson.encode(rec), 'PX', longest)
 end

@@ -1,11 +1,13 @@
 -- promote: move delayed jobs whose due time has come to todos.
--- KEYS: 1 delayed, 2 todos, 3 wake, 4 meta, 5 the reply record
+-- (controls prelude)
+-- KEYS: 1 delayed, 2 todos, 3 wake, 4 meta, 5..15 the control block, 16 the reply record
 -- ARGV: 1 batch size
 -- Also stamps meta.reaper_seen (Redis ms): every sweep calls this script at least once,
 -- so dashboards can tell whether any reaper is running.
 -- Returns: number of jobs promoted (a full batch means there may be more).
 -- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
 -- a re-sent call answers what the first run did; answer() stores the reply).
+ctl_init(5)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[4], 'reaper_seen', now)
@@ -16,6 +18,7 @@ for from = 1, #due, 1000 do
   local slice = {unpack(due, from, math.min(from + 999, #due))}
   redis.call('ZREM', KEYS[1], unpack(slice))
   redis.call('SADD', KEYS[2], unpack(slice))
+  for _, id in ipairs(slice) do ctl_wait(id, false) end
 end
 redis.call('LPUSH', KEYS[3], '1')
 redis.call('LTRIM', KEYS[3], 0, 63)

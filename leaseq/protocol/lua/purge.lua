@@ -1,13 +1,16 @@
 -- purge: delete dead jobs for good.
--- KEYS: 1 dead, then one job hash per id, then the reply record
+-- (controls prelude)
+-- KEYS: 1 dead, 2..12 the control block, then one job hash per id, then the reply record
 -- ARGV: the ids
 -- Returns: number of jobs deleted (ids not in dead are left alone).
 -- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
 -- a re-sent call answers what the first run did; answer() stores the reply).
+ctl_init(2)
 local n = 0
 for i, id in ipairs(ARGV) do
   if redis.call('SREM', KEYS[1], id) == 1 then
-    redis.call('DEL', KEYS[1 + i])
+    redis.call('DEL', KEYS[12 + i])
+    ctl_forget(id)
     n = n + 1
   end
 end

@@ -1,7 +1,8 @@
 -- reap: requeue (or bury) jobs of in_progress whose lease has expired; repair leases
 -- without an expiry. Called by the reaper with one SSCAN batch of ids.
--- KEYS: 1 in_progress, 2 todos, 3 dead, 4 wake, 5 events, then n lease keys, then n job
---       hashes, then the reply record
+-- (controls prelude)
+-- KEYS: 1 in_progress, 2 todos, 3 dead, 4 wake, 5 events, 6..16 the control block, then
+--       n lease keys, then n job hashes, then the reply record
 -- ARGV: 1 lease ms to give a lease key found without expiry, 2 events to keep, then the
 --       n ids
 -- Returns: {requeued, dead, repaired, dead ids...}
@@ -9,6 +10,7 @@
 -- show it, and it is the only trace of a claimer that died without a word.
 -- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
 -- a re-sent call answers what the first run did; answer() stores the reply).
+ctl_init(6)
 local n = #ARGV - 2
 local events = 0
 local requeued, dead, repaired = 0, 0, 0
@@ -17,8 +19,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 1, n do
   local id = ARGV[i + 2]
-  local lease = KEYS[5 + i]
-  local job = KEYS[5 + n + i]
+  local lease = KEYS[16 + i]
+  local job = KEYS[16 + n + i]
   -- Re-check membership: SSCAN may return an id that was settled since.
   if redis.call('SISMEMBER', KEYS[1], id) == 1 then
     local ttl = redis.call('PTTL', lease)
@@ -46,6 +48,7 @@ for i = 1, n do
           end
         end
       end
+      ctl_unhold(id)
       if reason then
         redis.call('SMOVE', KEYS[1], KEYS[3], id)
         if hash then redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now) end
@@ -53,6 +56,7 @@ for i = 1, n do
         dead_ids[#dead_ids + 1] = id
       else
         redis.call('SMOVE', KEYS[1], KEYS[2], id)
+        ctl_wait(id, true)  -- back to its place, not behind newer work
         requeued = requeued + 1
       end
       redis.call('LPUSH', KEYS[5], cjson.encode({

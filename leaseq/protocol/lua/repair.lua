@@ -1,6 +1,7 @@
 -- repair: fix one integrity problem found by `leaseq doctor --repair`, re-checking it first.
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 done_at, 7 wake,
---       8 the job hash, 9 the lease key, 10 the reply record
+--       8 the job hash, 9 the lease key, 10..20 the control block, 21 the reply record
+-- (controls prelude)
 -- ARGV: 1 kind, 2 id
 --   kind 'orphan_lease': a lease key whose id is not in in_progress -> deleted
 --   kind 'orphan_job':   a job hash whose id is in no set -> back to done (if it was acked)
@@ -10,6 +11,7 @@
 -- Returns: 1 if something was changed, 0 if the problem was gone.
 -- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
 -- a re-sent call answers what the first run did; answer() stores the reply).
+ctl_init(10)
 local kind, id = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -32,6 +34,7 @@ elseif kind == 'orphan_job' then
       redis.call('ZADD', KEYS[6], now, id)
     elseif f[1] then
       redis.call('SADD', KEYS[1], id)
+      ctl_wait(id, true)
       redis.call('LPUSH', KEYS[7], '1')
       redis.call('LTRIM', KEYS[7], 0, 63)
     else
@@ -45,6 +48,7 @@ elseif kind == 'missing_hash' then
       redis.call('ZREM', KEYS[6], id)
       return answer(1, true)
     end
+    if redis.call('SISMEMBER', KEYS[1], id) == 1 then ctl_unwait(id) end
     local moved = redis.call('SREM', KEYS[1], id) + redis.call('ZREM', KEYS[5], id)
     if redis.call('SISMEMBER', KEYS[2], id) == 1 and redis.call('EXISTS', KEYS[9]) == 0 then
       moved = moved + redis.call('SREM', KEYS[2], id)

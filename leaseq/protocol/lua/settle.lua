@@ -1,5 +1,7 @@
 -- settle: end a lease other than by ack: fail (retry or dead), release, or bury.
--- KEYS: 1 lease, 2 job hash, 3 in_progress, 4 todos, 5 delayed, 6 dead, 7 wake
+-- (controls prelude)
+-- KEYS: 1 lease, 2 job hash, 3 in_progress, 4 todos, 5 delayed, 6 dead, 7 wake,
+--       8..18 the control block
 -- ARGV: 1 id, 2 token, 3 mode ('fail' | 'release' | 'bury'), 4 error text,
 --       5 retry delay ms (fail only; 0 = straight back to todos),
 --       6 a lower cap on attempts for this failure ('' = the job's own max_attempts)
@@ -25,6 +27,7 @@ if redis.call('GET', KEYS[1]) ~= token then
   end
   return 'lost'
 end
+ctl_init(8)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- Counters are read and written back as numbers (no HINCRBY): a corrupt field must not
@@ -33,6 +36,7 @@ local c = redis.call('HMGET', KEYS[2], 'attempts', 'max_attempts', 'failures', '
 local attempts = tonumber(c[1]) or 0
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], id)
+ctl_unhold(id)
 local outcome
 if mode == 'release' then
   redis.call('HSET', KEYS[2], 'attempts', math.max(attempts - 1, 0),
@@ -58,6 +62,8 @@ else
 end
 if outcome == 'todo' then
   redis.call('SADD', KEYS[4], id)
+  -- A release gives the job back its place; a retry enters as new work.
+  ctl_wait(id, mode == 'release')
   redis.call('LPUSH', KEYS[7], '1')
   redis.call('LTRIM', KEYS[7], 0, 63)
 elseif outcome == 'delayed' then

@@ -1,7 +1,7 @@
 -- tick: one tick of a periodic schedule, at most once whatever the number of schedulers.
--- (job-creation prelude: create_job, wake)
+-- (controls prelude; job-creation prelude: create_job, wake)
 -- KEYS: 1 the schedule's state (schedule:<name>), 2 todos, 3 in_progress, 4 delayed,
---       5 done, 6 dead, 7 wake, 8 the tick's job hash
+--       5 done, 6 dead, 7 wake, 8 the tick's job hash, 9..19 the control block
 -- ARGV: 1 the state's last tick as the caller read it ('' = none yet), 2 mode:
 --       'run' enqueue the tick's job, 'missed' record ARGV[10] ticks up to this one as
 --       skipped (every scheduler was down), 'baseline' start the schedule at this tick;
@@ -55,8 +55,9 @@ if redis.call('EXISTS', job) == 1
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+ctl_init(9)
 wake(KEYS[7], create_job(job, id, ARGV[5], ARGV[6], ARGV[7], '0', ARGV[8], now, KEYS[2],
-  KEYS[4], ''))
+  KEYS[4], '', '0', '', ''))
 redis.call('HSET', state, 'last_tick', tick, 'last_job', id)
 redis.call('HINCRBY', state, 'enqueued', 1)
 return 'enqueued'

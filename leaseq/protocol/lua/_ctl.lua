@@ -1,0 +1,156 @@
+-- The scheduling-controls prelude, put in front of every script whose header says
+-- "(controls prelude)": ordering, fair queueing by key, limits, start deadlines and
+-- pause (docs/protocol.md, "Scheduling controls").
+-- The control keys are one block of KEYS (QueueKeys.control, in this order): settings,
+-- waiting, active, parked, placed, holds, held, rates, deadlines, meta, wake; ctl_init(i)
+-- names the index of the first and reads the queue's stored controls once per call, so
+-- every script applies the ones stored with the queue, whatever its caller believes.
+--   waiting  sorted set, all scores 0: one member per waiting job of a fifo queue,
+--            '<key>\31<rank, 16 digits>\31<id>', so a key's jobs are a lexical range
+--            in rank order (priority first, then enqueue order)
+--   active   sorted set: the keys with waiting jobs that may be served, scored by their
+--            last turn (lowest first: round-robin)
+--   parked   sorted set: keys at a limit, scored by when to look at them again (Redis ms)
+--   placed   hash: id -> '<priority>\31<key>\31<rank>' of each job of a fifo queue
+--   holds    sorted set: the ids holding a concurrency slot, scored by their lease's
+--            expiry (Redis ms), so an expired lease frees its slot without a reaper
+--   held     sorted set, all scores 0: '<key>\31<id>' per hold, counted by key
+--   rates    sorted set: the GCRA state of each rate limit ('q' for the queue,
+--            'k\31<key>' per key), scored by its theoretical arrival time (Redis ms)
+--   deadlines sorted set: ids with a start deadline, scored by it (Redis ms)
+local CTL = {}
+local SEP = '\31'
+local INF = 1e15  -- a parked key's "look again" when only a freed slot can unpark it
+
+-- A stored rate 'count:per_ms:burst' as {interval ms, burst}, or nil.
+local function ctl_rate(v)
+  if not v then return nil end
+  local c, p, b = string.match(v, '^(%d+):(%d+):(%d+)$')
+  c, p, b = tonumber(c), tonumber(p), tonumber(b)
+  if not (c and p and b and c >= 1 and p >= 1 and b >= 1) then return nil end
+  return {p / c, b}
+end
+
+local function ctl_count(v)
+  local n = tonumber(v)
+  if n and n >= 1 and n == math.floor(n) then return n end
+  return nil
+end
+
+local function ctl_init(i)
+  CTL.settings, CTL.waiting, CTL.active, CTL.parked, CTL.placed = KEYS[i], KEYS[i + 1],
+    KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
+  CTL.holds, CTL.held, CTL.rates, CTL.deadlines, CTL.meta = KEYS[i + 5], KEYS[i + 6],
+    KEYS[i + 7], KEYS[i + 8], KEYS[i + 9]
+  CTL.wake = KEYS[i + 10]
+  local s = redis.call('HMGET', CTL.settings, 'ordering', 'paused', 'max_in_flight',
+                       'key_concurrency', 'rate', 'key_rate')
+  CTL.fifo = s[1] == 'fifo'
+  CTL.paused = s[2] == '1'
+  CTL.max_in_flight = ctl_count(s[3])
+  CTL.key_conc = ctl_count(s[4])
+  CTL.rate = ctl_rate(s[5])
+  CTL.key_rate = ctl_rate(s[6])
+  -- Holds are kept while a concurrency limit applies; ids claimed before one was set
+  -- hold no slot.
+  CTL.holding = CTL.max_in_flight ~= nil or CTL.key_conc ~= nil
+end
+
+-- The placement of an id of a fifo queue: priority, key, rank (nil: not ranked yet).
+local function ctl_place(id)
+  local v = redis.call('HGET', CTL.placed, id)
+  if not v then return 0, '', nil end
+  local a = string.find(v, SEP, 1, true)
+  local b = string.find(v, SEP, a + 1, true)
+  return tonumber(string.sub(v, 1, a - 1)) or 0, string.sub(v, a + 1, b - 1),
+    tonumber(string.sub(v, b + 1))
+end
+
+local function ctl_member(key, rank, id)
+  return key .. SEP .. string.format('%016.0f', rank) .. SEP .. id
+end
+
+-- A new job's placement (fifo queues): ranked when it starts waiting.
+local function ctl_new(id, priority, key)
+  if CTL.fifo then
+    redis.call('HSET', CTL.placed, id, priority .. SEP .. key .. SEP)
+  end
+end
+
+-- Put a key in the round-robin unless it is parked (it comes back when unparked).
+local function ctl_activate(key)
+  if not redis.call('ZSCORE', CTL.parked, key) then
+    redis.call('ZADD', CTL.active, 'NX', 0, key)
+  end
+end
+
+-- The id was just added to todos: index it for the fifo claim. keep: back to its old
+-- place (an expired lease, a release), else ranked now (new, due or retried work).
+local function ctl_wait(id, keep)
+  if not CTL.fifo then return end
+  local priority, key, rank = ctl_place(id)
+  if not (keep and rank) then
+    rank = (1000 - priority) * 1e12 + redis.call('HINCRBY', CTL.meta, 'seq', 1)
+    redis.call('HSET', CTL.placed, id,
+               priority .. SEP .. key .. SEP .. string.format('%.0f', rank))
+  end
+  redis.call('ZADD', CTL.waiting, 0, ctl_member(key, rank, id))
+  ctl_activate(key)
+end
+
+-- The id was just taken out of todos other than by a claim: drop its index entry.
+local function ctl_unwait(id)
+  if not CTL.fifo then return end
+  local _, key, rank = ctl_place(id)
+  if rank then redis.call('ZREM', CTL.waiting, ctl_member(key, rank, id)) end
+end
+
+-- The id's lease ended (settled, reaped, expired): free its slot, let its key be served
+-- again, and wake a worker that waits for a slot.
+local function ctl_unhold(id)
+  if redis.call('ZREM', CTL.holds, id) == 0 then return end
+  local _, key = ctl_place(id)
+  redis.call('ZREM', CTL.held, key .. SEP .. id)
+  redis.call('ZADD', CTL.parked, 'XX', 0, key)
+  redis.call('LPUSH', CTL.wake, '1')
+  redis.call('LTRIM', CTL.wake, 0, 63)
+end
+
+-- Rate limits (GCRA): how many of `want` may start now under `rate`, and when the next
+-- may when none can; ctl_take records that k started.
+local function ctl_room(member, rate, want, now)
+  local tat = tonumber(redis.call('ZSCORE', CTL.rates, member)) or now
+  if tat < now then tat = now end
+  local interval, burst = rate[1], rate[2]
+  local room = math.floor((burst * interval - (tat - now)) / interval + 1e-9)
+  if room >= want then return want, 0 end
+  if room < 1 then return 0, math.ceil(tat - (burst - 1) * interval) end
+  return room, 0
+end
+
+local function ctl_take(member, rate, k, now)
+  if k < 1 then return end
+  local tat = tonumber(redis.call('ZSCORE', CTL.rates, member)) or now
+  if tat < now then tat = now end
+  redis.call('ZADD', CTL.rates, tat + rate[1] * k, member)
+end
+
+-- Start deadlines: a job not started by its deadline ends dead, counted apart.
+local function ctl_expired(job, now)
+  local at = redis.pcall('HGET', job, 'expires_at')
+  at = type(at) == 'string' and tonumber(at)
+  return at and now >= at
+end
+
+local function ctl_expire(id, job, dead, now)
+  redis.call('SADD', dead, id)
+  redis.call('HSET', job, 'dead_reason', 'expired before start', 'finished_at', now)
+  redis.call('HINCRBY', CTL.meta, 'expired', 1)
+  redis.call('ZREM', CTL.deadlines, id)
+end
+
+-- The job is gone for good (its hash deleted): forget its placement and deadline.
+local function ctl_forget(id)
+  redis.call('HDEL', CTL.placed, id)
+  redis.call('ZREM', CTL.deadlines, id)
+end
