@@ -11,6 +11,7 @@ from . import scripts, validate
 from .codec import encode
 from .controls import job_fields
 from .core import QueueCore
+from .wire import is_cluster, text
 
 __all__ = ["Producing"]
 
@@ -110,9 +111,15 @@ class Producing(QueueCore):
                 raise InvalidInput(
                     f"{len(ids)} job ids for {len(payloads)} payloads")
         data = [encode(self.serializer, p, "payload") for p in payloads]
-        place = job_fields(True, *placing)  # the values first, the ordering once known
+        place = job_fields(True, *placing)  # the values first, then the ordering
         if not ids:
             return ids
+        if (placing[0] is not None or placing[1] is not None) and not self.controls.fifo:
+            # Read, not prepare(): a refused enqueue writes nothing, not even the
+            # queue's registry entry.
+            stored = await self.redis.hget(self.keys.settings, "ordering")
+            if stored is None or text(stored) != "fifo":
+                job_fields(False, *placing)
         await self.prepare()
         if not self.controls.fifo:
             job_fields(False, *placing)
@@ -120,8 +127,9 @@ class Producing(QueueCore):
         # One script call for the whole batch: Redis runs it all or refuses it whole (a
         # server at maxmemory refuses the call before its first write), so a caller never
         # has to guess which generated ids went in.
-        keys = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake, *k.control,
-                *(k.job(i) for i in ids)]
+        keys = [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.wake, *k.control]
+        if is_cluster(self.redis):
+            keys += [k.job(i) for i in ids]
         if self.tracer is None:
             await self._send_enqueue(keys, job_ids is None, "", ids, task, data, attempts,
                                      delay_ms, lease_ms, place)
@@ -136,11 +144,10 @@ class Producing(QueueCore):
         data: list[bytes], attempts: int, delay_ms: int, lease_ms: int | str,
         place: tuple[str, str, str],
     ) -> None:
-        # Jobs without placement (the common case) send six fields each, not nine.
-        placed = place != ("0", "", "")
-        args: list[scripts.ArgT] = ["1" if fresh else "0", trace, "1" if placed else "0"]
-        extra = place if placed else ()
+        prefix = "" if is_cluster(self.redis) else self.keys.prefix
+        args: list[scripts.ArgT] = ["1" if fresh else "0", trace, prefix, task, attempts,
+                                    delay_ms, lease_ms, *place]
         for job, payload in zip(ids, data, strict=True):
-            args += (job, task, payload, attempts, delay_ms, lease_ms, *extra)
+            args += (job, payload)
         await scripts.ENQUEUE(self.redis, keys, args)
         await self._replicated("enqueue")

@@ -44,6 +44,9 @@ __all__ = ["Worker"]
 log = structlog.get_logger(__name__)
 
 _MAX_CLAIM_BATCH = 100
+# Waits shorter than this for a rate limit's next start are slept locally: Redis resolves a
+# blocking timeout only at its hz tick (100 ms at the default hz 10).
+_SHORT_WAIT = 0.25
 
 
 class Worker:
@@ -432,6 +435,9 @@ class Worker:
                 if leases:
                     continue
                 held, wait = self._held_back()
+                if "limited" in held and wait < _SHORT_WAIT:
+                    await anyio.sleep(wait)
+                    continue
                 if burst and held - {"paused"}:
                     # A limit holds back work that becomes startable: not done yet (a
                     # paused queue is, for a burst worker, a queue with nothing to run).

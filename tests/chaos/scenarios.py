@@ -714,6 +714,65 @@ async def lost_replies(server: RedisServer, size: Size, logdir: Path) -> Outcome
     return outcome
 
 
+# -- 14. SIGKILLed workers free their concurrency slots ---------------------------------------
+
+async def sigkill_frees_slots(server: RedisServer, size: Size, logdir: Path) -> Outcome:
+    """With ``max_in_flight=4``, SIGKILL both workers while they hold the 4 slots with
+    jobs that hang; a fresh worker, with no reaper anywhere, must get the slots back once
+    the dead workers' leases pass (the claim drops a hold whose lease expired) and run
+    every other job; a reaper started after that puts the killed jobs back, and they run."""
+    q = _name("slots")
+    start = time.monotonic()
+    client = await _client(server.url)
+    await Queue(client, q, max_in_flight=4).prepare()  # stored: every worker applies it
+    hung = await _enqueue(server.url, q, [{"v": i, "s": 3600} for i in range(6)])
+    doomed = Fleet(server.url, q, 2, logdir, concurrency=3, lease_timeout=1.0, reaper=False)
+    fresh = WorkerProcess(server.url, TARGET, q, concurrency=4, lease_timeout=1.0,
+                          reaper=False, log_path=logdir / "fresh.log")
+    reaper = ReaperProcess(server.url, q, log_path=logdir / "reaper.log")
+    queue = Queue(client, q)
+    peak = 0
+    drained_without_reaper = False
+    quick: list[str] = []
+    try:
+        doomed.start()
+        with anyio.fail_after(30):
+            while (await queue.stats()).in_progress < 4:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.2)  # room for a fifth claim, if the limit let one through
+        held = await queue.stats()
+        peak = max(held.in_progress, held.holding)
+        doomed.kill_all()
+        quick = await _enqueue(server.url, q, _payloads(size.jobs // 10, 0.002))
+        for job_id in hung:  # whoever runs them from now on returns at once
+            await client.hset(queue.keys.job(job_id), "payload", json.dumps({"v": 0}))
+        fresh.start()
+        with anyio.move_on_after(60):
+            while True:
+                s = await queue.stats()
+                peak = max(peak, s.holding)
+                if s.done == len(quick) + len(hung) - 4:
+                    drained_without_reaper = True
+                    break
+                await anyio.sleep(0.01)
+        reaper.start()
+        report = await _check(server.url, q, hung + quick)
+    finally:
+        await client.aclose()
+        doomed.terminate()
+        fresh.terminate()
+        reaper.terminate()
+    outcome = Outcome("SIGKILLed workers free their max_in_flight slots", len(hung + quick),
+                      2, report, time.monotonic() - start)
+    outcome.notes.append(f"most slots held at once: {peak} (max_in_flight=4)")
+    if peak > 4:
+        outcome.notes.append("FAILED: more than max_in_flight jobs held a slot")
+    if not drained_without_reaper:
+        outcome.notes.append("FAILED: the other jobs did not run before a reaper ran: the "
+                             "killed workers' slots were not freed by their leases' expiry")
+    return outcome
+
+
 Scenario = Callable[[RedisServer, Size, Path], Awaitable[Outcome]]
 
 
@@ -724,5 +783,6 @@ def with_logdir() -> Path:
 
 IN_SERVER: tuple[Scenario, ...] = (
     sigkill_workers, zombie_worker, network_faults, slow_redis, reaper_processes, poison,
-    clean_shutdown, clock_skew, crash_points, cancellation_storm, lost_replies)
+    clean_shutdown, clock_skew, crash_points, cancellation_storm, lost_replies,
+    sigkill_frees_slots)
 """The scenarios that share the session's redis-server (the others start their own)."""

@@ -70,17 +70,44 @@ local function ctl_member(key, rank, id)
   return key .. SEP .. string.format('%016.0f', rank) .. SEP .. id
 end
 
--- A new job's placement (fifo queues): ranked when it starts waiting.
-local function ctl_new(id, priority, key)
-  if CTL.fifo then
-    redis.call('HSET', CTL.placed, id, priority .. SEP .. key .. SEP)
+-- The next enqueue number: drawn from a block reserved once per call (ranks only need
+-- to grow; the numbers a call leaves unused are skipped).
+local function ctl_seq()
+  if not CTL.seq or CTL.seq > CTL.seq_last then
+    CTL.seq_last = redis.call('HINCRBY', CTL.meta, 'seq', 64)
+    CTL.seq = CTL.seq_last - 63
+  end
+  CTL.seq = CTL.seq + 1
+  return CTL.seq - 1
+end
+
+-- Put a key in the round-robin unless it is parked (it comes back when unparked); once
+-- per key and call.
+local function ctl_activate(key)
+  CTL.activated = CTL.activated or {}
+  if CTL.activated[key] then return end
+  CTL.activated[key] = true
+  if not redis.call('ZSCORE', CTL.parked, key) then
+    redis.call('ZADD', CTL.active, 'NX', 0, key)
   end
 end
 
--- Put a key in the round-robin unless it is parked (it comes back when unparked).
-local function ctl_activate(key)
-  if not redis.call('ZSCORE', CTL.parked, key) then
-    redis.call('ZADD', CTL.active, 'NX', 0, key)
+-- Index a waiting id of a fifo queue under its priority and key, ranked now.
+local function ctl_rank(id, priority, key)
+  local rank = (1000 - priority) * 1e12 + ctl_seq()
+  redis.call('HSET', CTL.placed, id,
+             priority .. SEP .. key .. SEP .. string.format('%.0f', rank))
+  redis.call('ZADD', CTL.waiting, 0, ctl_member(key, rank, id))
+  ctl_activate(key)
+end
+
+-- A new job's placement (fifo queues): ranked now when it waits, else when it does.
+local function ctl_new(id, priority, key, waits)
+  if not CTL.fifo then return end
+  if waits then
+    ctl_rank(id, tonumber(priority), key)
+  else
+    redis.call('HSET', CTL.placed, id, priority .. SEP .. key .. SEP)
   end
 end
 
@@ -89,13 +116,12 @@ end
 local function ctl_wait(id, keep)
   if not CTL.fifo then return end
   local priority, key, rank = ctl_place(id)
-  if not (keep and rank) then
-    rank = (1000 - priority) * 1e12 + redis.call('HINCRBY', CTL.meta, 'seq', 1)
-    redis.call('HSET', CTL.placed, id,
-               priority .. SEP .. key .. SEP .. string.format('%.0f', rank))
+  if keep and rank then
+    redis.call('ZADD', CTL.waiting, 0, ctl_member(key, rank, id))
+    ctl_activate(key)
+  else
+    ctl_rank(id, priority, key)
   end
-  redis.call('ZADD', CTL.waiting, 0, ctl_member(key, rank, id))
-  ctl_activate(key)
 end
 
 -- The id was just taken out of todos other than by a claim: drop its index entry.

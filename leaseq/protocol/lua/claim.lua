@@ -183,12 +183,15 @@ elseif budget > 0 then
       local room, next_at = ctl_room('k' .. SEP .. key, CTL.key_rate, 1, now)
       if room == 0 then park = next_at end
     end
-    local entry = nil
+    local entry, last = nil, false
     if park then
       redis.call('ZREM', CTL.active, key)
       redis.call('ZADD', CTL.parked, park, key)
     else
-      entry = redis.call('ZRANGEBYLEX', CTL.waiting, low, high, 'LIMIT', 0, 1)[1]
+      -- Two entries tell whether this is the key's last waiting job: an empty key
+      -- leaves the round-robin now, not when its turn comes round again.
+      local first2 = redis.call('ZRANGEBYLEX', CTL.waiting, low, high, 'LIMIT', 0, 2)
+      entry, last = first2[1], #first2 < 2
       if not entry then redis.call('ZREM', CTL.active, key) end
     end
     if entry then
@@ -214,11 +217,21 @@ elseif budget > 0 then
         picked[#picked + 1] = {id, job, lease, key}
         mine[key] = (mine[key] or 0) + 1
         if CTL.key_rate then ctl_take('k' .. SEP .. key, CTL.key_rate, 1, now) end
-        redis.call('ZADD', CTL.active, redis.call('HINCRBY', CTL.meta, 'turn', 1), key)
+        if last then
+          redis.call('ZREM', CTL.active, key)
+        else
+          redis.call('ZADD', CTL.active, redis.call('HINCRBY', CTL.meta, 'turn', 1), key)
+        end
       end
     end
   end
-  if #picked == 0 and out[4] == '' and redis.call('SCARD', KEYS[1]) > 0 then
+  if tries == 0 and #picked < budget and redis.call('ZCARD', CTL.active) > 0 then
+    -- Out of tries with keys still to look at (it parked those at their limit): a
+    -- wake token makes the next claim go on at once instead of after a poll.
+    redis.call('LPUSH', KEYS[5], '1')
+    redis.call('LTRIM', KEYS[5], 0, 63)
+    if #picked == 0 then return out end
+  elseif #picked == 0 and out[4] == '' and redis.call('SCARD', KEYS[1]) > 0 then
     out[4] = 'keys'
     local soonest = redis.call('ZRANGE', CTL.parked, 0, 0, 'WITHSCORES')[2]
     if soonest and tonumber(soonest) < INF then out[5] = tonumber(soonest) end
