@@ -66,7 +66,7 @@ def wait_until(condition: Any, timeout: float = 30.0) -> None:
 @pytest.mark.parametrize("command", [
     [], ["worker"], ["reaper"], ["enqueue"], ["stats"], ["inspect"], ["dead"],
     ["dead", "list"], ["dead", "requeue"], ["dead", "purge"], ["doctor"], ["demo"],
-    ["web"]])
+    ["web"], ["queue", "pause"], ["queue", "resume"], ["queue", "limits"]])
 def test_every_command_has_help(command: list[str]):
     result = cli(None, *command, "--help")
     assert result.returncode == 0, result.stderr

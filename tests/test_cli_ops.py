@@ -145,6 +145,19 @@ def test_every_option_reads_its_environment_variable(redis_server: RedisServer, 
     assert run.returncode == 0, run.stderr
     assert "envq" in run.stdout and run.stdout.lstrip().startswith(("{", "["))
     assert "LEASEQ_WORKER_CONCURRENCY" in cli(None, "worker", "--help").stdout
+    # The same for the controls' options.
+    run = cli(redis_server.url, "queue", "limits", env={
+        "LEASEQ_QUEUE_LIMITS_QUEUE": "envq", "LEASEQ_QUEUE_LIMITS_RATE": "5/2:3",
+        "LEASEQ_QUEUE_LIMITS_JSON": "1"})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["rate_limit"] == {"count": 5, "per": 2.0, "burst": 3}
+    run = cli(redis_server.url, "queue", "pause", env={"LEASEQ_QUEUE_PAUSE_QUEUE": "envq"})
+    assert run.stdout == "paused queue envq\n"
+    enqueue_help = cli(None, "enqueue", "--help").stdout
+    for name in ("PRIORITY", "KEY", "EXPIRES_IN"):
+        assert f"LEASEQ_ENQUEUE_{name}" in enqueue_help
+    for name in ("ORDERING", "MAX_IN_FLIGHT", "KEY_CONCURRENCY", "RATE", "KEY_RATE"):
+        assert f"LEASEQ_QUEUE_LIMITS_{name}" in cli(None, "queue", "limits", "--help").stdout
 
 
 def test_demo_without_redis_server_says_what_to_install(tmp_path):

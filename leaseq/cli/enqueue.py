@@ -15,7 +15,9 @@ import click
 import redis.asyncio as aioredis
 
 from ..exceptions import JobDead, WaitTimeout
+from ..protocol.controls import MAX_PRIORITY
 from ..protocol.queue import Queue
+from ..protocol.validate import MAX_SECONDS
 from . import exits, util
 from .params import QUEUE, Command
 
@@ -32,6 +34,15 @@ _BATCH_IDLE = 0.05
 @click.option("--job-id", default=None, help="Explicit id (enqueue is a no-op if known).")
 @click.option("--delay", type=click.FloatRange(min=0), default=None, help="Seconds to wait.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None)
+@click.option("--priority", type=click.IntRange(-MAX_PRIORITY, MAX_PRIORITY), default=None,
+              help="Fifo queues: higher runs first among the jobs of its key (default 0).")
+@click.option("--key", default=None,
+              help="Fifo queues: the job's fair-queueing key (keys take turns; per-key "
+                   "limits apply to it).")
+@click.option("--expires-in", type=click.FloatRange(0, MAX_SECONDS, min_open=True),
+              default=None, metavar="SECONDS",
+              help="A start deadline: a job not started this many seconds from now is "
+                   "never run (it ends dead, counted as expired).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"queue": ..., "job_id": ...} per job instead of the bare id.')
 @click.option("--wait", "wait_", is_flag=True,
@@ -42,6 +53,7 @@ _BATCH_IDLE = 0.05
 @click.pass_obj
 def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
             job_id: str | None, delay: float | None, max_attempts: int | None,
+            priority: int | None, key: str | None, expires_in: float | None,
             as_json: bool, wait_: bool, timeout: float | None) -> None:
     """Enqueue a TASK with a JSON PAYLOAD and print its id.
 
@@ -51,6 +63,10 @@ def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
     read, says how many jobs were enqueued and exits 130.
     """
 
+    # The same placing for one job or a whole stream (enqueue_many takes it per batch).
+    placing: dict[str, Any] = {"delay": delay, "max_attempts": max_attempts,
+                               "priority": priority, "key": key, "expires_in": expires_in}
+
     def show(job: str) -> None:
         click.echo(json.dumps({"queue": queue, "job_id": job}) if as_json else job)
 
@@ -59,8 +75,7 @@ def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
 
         async def one(client: aioredis.Redis) -> int:
             q = Queue(client, queue)
-            job = await q.enqueue(task, value, job_id=job_id, delay=delay,
-                                  max_attempts=max_attempts)
+            job = await q.enqueue(task, value, job_id=job_id, **placing)
             show(job)
             if not wait_:
                 return exits.EXIT_OK
@@ -83,7 +98,7 @@ def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
         if sys.stdin.isatty():
             exits.notice("reading one JSON payload per line until Ctrl-D "
                          "(Ctrl-C enqueues the lines entered and stops)")
-        feed = _StdinFeed(Queue(client, queue), task, delay, max_attempts, show)
+        feed = _StdinFeed(Queue(client, queue), task, placing, show)
         _, interrupted = await util.until_signal(feed.run, signal.SIGINT)
         if interrupted is not None:
             exits.notice(f"interrupted: {_jobs(feed.enqueued)} enqueued")
@@ -100,12 +115,12 @@ def _jobs(n: int) -> str:
 class _StdinFeed:
     """Enqueues stdin's JSON lines as they arrive (see ``enqueue``)."""
 
-    def __init__(self, queue: Queue, task: str, delay: float | None,
-                 max_attempts: int | None, show: Any) -> None:
+    def __init__(self, queue: Queue, task: str, placing: dict[str, Any],
+                 show: Any) -> None:
         self.queue = queue
         self.task = task
-        self.delay = delay
-        self.max_attempts = max_attempts
+        self.placing = placing
+        """``enqueue_many``'s keyword arguments (delay, attempts, priority, ...)."""
         self.show = show
         self.enqueued = 0
         """Jobs written so far."""
@@ -172,8 +187,7 @@ class _StdinFeed:
             # ids a re-sent enqueue would make second jobs).
             batch = self._pending[:_BATCH_LINES]
             del self._pending[:_BATCH_LINES]
-            for job in await self.queue.enqueue_many(self.task, batch, delay=self.delay,
-                                                     max_attempts=self.max_attempts):
+            for job in await self.queue.enqueue_many(self.task, batch, **self.placing):
                 self.show(job)
                 self.enqueued += 1
 

@@ -1,11 +1,13 @@
-"""Operator commands of the command line: ``jobs``, ``workers``, ``queue purge`` and
-``check`` (registered on the ``leaseq`` group by :mod:`leaseq.cli`)."""
+"""Operator commands of the command line: ``jobs``, ``workers``, ``queue purge``,
+``queue pause|resume|limits`` and ``check`` (registered on the ``leaseq`` group by
+:mod:`leaseq.cli`)."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -14,10 +16,13 @@ from typing import Any
 import click
 import redis.asyncio as aioredis
 
+from ..exceptions import InvalidInput
 from ..models import JobInfo, JobState
 from ..protocol.admin import health, registered_queues, server_ms
+from ..protocol.controls import ORDERINGS, UNSET, Controls, Rate
 from ..protocol.queue import Queue
 from ..protocol.taskstats import json_ready
+from ..protocol.validate import MAX_COUNT
 from . import exits, util
 from .params import QUEUE, QUEUES, Command, Group
 
@@ -139,6 +144,146 @@ def queue_purge(settings: util.Settings, queue: str, yes: bool, as_json: bool) -
         return exits.EXIT_OK
 
     sys.exit(util.run(settings, go))
+
+
+@queue_group.command("pause")
+@QUEUE
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def queue_pause(settings: util.Settings, queue: str, as_json: bool) -> None:
+    """Stop every worker claiming from a queue (from its next claim). Enqueues go on,
+    running jobs finish and are acked, the reaper still requeues expired leases."""
+    sys.exit(util.run(settings, lambda client: _set_paused(client, queue, True, as_json)))
+
+
+@queue_group.command("resume")
+@QUEUE
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def queue_resume(settings: util.Settings, queue: str, as_json: bool) -> None:
+    """Let workers claim from a paused queue again (idle ones are woken at once)."""
+    sys.exit(util.run(settings, lambda client: _set_paused(client, queue, False, as_json)))
+
+
+async def _set_paused(client: aioredis.Redis, queue: str, paused: bool,
+                      as_json: bool) -> int:
+    await util.warn_unknown_queues(client, [queue])
+    q = Queue(client, queue)
+    await (q.pause() if paused else q.resume())
+    if as_json:
+        click.echo(json.dumps({"queue": queue, "paused": paused}))
+    else:
+        click.echo(f"{'paused' if paused else 'resumed'} queue {queue}")
+    return exits.EXIT_OK
+
+
+_RATE = re.compile(r"(?P<count>\d{1,10})/(?P<per>\d{1,9}(?:\.\d{1,3})?)s?"
+                   r"(?::(?P<burst>\d{1,10}))?")
+
+
+def _control(kind: str) -> Any:
+    """Parse a ``queue limits`` option: ``none`` removes that control; not given, it is
+    left as stored (``UNSET``). A bad value ends the command with one line and exit 2
+    before anything is sent (``click.BadParameter`` would print four)."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return UNSET
+        try:
+            return _control_value(kind, value.strip())
+        except (ValueError, InvalidInput) as exc:
+            flag = max(param.opts, key=len)
+            source = ctx.get_parameter_source(param.name or "")
+            if source is click.core.ParameterSource.ENVIRONMENT:
+                flag = f"{flag} (from {param.envvar})"
+            exits.fail(f"{flag}: {exc}", exits.EXIT_USAGE)
+
+    return parse
+
+
+def _control_value(kind: str, value: str) -> Any:
+    if kind == "ordering":
+        if value not in ORDERINGS:
+            raise ValueError(f"{value!r} is not one of {', '.join(ORDERINGS)}")
+        return value
+    if value.lower() == "none":
+        return None
+    if kind == "count":
+        if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
+            raise ValueError(f"{value!r} is not a whole number from 1 to {MAX_COUNT} "
+                             "or 'none'")
+        return int(value)
+    match = _RATE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not COUNT/SECONDS[:BURST] (like 50/1 or "
+                         "10/60:5) or 'none'")
+    burst = match["burst"]
+    return Rate(int(match["count"]), float(match["per"]), None if burst is None else int(burst))
+
+
+def _rate_json(rate: Rate | None) -> dict[str, Any] | None:
+    return None if rate is None else {"count": rate.count, "per": rate.per,
+                                      "burst": rate.burst}
+
+
+@queue_group.command("limits")
+@QUEUE
+@click.option("--ordering", metavar="set|fifo", callback=_control("ordering"),
+              help="set: any waiting job may run next; fifo: priority, then enqueue "
+                   "order, keys taking turns (only while the queue holds no waiting, "
+                   "delayed or running job).")
+@click.option("--max-in-flight", metavar="N|none", callback=_control("count"),
+              help="Jobs running at once across every worker.")
+@click.option("--key-concurrency", metavar="N|none", callback=_control("count"),
+              help="Jobs of one key running at once (fifo queues).")
+@click.option("--rate", metavar="COUNT/SECONDS[:BURST]|none", callback=_control("rate"),
+              help="Job starts per period across every worker, with bursts of up to "
+                   "BURST (default: a tenth of a second's worth, at least 2; 1 spaces "
+                   "starts evenly), e.g. 50/1 or 600/60:10.")
+@click.option("--key-rate", metavar="COUNT/SECONDS[:BURST]|none",
+              callback=_control("rate"), help="The same per key (fifo queues).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def queue_limits(settings: util.Settings, queue: str, ordering: Any, max_in_flight: Any,
+                 key_concurrency: Any, rate: Any, key_rate: Any, as_json: bool) -> None:
+    """Show a queue's ordering and limits (stored with the queue, enforced by every
+    worker at claim) and whether it is paused; with options, change those named first
+    (`none` removes a limit; the others stay as stored)."""
+    named = {name: value for name, value in (
+        ("ordering", ordering), ("max_in_flight", max_in_flight),
+        ("key_concurrency", key_concurrency), ("rate_limit", rate),
+        ("key_rate", key_rate)) if value is not UNSET}
+
+    async def go(client: aioredis.Redis) -> int:
+        await util.warn_unknown_queues(client, [queue])
+        q = Queue(client, queue)
+        if named:
+            controls = await q.configure(**named)
+        else:
+            # A read only (refresh_settings, not prepare): showing registers nothing.
+            await q.refresh_settings()
+            controls = q.controls
+        paused = await q.is_paused()
+        if as_json:
+            click.echo(json.dumps(_limits_json(queue, controls, paused)))
+            return exits.EXIT_OK
+        click.echo(f"queue {queue}: {'paused' if paused else 'not paused'}")
+        for label, value in (("ordering", controls.ordering),
+                             ("max in flight", controls.max_in_flight),
+                             ("key concurrency", controls.key_concurrency),
+                             ("rate", controls.rate_limit), ("key rate", controls.key_rate)):
+            click.echo(f"  {label:<16} {'none' if value is None else value}")
+        return exits.EXIT_OK
+
+    sys.exit(util.run(settings, go))
+
+
+def _limits_json(queue: str, controls: Controls, paused: bool) -> dict[str, Any]:
+    return {"queue": queue, "paused": paused, "ordering": controls.ordering,
+            "max_in_flight": controls.max_in_flight,
+            "key_concurrency": controls.key_concurrency,
+            "rate_limit": _rate_json(controls.rate_limit),
+            "key_rate": _rate_json(controls.key_rate)}
 
 
 @click.command("check", cls=Command)

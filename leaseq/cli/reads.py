@@ -33,6 +33,10 @@ def stats(settings: util.Settings, queues: tuple[str, ...], watch: bool, interva
           as_json: bool, by_task: bool, minutes: int) -> None:
     """Counts per state, oldest lease age and throughput of queues (default: all known).
 
+    A paused queue is marked; columns of the jobs held back by a limit or the pause
+    ("on limits") and of those that expired before they started appear when a queue
+    shown has any (--json always has them, with the queue's ordering).
+
     With --watch, Ctrl-C ends the live table (exit 0). With --by-task, the same per task
     of one queue."""
     from . import stats as _clistats

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from ..models import JobInfo
 from ..protocol.admin import registered_queues, server_ms
@@ -24,6 +25,9 @@ from ..protocol.queue import Queue
 from . import util
 
 _COLUMNS = ("todos", "in_progress", "delayed", "done", "dead")
+_CONTROLS = ("paused", "ordering", "holding", "waiting_on_limits", "keys_waiting",
+             "keys_parked", "expired")
+"""The stats of a queue's controls (pause, limits, keys) its JSON row also holds."""
 
 
 # -- times, ages and rates ------------------------------------------------------------------
@@ -81,27 +85,65 @@ async def _rows(queues: Sequence[Queue]) -> list[dict[str, Any]]:
         s = await q.stats()
         rows.append({
             "queue": q.name, **{c: getattr(s, c) for c in _COLUMNS},
+            **{c: getattr(s, c) for c in _CONTROLS},
             "oldest_lease_age": await q.oldest_lease_age(),
             "acked_per_second": round(s.done_last_minute / 60, 2),
         })
     return rows
 
 
-def _table(rows: list[dict[str, Any]], rates: dict[str, float] | None) -> Table:
+def _table(rows: list[dict[str, Any]], rates: dict[str, float] | None,
+           console: Console | None = None) -> Table:
+    """The stats table. Columns of the jobs held back by a limit or the pause and of
+    those expired before start appear only when a queue shown has any; when they would
+    not fit ``console``, the same counts go to a line under the table instead (eight
+    columns already fill 80)."""
+    held = any(row["paused"] or row["waiting_on_limits"] for row in rows)
+    expired = any(row["expired"] for row in rows)
+    table = _build(rows, rates, held, expired)
+    if console is not None and (held or expired):
+        unbounded = console.options.update_width(10_000)
+        if console.measure(table, options=unbounded).minimum > console.width:
+            table = _build(rows, rates, False, False)
+            table.caption = _notes(rows)
+    return table
+
+
+def _build(rows: list[dict[str, Any]], rates: dict[str, float] | None, held: bool,
+           expired: bool) -> Table:
     table = Table(title="leaseq queues")
     # Headers may wrap at spaces but are never cut; long queue names fold.
     table.add_column("queue", overflow="fold")
     for c in _COLUMNS:
         table.add_column(c, justify="right", no_wrap=True, min_width=len(c))
+    if held:
+        table.add_column("on limits", justify="right", min_width=len("limits"))
+    if expired:
+        table.add_column("expired", justify="right", min_width=len("expired"))
     table.add_column("oldest lease", justify="right", min_width=len("oldest"))
     table.add_column("acked/s" + (" (now)" if rates is not None else " (1 min)"),
                      justify="right", min_width=len("acked/s"))
     for row in rows:
         oldest = row["oldest_lease_age"]
         now = rates.get(row["queue"], 0.0) if rates is not None else row["acked_per_second"]
-        table.add_row(row["queue"], *(str(row[c]) for c in _COLUMNS),
+        # Text, not markup: a queue name is never read as rich's [style] tags.
+        name = Text(row["queue"])
+        if row["paused"]:
+            name.append(" paused", style="bold yellow")
+        extra = ([str(row["waiting_on_limits"])] if held else []) + (
+            [str(row["expired"])] if expired else [])
+        table.add_row(name, *(str(row[c]) for c in _COLUMNS), *extra,
                       "-" if oldest is None else f"{oldest:.1f}s", rate(now))
     return table
+
+
+def _notes(rows: list[dict[str, Any]]) -> str:
+    """The held back and expired counts of the queues that have any, as one line."""
+    held = [f"{row['queue']} {row['waiting_on_limits']}" for row in rows
+            if row["paused"] or row["waiting_on_limits"]]
+    expired = [f"{row['queue']} {row['expired']}" for row in rows if row["expired"]]
+    return " · ".join(([f"on limits: {', '.join(held)}"] if held else [])
+                      + ([f"expired before start: {', '.join(expired)}"] if expired else []))
 
 
 async def show(client: aioredis.Redis, names: Sequence[str], watch: bool, interval: float,
@@ -120,7 +162,8 @@ async def show(client: aioredis.Redis, names: Sequence[str], watch: bool, interv
         elif not rows:
             click.echo("no queues yet")
         else:
-            Console().print(_table(rows, None))
+            console = Console()
+            console.print(_table(rows, None, console))
         return
 
     async def live() -> None:
@@ -136,7 +179,7 @@ async def show(client: aioredis.Redis, names: Sequence[str], watch: bool, interv
                         then, before = previous[row["queue"]]
                         rates[row["queue"]] = max(0.0, (finished - before) / (now - then))
                     previous[row["queue"]] = (now, finished)
-                shown.update(_table(rows, rates))
+                shown.update(_table(rows, rates, shown.console))
                 await anyio.sleep(interval)
 
     await util.until_signal(live, signal.SIGINT)
@@ -155,7 +198,7 @@ def job_dict(queue: str, info: JobInfo) -> dict[str, Any]:
 
 
 def _shown(key: str, value: Any, info: JobInfo, now: float) -> str:
-    if key in ("enqueued_at", "finished_at"):
+    if key in ("enqueued_at", "finished_at", "expires_at"):
         return moment(value, now, "milliseconds")
     if key == "lease_ttl":
         return "-" if value is None else f"{value:.1f} s left"

@@ -17,8 +17,8 @@ _RESUME_WAKES = 64
 
 
 class Controlling(QueueCore):
-    """:meth:`configure`, :meth:`pause`, :meth:`resume` and :meth:`is_paused` of
-    :class:`~leaseq.Queue`."""
+    """:meth:`configure`, :meth:`read_controls`, :meth:`pause`, :meth:`resume` and
+    :meth:`is_paused` of :class:`~leaseq.Queue`."""
 
     async def configure(self, **named: Any) -> Controls:
         """Store the controls named here with the queue, replacing what is stored:
@@ -51,6 +51,12 @@ class Controlling(QueueCore):
             pipe.lpush(k.wake, *["1"] * _RESUME_WAKES)
             pipe.ltrim(k.wake, 0, _RESUME_WAKES - 1)
             await pipe.execute()
+
+    async def read_controls(self) -> Controls:
+        """The ordering and limits stored with the queue now (the claims of every
+        worker apply these; :attr:`controls` is what this object read at
+        :meth:`prepare`). Reads only."""
+        return Controls.read(await self.redis.hgetall(self.keys.settings))
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused now."""

@@ -1,5 +1,5 @@
 """The API's actions, each logged: enqueue a job, purge the waiting jobs, requeue or
-purge dead ones."""
+purge dead ones, pause and resume the queue."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ from fastapi import APIRouter
 
 from ._context import Ctx
 from ._params import BODY_ERRORS, QueueName
-from ._schemas import Enqueued, EnqueueRequest, JobIds, Moved, PurgeWaiting, RequeueAll
+from ._schemas import (
+    Enqueued,
+    EnqueueRequest,
+    JobIds,
+    Moved,
+    Paused,
+    PauseRequest,
+    PurgeWaiting,
+    RequeueAll,
+    ResumeRequest,
+)
 
 # Named after the app module: one logger name for every line the app writes.
 log = structlog.get_logger("leaseq.web._app")
@@ -60,3 +70,22 @@ async def purge_dead(ctx: Ctx, name: QueueName, body: JobIds) -> dict[str, Any]:
     count = await q.purge_dead(body.job_ids)
     log.info("web_purged_dead", queue=name, count=count, job_ids=body.job_ids)
     return {"queue": name, "count": count}
+
+
+@router.post("/queues/{name}/pause", response_model=Paused, responses=BODY_ERRORS)
+async def pause(ctx: Ctx, name: QueueName, body: PauseRequest) -> dict[str, Any]:
+    """Pause the queue (the body must say ``{"confirm": true}``): no worker claims from
+    it until it is resumed. Enqueues go on; running jobs finish and are acked."""
+    q = await ctx.known(name)
+    await q.pause()
+    log.info("web_paused", queue=name)
+    return {"queue": name, "paused": await q.is_paused()}
+
+
+@router.post("/queues/{name}/resume", response_model=Paused, responses=BODY_ERRORS)
+async def resume(ctx: Ctx, name: QueueName, body: ResumeRequest) -> dict[str, Any]:
+    """Let workers claim from the queue again (the body is ``{}``); idle ones are woken."""
+    q = await ctx.known(name)
+    await q.resume()
+    log.info("web_resumed", queue=name)
+    return {"queue": name, "paused": await q.is_paused()}

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..protocol import admin
 from ..protocol.admin import scan_members
+from ..protocol.controls import Controls, Rate
 from ..protocol.queue import Queue
 from ..protocol.wire import AnyRedis, opt_int, opt_text
 
@@ -28,15 +29,32 @@ async def registered_queues(redis: AnyRedis) -> list[str]:
 
 
 async def summary(q: Queue) -> dict[str, Any]:
-    """Counts per state, recent throughput and the last reaper sweep of one queue."""
+    """Counts per state, recent throughput, the last reaper sweep, the pause and the
+    stored ordering and limits of one queue."""
     s = await q.stats()
-    seen = await q.redis.hget(q.keys.meta, "reaper_seen")
+    async with q.redis.pipeline(transaction=False) as pipe:
+        pipe.hget(q.keys.meta, "reaper_seen")
+        # Read from Redis each time, not q.controls: the app's Queue is made once and
+        # prepared once, and `leaseq queue limits` may change them meanwhile.
+        pipe.hgetall(q.keys.settings)
+        seen, stored = await pipe.execute()
+    controls = Controls.read(stored)
     return {
         "name": q.name, "todos": s.todos, "in_progress": s.in_progress,
         "delayed": s.delayed, "done": s.done, "dead": s.dead,
         "done_last_minute": s.done_last_minute,
         "reaper_seen_ms": opt_int(seen),
+        "paused": s.paused, "ordering": s.ordering, "holding": s.holding,
+        "waiting_on_limits": s.waiting_on_limits, "keys_waiting": s.keys_waiting,
+        "keys_parked": s.keys_parked, "expired": s.expired,
+        "max_in_flight": controls.max_in_flight,
+        "key_concurrency": controls.key_concurrency,
+        "rate_limit": _rate(controls.rate_limit), "key_rate": _rate(controls.key_rate),
     }
+
+
+def _rate(rate: Rate | None) -> str | None:
+    return None if rate is None else str(rate)
 
 
 _LEASE_FIELDS = ("task", "attempts", "max_attempts", "owner", "claimed_at", "expiries",
@@ -117,6 +135,7 @@ def job_view(q: Queue, info: Any) -> dict[str, Any]:
         "error": info.error, "dead_reason": info.dead_reason,
         "enqueued_at": info.enqueued_at, "finished_at": info.finished_at,
         "lease_ttl": info.lease_ttl, "owner": info.owner,
+        "priority": info.priority, "key": info.key, "expires_at": info.expires_at,
     }
 
 

@@ -49,6 +49,26 @@ class QueueSummary(BaseModel):
     done_last_minute: int = Field(description="Jobs acked in the last 60 s (retained ones).")
     reaper_seen_ms: int | None = Field(
         description="Redis time (ms) of the last reaper sweep; null if none ever ran.")
+    paused: bool = Field(description="No worker claims from the queue while it is paused.")
+    ordering: Literal["set", "fifo"] = Field(
+        description="set: any waiting job may run next; fifo: priority, then enqueue "
+                    "order, keys taking turns.")
+    holding: int = Field(description="Leases holding a concurrency slot now.")
+    waiting_on_limits: int = Field(
+        description="Waiting jobs no worker may start now because of a limit or the "
+                    "pause.")
+    keys_waiting: int = Field(description="Keys with jobs that may start now (fifo).")
+    keys_parked: int = Field(description="Keys held back by a per-key limit (fifo).")
+    expired: int = Field(description="Jobs that ended dead because their start deadline "
+                                     "passed (also counted in dead).")
+    max_in_flight: int | None = Field(
+        description="Jobs running at once across every worker; null: no limit.")
+    key_concurrency: int | None = Field(
+        description="Jobs of one key running at once; null: no limit.")
+    rate_limit: str | None = Field(
+        description="Job starts per period, e.g. ``50/1s`` or ``600/60s, burst 10``; "
+                    "null: no limit.")
+    key_rate: str | None = Field(description="The same per key; null: no limit.")
 
 
 class LeaseView(BaseModel):
@@ -102,6 +122,11 @@ class JobView(BaseModel):
     finished_at: float | None
     lease_ttl: float | None
     owner: str | None
+    priority: int = Field(description="Fifo queues: higher runs first (0 by default).")
+    key: str | None = Field(description="The job's fair-queueing key, if any.")
+    expires_at: float | None = Field(
+        description="Unix seconds (Redis's clock) by which the job must start, else it "
+                    "ends dead.")
 
 
 class ScheduleView(BaseModel):
@@ -202,6 +227,25 @@ class PurgeWaiting(_Strict):
 
     confirm: Literal[True] = Field(
         description="Delete every waiting and delayed job of the queue.")
+
+
+class PauseRequest(_Strict):
+    """Confirms a pause (a JSON body also keeps a cross-site form from posting it)."""
+
+    confirm: Literal[True] = Field(
+        description="Stop every worker claiming from the queue until it is resumed.")
+
+
+class ResumeRequest(_Strict):
+    """An empty object: a route that takes a JSON body cannot be posted by a form of
+    another site (a browser sends such a form without a preflight)."""
+
+
+class Paused(BaseModel):
+    """Whether the queue is paused now."""
+
+    queue: str
+    paused: bool
 
 
 class Moved(BaseModel):

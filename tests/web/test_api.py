@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from leaseq import Every, Queue, Reaper, Scheduler
+from leaseq import Every, Queue, Rate, Reaper, Scheduler
 from leaseq.protocol import scheduling
 from leaseq.testing import free_port
 
@@ -231,6 +231,12 @@ async def test_workers_are_listed_and_waiting_jobs_purged_with_confirmation(
     ("post", "/queues/known/dead/purge", {"all": True}, 422),
     ("post", "/queues/known/dead/purge", {"job_ids": []}, 422),
     ("get", "/jobs/x?queue=no%20spaces", None, 422),
+    ("post", "/queues/known/pause", None, 422),
+    ("post", "/queues/known/pause", {}, 422),
+    ("post", "/queues/known/pause", {"confirm": False}, 422),
+    ("post", "/queues/known/resume", None, 422),
+    ("post", "/queues/known/resume", {"confirm": True}, 422),
+    ("post", "/queues/nope/pause", {"confirm": True}, 404),
     ("get", "/nowhere", None, 404),
 ])
 async def test_bad_input_gets_a_clear_4xx(
@@ -242,7 +248,8 @@ async def test_bad_input_gets_a_clear_4xx(
         reply = await api.request(method, path, json=body)
     assert reply.status_code == status, reply.text
     assert reply.json()["detail"]
-    assert (await Queue(redis, "known").stats()).total == 0  # nothing was written
+    stats = await Queue(redis, "known").stats()
+    assert (stats.total, stats.paused) == (0, False)  # nothing was written
 
 
 async def test_bodies_that_are_not_json_too_large_or_not_unicode_are_refused(
@@ -317,6 +324,10 @@ async def test_a_token_guards_every_route_but_healthz(redis: aioredis.Redis):
             assert reply.status_code == 401, path
             assert reply.headers["www-authenticate"].startswith("Bearer")
         assert (await api.post("/queues/q/jobs", json={"task": "t"})).status_code == 401
+        for action, body in (("pause", {"confirm": True}), ("resume", {})):
+            reply = await api.post(f"/queues/q/{action}", json=body)
+            assert reply.status_code == 401, action
+        assert not await Queue(redis, "q").is_paused()
         assert (await api.get("/queues", headers={"Authorization": "Bearer wrong"})
                 ).status_code == 401
         page = await api.get("/")
@@ -325,6 +336,10 @@ async def test_a_token_guards_every_route_but_healthz(redis: aioredis.Redis):
 
         ok = {"Authorization": "Bearer s3cret/="}
         assert (await api.get("/queues", headers=ok)).status_code == 200
+        paused = await api.post("/queues/q/pause", json={"confirm": True}, headers=ok)
+        assert paused.json() == {"queue": "q", "paused": True}
+        assert (await api.post("/queues/q/resume", json={}, headers=ok)).json()[
+            "paused"] is False
         schema = (await api.get("/openapi.json", headers=ok)).json()
         assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
         # The page's login form stores the token URL-encoded in a cookie.
@@ -357,5 +372,52 @@ async def test_the_openapi_document_describes_every_route(api: httpx.AsyncClient
         "/queues/{name}/jobs/{job_id}", "/jobs/{job_id}", "/queues/{name}/dead/requeue",
         "/queues/{name}/dead/purge", "/queues/{name}/workers", "/queues/{name}/purge",
         "/queues/{name}/tasks", "/queues/{name}/check", "/queues/{name}/jobs/{job_id}/result",
-        "/queues/{name}/schedules"}
+        "/queues/{name}/schedules", "/queues/{name}/pause", "/queues/{name}/resume"}
     assert "securitySchemes" not in schema.get("components", {})
+
+
+async def test_pause_and_resume_stop_and_restart_every_claim(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    q = Queue(redis, "held")
+    await q.enqueue_many("t", [1, 2])
+    reply = await api.post("/queues/held/pause", json={"confirm": True})
+    assert reply.status_code == 200 and reply.json() == {"queue": "held", "paused": True}
+    assert await q.claim() is None
+    (row,) = (await api.get("/queues")).json()["queues"]
+    assert (row["paused"], row["todos"], row["waiting_on_limits"]) == (True, 2, 2)
+    # Pausing again changes nothing.
+    assert (await api.post("/queues/held/pause", json={"confirm": True})).json()["paused"]
+
+    reply = await api.post("/queues/held/resume", json={})
+    assert reply.json() == {"queue": "held", "paused": False}
+    assert await q.claim() is not None
+    summary = (await api.get("/queues/held")).json()["summary"]
+    assert (summary["paused"], summary["waiting_on_limits"]) == (False, 0)
+
+
+async def test_the_summary_shows_the_stored_controls_and_jobs_their_placing(
+    redis: aioredis.Redis, api: httpx.AsyncClient,
+):
+    q = Queue(redis, "fair")
+    plain = (await api.get("/queues")).json()["queues"]
+    assert plain == []
+    await q.configure(ordering="fifo", max_in_flight=2, key_concurrency=1,
+                      rate_limit=Rate(50), key_rate=Rate(10, per=60, burst=5))
+    job_id = await q.enqueue("t", 1, priority=5, key="customer-1", expires_in=600)
+    summary = (await api.get("/queues/fair")).json()["summary"]
+    assert {k: summary[k] for k in ("ordering", "max_in_flight", "key_concurrency",
+                                    "rate_limit", "key_rate", "paused")} == {
+        "ordering": "fifo", "max_in_flight": 2, "key_concurrency": 1,
+        "rate_limit": "50/1s", "key_rate": "10/60s, burst 5", "paused": False}
+    assert (summary["keys_waiting"], summary["keys_parked"], summary["holding"],
+            summary["expired"]) == (1, 0, 0, 0)
+    job = (await api.get(f"/queues/fair/jobs/{job_id}")).json()
+    assert (job["priority"], job["key"]) == (5, "customer-1")
+    assert job["expires_at"] > (await api.get("/queues")).json()["server_time_ms"] / 1000
+
+    # Another process changes the limits: the app's next read shows it (no stale copy).
+    await Queue(redis, "fair").configure(max_in_flight=None, rate_limit=None)
+    summary = (await api.get("/queues/fair")).json()["summary"]
+    assert (summary["max_in_flight"], summary["rate_limit"]) == (None, None)
+    assert summary["key_concurrency"] == 1

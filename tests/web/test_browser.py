@@ -116,3 +116,45 @@ async def test_the_page_follows_the_queue_and_requeues_a_dead_job(
     await expect(sched_row).to_contain_text("every 3600s", timeout=SLOW)
     await expect(sched_row).to_contain_text("hourly-report@", timeout=SLOW)
     await expect(sched_row).to_contain_text("todo")
+
+
+async def test_pause_asks_first_then_pause_and_resume_change_the_shown_state(
+    start_web: Any, r: aioredis.Redis, page: Any,
+):
+    from playwright.async_api import expect
+
+    q = Queue(r, "held")
+    await q.configure(max_in_flight=4)
+    await q.enqueue_many("t", range(3))
+    web = start_web()
+    await page.goto(web.url + "/#queue=held")
+    toggle = page.locator("#pause-toggle")
+    tag = page.locator('#queues tr[data-queue="held"] .paused-tag')
+    await expect(toggle).to_have_text("Pause", timeout=SLOW)
+    await expect(page.locator("#limits")).to_contain_text("max in flight 4 (0 holding)")
+    await expect(tag).to_have_count(0)
+
+    # Pausing asks first; saying no leaves the queue running.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    await toggle.click()
+    await page.wait_for_timeout(300)
+    assert not await q.is_paused()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await toggle.click()
+    await expect(page.locator("#toast")).to_contain_text("Paused queue held", timeout=SLOW)
+    await expect(toggle).to_have_text("Resume", timeout=SLOW)
+    await expect(page.locator("#detail-paused")).to_be_visible()
+    await expect(tag).to_have_text("paused")
+    await expect(page.locator('#detail [data-count="waiting_on_limits"]')).to_have_text(
+        "3", timeout=SLOW)
+    assert await q.is_paused()
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-paused.png"), full_page=True)
+
+    # Resuming asks nothing, and the button works from the keyboard.
+    await toggle.focus()
+    await page.keyboard.press("Enter")
+    await expect(toggle).to_have_text("Pause", timeout=SLOW)
+    await expect(page.locator("#detail-paused")).to_be_hidden()
+    await expect(tag).to_have_count(0)
+    assert not await q.is_paused()

@@ -26,10 +26,15 @@ def test_schemathesis_finds_nothing(start_web: Any, redis_server: RedisServer,
         r.flushall()
     finally:
         r.close()
-    # A known queue, so generated requests get past the 404 into the handlers.
-    enqueue = [sys.executable, "-m", "leaseq", "--redis", redis_server.url, "enqueue",
-               "-q", "default", "t", "1"]
-    subprocess.run(enqueue, check=True, capture_output=True)
+    # A known queue and job (see schemathesis.toml), so generated requests get past the
+    # 404 into the handlers. The job is done: no route deletes a done job, as the purge
+    # of waiting jobs that the fuzzing also sends would a waiting one.
+    leaseq = [sys.executable, "-m", "leaseq", "--redis", redis_server.url]
+    subprocess.run([*leaseq, "enqueue", "-q", "default", "echo", "1", "--job-id",
+                    "fuzz-job"], check=True, capture_output=True)
+    subprocess.run([*leaseq, "worker", "tests.helpers.tasks:HANDLERS", "-q", "default",
+                    "--burst", "--no-reaper"], check=True, capture_output=True,
+                   cwd=Path(__file__).parent.parent.parent)
     web = start_web("--max-body", "65536", env={"LEASEQ_WEB_TOKEN": "fuzz"})
     st = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert st is not None, "schemathesis is in the dev extra"

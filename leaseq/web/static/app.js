@@ -63,7 +63,8 @@ function renderOverview(overview) {
       class: q.name === state.selected ? "selected" : "",
       onclick: () => select(q.name),
     },
-      el("td", {}, el("a", { href: `#queue=${encodeURIComponent(q.name)}` }, q.name)),
+      el("td", {}, el("a", { href: `#queue=${encodeURIComponent(q.name)}` }, q.name),
+        q.paused ? el("span", { class: "paused-tag" }, "paused") : ""),
       el("td", { "data-col": "todos" }, q.todos),
       el("td", { "data-col": "in_progress" }, q.in_progress),
       el("td", { "data-col": "delayed" }, q.delayed),
@@ -105,6 +106,11 @@ function renderDetail(detail) {
   for (const node of document.querySelectorAll("#detail [data-count]")) {
     node.textContent = s[node.dataset.count];
   }
+  document.getElementById("detail-paused").hidden = !s.paused;
+  const toggle = document.getElementById("pause-toggle");
+  toggle.textContent = s.paused ? "Resume" : "Pause";
+  toggle.dataset.paused = String(s.paused);
+  document.getElementById("limits").textContent = limitsText(s);
   renderChart(detail.throughput);
   document.getElementById("leases-note").textContent =
     s.in_progress > detail.leases.length ? `(showing ${detail.leases.length} of ${s.in_progress})` : "";
@@ -154,6 +160,22 @@ function renderDetail(detail) {
     "No schedules: give a worker schedules= or run leaseq scheduler.");
 }
 
+function limitsText(s) {
+  const limit = (value) => (value === null || value === undefined ? "none" : value);
+  const parts = [
+    `ordering ${s.ordering}`,
+    `max in flight ${limit(s.max_in_flight)}` +
+      (s.max_in_flight !== null || s.key_concurrency !== null ? ` (${s.holding} holding)` : ""),
+    `key concurrency ${limit(s.key_concurrency)}`,
+    `rate ${limit(s.rate_limit)}`,
+    `key rate ${limit(s.key_rate)}`,
+  ];
+  if (s.ordering === "fifo") parts.push(`keys ${s.keys_waiting} ready, ${s.keys_parked} parked`);
+  return `Limits: ${parts.join(" · ")}`;
+}
+
+// Resolves to the reply on success, null on failure (said in a toast either way). A
+// reply with a count says how many jobs moved; others (pause, resume) just what happened.
 async function act(path, body, what) {
   const response = await fetch(path, {
     method: "POST",
@@ -163,9 +185,10 @@ async function act(path, body, what) {
   const reply = await response.json().catch(() => ({}));
   if (!response.ok) {
     toast(`${what} failed: ${reply.detail ? JSON.stringify(reply.detail) : response.status}`, true);
-    return;
+    return null;
   }
-  toast(`${what}: ${reply.count} job(s)`);
+  toast(typeof reply.count === "number" ? `${what}: ${reply.count} job(s)` : what);
+  return reply;
 }
 
 function queuePath(suffix) {
@@ -185,6 +208,35 @@ function purge(id) {
 function requeueAll() {
   if (!confirm(`Requeue every dead job of ${state.selected} with fresh attempts?`)) return;
   act(queuePath("/dead/requeue"), { all: true }, "Requeued");
+}
+
+async function togglePause() {
+  const name = state.selected;
+  const button = document.getElementById("pause-toggle");
+  const paused = button.dataset.paused === "true";
+  if (!paused && !confirm(`Pause queue ${name}? No worker claims from it until it is ` +
+      "resumed; running jobs finish.")) return;
+  button.disabled = true;
+  try {
+    const reply = await act(queuePath(paused ? "/resume" : "/pause"),
+      paused ? {} : { confirm: true }, `${paused ? "Resumed" : "Paused"} queue ${name}`);
+    if (reply) showPaused(reply.queue, reply.paused);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// Show the state a pause or resume reply gave at once, not a second later with the
+// next snapshot.
+function showPaused(name, paused) {
+  const snapshot = state.lastSnapshot;
+  if (!snapshot) return;
+  for (const q of snapshot.overview.queues) if (q.name === name) q.paused = paused;
+  renderOverview(snapshot.overview);
+  if (snapshot.detail && snapshot.detail.summary.name === name) {
+    snapshot.detail.summary.paused = paused;
+    renderDetail(snapshot.detail);
+  }
 }
 
 function select(name) {
@@ -209,6 +261,7 @@ function connect() {
   state.source = source;
   source.addEventListener("snapshot", (ev) => {
     const data = JSON.parse(ev.data);
+    state.lastSnapshot = data;
     setStatus("live", "live");
     renderOverview(data.overview);
     if (data.detail) renderDetail(data.detail);
@@ -222,6 +275,7 @@ function connect() {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("requeue-all").addEventListener("click", requeueAll);
+  document.getElementById("pause-toggle").addEventListener("click", togglePause);
   const match = location.hash.match(/^#queue=(.+)$/);
   if (match) state.selected = decodeURIComponent(match[1]);
   connect();
