@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._version import VERSION
 from .exceptions import (
     InvalidInput,
+    JobCancelled,
     JobDead,
     JobNotFound,
     LeaseLost,
@@ -14,6 +15,7 @@ from .exceptions import (
     WaitTimeout,
 )
 from .models import JobInfo, JobState, Lease, QueueStats, ScheduleInfo, WorkerInfo
+from .protocol.cancelling import CancelOutcome
 from .protocol.codec import JsonSerializer, Serializer
 from .protocol.controls import Rate
 from .protocol.queue import Queue
@@ -31,10 +33,12 @@ __version__ = VERSION
 __all__ = (
     "Backoff",
     "Call",
+    "CancelOutcome",
     "Cron",
     "Every",
     "Handler",
     "InvalidInput",
+    "JobCancelled",
     "JobContext",
     "JobDead",
     "JobInfo",

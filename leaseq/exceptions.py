@@ -87,3 +87,14 @@ class SettingsConflict(LeaseqError):
         self.setting = setting
         self.stored = stored
         self.given = given
+
+
+class JobCancelled(LeaseqError):
+    """Raised by :meth:`~leaseq.Queue.wait` and :meth:`~leaseq.Queue.map` when the job was
+    cancelled (:meth:`~leaseq.Queue.cancel`); ``reason`` is the one given."""
+
+    def __init__(self, queue: str, job_id: str, reason: str) -> None:
+        super().__init__(f"job {job_id!r} in queue {queue!r} was cancelled: {reason}")
+        self.queue = queue
+        self.job_id = job_id
+        self.reason = reason

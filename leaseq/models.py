@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 __all__ = ["JobInfo", "JobState", "Lease", "QueueStats", "WorkerInfo"]
 
-JobState = Literal["todo", "in_progress", "done", "dead", "delayed"]
+JobState = Literal["todo", "in_progress", "done", "dead", "delayed", "cancelled"]
 """Where a job is: which one of the queue's sets holds its id."""
 
 
@@ -52,6 +52,9 @@ class Lease:
     holds: int = field(default=0, repr=False, compare=False)
     """What the lease holds besides the job, for its ack to release (1: a concurrency
     slot, 2: a place in a fifo queue's index); set by the claim."""
+    cancel_pending: bool = field(default=False, repr=False, compare=False)
+    """Whether the renewal that returned this lease found a cancel pending on it
+    (:meth:`~leaseq.Queue.cancel`): its holder should stop the job and settle it."""
 
     @property
     def remaining(self) -> float:
@@ -101,11 +104,14 @@ class QueueStats:
     expired: int = 0
     """Jobs that ended dead because their start deadline passed (counted apart from
     failures; they are also in ``dead``)."""
+    cancelled: int = 0
+    """Jobs cancelled (:meth:`~leaseq.Queue.cancel`), kept until purged."""
 
     @property
     def total(self) -> int:
         """All jobs the queue currently holds."""
-        return self.todos + self.in_progress + self.done + self.dead + self.delayed
+        return (self.todos + self.in_progress + self.done + self.dead + self.delayed
+                + self.cancelled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,9 @@ class JobInfo:
     """The job's fair-queueing key, when it has one."""
     expires_at: float | None = None
     """Redis time (Unix seconds) by which the job must start, else it ends dead."""
+    cancel_reason: str | None = None
+    """Why the job was cancelled (set when a cancel was asked for, even while its running
+    holder has not stopped yet)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,8 @@ async def test_long_job_is_kept_alive_by_heartbeats_and_acked_once(real_redis: a
         "done", "finished", 1, 0)
     assert len(seen_tokens) == 1
     assert worker.counters == {"claimed": 1, "acked": 1, "failed": 0, "dead": 0,
-                               "lease_lost": 0, "released": 0}
+                               "lease_lost": 0, "released": 0,
+                               "cancelled": 0}
 
 
 async def test_lost_lease_cancels_the_handler_and_its_late_result_is_never_acked(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from . import dead, enqueue, logsetup, ops, reads, run, schedules, util
+from . import cancel, dead, enqueue, logsetup, ops, reads, run, schedules, util
 from .params import LOG_FORMATS, LOG_LEVELS, Group
 
 __all__ = ["main"]
@@ -40,5 +40,5 @@ def main(ctx: click.Context, redis_url: str, log_format: str, log_level: str) ->
 
 # `leaseq --help` lists the commands by name, so the order they are added in is free.
 for _command in (*run.COMMANDS, *enqueue.COMMANDS, *reads.COMMANDS, *dead.COMMANDS,
-                 *ops.COMMANDS, *schedules.COMMANDS):
+                 *ops.COMMANDS, *schedules.COMMANDS, *cancel.COMMANDS):
     main.add_command(_command)

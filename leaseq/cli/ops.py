@@ -26,7 +26,7 @@ from ..protocol.validate import MAX_COUNT
 from . import exits, util
 from .params import QUEUE, QUEUES, Command, Group
 
-_STATES = click.Choice(["todo", "delayed", "in_progress", "done", "dead"])
+_STATES = click.Choice(["todo", "delayed", "in_progress", "done", "dead", "cancelled"])
 
 
 def _job_row(info: JobInfo, now: float) -> dict[str, Any]:

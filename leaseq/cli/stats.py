@@ -26,7 +26,7 @@ from . import util
 
 _COLUMNS = ("todos", "in_progress", "delayed", "done", "dead")
 _CONTROLS = ("paused", "ordering", "holding", "waiting_on_limits", "keys_waiting",
-             "keys_parked", "expired")
+             "keys_parked", "expired", "cancelled")
 """The stats of a queue's controls (pause, limits, keys) its JSON row also holds."""
 
 

@@ -133,7 +133,8 @@ async def list_jobs(
     if state in ("done", "delayed"):
         ids, following = await _sorted_page(queue, state, limit, at)
     else:
-        key = {"todo": k.todos, "in_progress": k.in_progress, "dead": k.dead}[state]
+        key = {"todo": k.todos, "in_progress": k.in_progress, "dead": k.dead,
+               "cancelled": k.cancelled}[state]
         # One SSCAN step per page, never split: COUNT is only a hint (a step may return
         # a few more), and only whole steps keep SSCAN's promise that a member present
         # all along is returned (a set being rehashed answers one cursor differently).

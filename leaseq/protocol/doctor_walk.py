@@ -23,7 +23,7 @@ from .wire import opt_int, text
 __all__ = ["Tally", "Walk", "walk_queue"]
 
 _BATCH = 500
-_SETS = ("todos", "in_progress", "done", "dead", "delayed")
+_SETS = ("todos", "in_progress", "done", "dead", "delayed", "cancelled")
 
 
 class Tally:
@@ -97,7 +97,7 @@ async def _walk_sets(queue: Queue, tallies: dict[str, Tally], expired: Tally,
     hash, and (in ``in_progress``) ids whose lease key is gone."""
     k = queue.keys
     keys = {"todos": k.todos, "in_progress": k.in_progress, "done": k.done, "dead": k.dead,
-            "delayed": k.delayed}
+            "delayed": k.delayed, "cancelled": k.cancelled}
     for position, name in enumerate(_SETS):
         async for ids in _scan_members(queue, keys[name], zset=name == "delayed"):
             page = await _read_page(queue, keys, name, ids)

@@ -33,6 +33,8 @@ class QueueKeys:
 
     __slots__ = (
         "active",
+        "cancelled",
+        "cancels",
         "control",
         "dead",
         "deadlines",
@@ -81,10 +83,15 @@ class QueueKeys:
         self.held = self.prefix + "held"
         self.rates = self.prefix + "rates"
         self.deadlines = self.prefix + "deadlines"
+        # Job control (docs/protocol.md, "Cancel").
+        self.cancelled = self.prefix + "cancelled"
+        self.cancels = self.prefix + "cancels"
+        """The channel a cancel of a running job is published on ("<id> <token>"); a
+        shard channel on a cluster, so it lives with the queue's slot."""
         # The block of keys the controls prelude (lua/_ctl.lua) reads, in its order.
         self.control = (self.settings, self.waiting, self.active, self.parked,
                         self.placed, self.holds, self.held, self.rates, self.deadlines,
-                        self.meta, self.wake)
+                        self.meta, self.wake, self.prefix + "cancelled")
 
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .cancelling import Cancelling
 from .claiming import Claiming
 from .controlling import Controlling
 from .producing import Producing
@@ -20,7 +21,7 @@ from .wait import wait_all
 __all__ = ["Queue"]
 
 
-class Queue(Producing, Claiming, Settling, Reading, Controlling):
+class Queue(Producing, Claiming, Settling, Reading, Controlling, Cancelling):
     """A named queue on one Redis server (or one Redis Cluster slot).
 
     ``redis`` is a ``redis.asyncio.Redis`` client, with or without ``decode_responses``;

@@ -35,13 +35,13 @@ class Reading(QueueCore):
              *k.control], [])
         todos, in_progress, done, dead, delayed, recent = (int(c) for c in reply[:6])
         epoch = reply[6]
-        holding, blocked, active, parked, expired = (int(c) for c in reply[9:14])
+        holding, blocked, active, parked, expired, cancelled = (int(c) for c in reply[9:15])
         return QueueStats(todos=todos, in_progress=in_progress, done=done, dead=dead,
                           delayed=delayed, done_last_minute=recent,
                           epoch=None if epoch is None else text(epoch),
                           paused=int(reply[7]) == 1, ordering=text(reply[8]),
                           holding=holding, waiting_on_limits=blocked, keys_waiting=active,
-                          keys_parked=parked, expired=expired)
+                          keys_parked=parked, expired=expired, cancelled=cancelled)
 
     async def job(self, job_id: str) -> JobInfo | None:
         """Everything recorded about one job, or ``None`` if the queue does not know it."""
@@ -59,16 +59,16 @@ class Reading(QueueCore):
         """One page of the jobs in ``state`` and the cursor of the next page (``None``
         after the last). The cost of a page is bounded by ``limit`` (at most 1,000),
         whatever the queue's size: ``done`` (newest first) and ``delayed`` (soonest
-        first) are read by position, ``limit`` at a time; ``todo``, ``in_progress`` and
-        ``dead`` one ``SSCAN`` step of ``COUNT limit`` at a time (no order; ``COUNT`` is a
-        hint, so such a page may hold a few more than ``limit`` or none while more
-        follow, and a job may appear on two pages while the set changes; every job
-        present throughout appears). ``task`` keeps
+        first) are read by position, ``limit`` at a time; ``todo``, ``in_progress``,
+        ``dead`` and ``cancelled`` one ``SSCAN`` step of ``COUNT limit`` at a time (no
+        order; ``COUNT`` is a hint, so such a page may hold a few more than ``limit`` or
+        none while more follow, and a job may appear on two pages while the set changes;
+        every job present throughout appears). ``task`` keeps
         only that task's jobs, so a page may hold fewer than ``limit`` (and still have a
         next one)."""
-        if state not in ("todo", "in_progress", "done", "dead", "delayed"):
-            raise InvalidInput(f"state must be todo, in_progress, done, dead or delayed, "
-                               f"got {state!r}")
+        if state not in ("todo", "in_progress", "done", "dead", "delayed", "cancelled"):
+            raise InvalidInput(f"state must be todo, in_progress, done, dead, delayed or "
+                               f"cancelled, got {state!r}")
         if task is not None:
             validate.task_name(task)
         if cursor is not None and not isinstance(cursor, str):

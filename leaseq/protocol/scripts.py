@@ -129,6 +129,7 @@ TASKSTATS = Script("taskstats")
 TICK = Script("tick", creates_jobs=True)
 CONFIGURE = Script("configure")
 REINDEX = Script("reindex", reply_record=True, controls=True)
+CANCEL = Script("cancel", reply_record=True, controls=True)
 ALL = (ENQUEUE, CLAIM, CANDIDATES, EXTEND, SETTLE, REAP, PROMOTE, EXPIRE, TRIM, STATS,
-       REVIVE, PURGE, REPAIR, PRESENCE, DROP, TASKSTATS, TICK, CONFIGURE, REINDEX)
+       REVIVE, PURGE, REPAIR, PRESENCE, DROP, TASKSTATS, TICK, CONFIGURE, REINDEX, CANCEL)
 

@@ -26,7 +26,8 @@ __all__ = ["Settling"]
 _MAX_WATCH_RETRIES = 32
 # Longest error text or dead reason stored with a job.
 _MAX_ERROR_CHARS = 65_536
-_SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "dead": "dead"}
+_SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "dead": "dead",
+                                          "cancelled": "cancelled"}
 
 
 class Settling(QueueCore):
@@ -116,6 +117,13 @@ class Settling(QueueCore):
         (for work that can never succeed). Raises :class:`LeaseLost` if the lease is lost."""
         await self._settle(lease, "bury", str(reason), 0)
 
+    async def settle_cancelled(self, lease: Lease) -> None:
+        """End a job whose cancel is pending (:meth:`~leaseq.Queue.cancel` of a running
+        job): the holder of ``lease`` moves it to ``cancelled``. Raises
+        :class:`LeaseLost` if the lease is no longer held, or holds no pending cancel.
+        Idempotent for a retried call."""
+        await self._settle(lease, "cancel", "", 0)
+
     async def release(self, lease: Lease) -> None:
         """Give the job back to ``todo`` at once, without counting the attempt.
 
@@ -156,7 +164,8 @@ class Settling(QueueCore):
     async def extend_many(
         self, leases: Sequence[Lease], lease_timeout: float | None = None
     ) -> list[Lease | None]:
-        """Renew many leases of the same length in one round trip; ``None`` marks a lost one."""
+        """Renew many leases of the same length in one round trip; ``None`` marks a lost
+        one. A renewed lease with a cancel pending comes back with ``cancel_pending``."""
         if not leases:
             return []
         if lease_timeout is None:
@@ -173,7 +182,8 @@ class Settling(QueueCore):
         now = int(reply[0]) / 1000
         secs = ms / 1000
         return [
-            replace(lease, lease_timeout=secs, deadline=now + secs, local_deadline=t0 + secs)
+            replace(lease, lease_timeout=secs, deadline=now + secs, local_deadline=t0 + secs,
+                    cancel_pending=int(ok) == 2)
             if int(ok) else None
             for lease, ok in zip(leases, reply[1:], strict=True)
         ]

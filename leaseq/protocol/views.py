@@ -9,7 +9,7 @@ from ..models import JobInfo, JobState
 from .core import QueueCore
 from .wire import opt_int, opt_text, text
 
-_READS_PER_JOB = 8
+_READS_PER_JOB = 9
 
 
 async def read_jobs(queue: QueueCore, job_ids: Sequence[str]) -> list[JobInfo | None]:
@@ -25,6 +25,7 @@ async def read_jobs(queue: QueueCore, job_ids: Sequence[str]) -> list[JobInfo | 
             pipe.sismember(k.done, job_id)
             pipe.sismember(k.dead, job_id)
             pipe.zscore(k.delayed, job_id)
+            pipe.sismember(k.cancelled, job_id)
             pipe.get(k.lease(job_id))
             pipe.pttl(k.lease(job_id))
         replies = await pipe.execute()
@@ -35,11 +36,11 @@ async def read_jobs(queue: QueueCore, job_ids: Sequence[str]) -> list[JobInfo | 
 
 
 def _info(queue: QueueCore, job_id: str, replies: list[Any]) -> JobInfo | None:
-    raw, todo, inp, done, dead, delayed, token, pttl = replies
+    raw, todo, inp, done, dead, delayed, cancelled, token, pttl = replies
     state: JobState | None = None
     flags: tuple[tuple[Any, JobState], ...] = (
         (todo, "todo"), (inp, "in_progress"), (done, "done"), (dead, "dead"),
-        (delayed is not None, "delayed"))
+        (delayed is not None, "delayed"), (cancelled, "cancelled"))
     for flag, name in flags:
         if flag:
             state = name
@@ -58,12 +59,14 @@ def _info(queue: QueueCore, job_id: str, replies: list[Any]) -> JobInfo | None:
         dead_reason=opt_text(h.get("dead_reason")) if state == "dead" else None,
         enqueued_at=_ms_to_s(h.get("enqueued_at")),
         finished_at=_ms_to_s(h.get("finished_at")),
-        lease_token=opt_text(token),
+        # A cancel pending on a running job marks its lease '<token>!' (cancel.lua).
+        lease_token=None if token is None else text(token).rstrip("!"),
         lease_ttl=int(pttl) / 1000 if token is not None and int(pttl) >= 0 else None,
         owner=opt_text(h.get("owner")),
         priority=opt_int(h.get("priority")) or 0,
         key=opt_text(h.get("key")),
         expires_at=_ms_to_s(h.get("expires_at")),
+        cancel_reason=opt_text(h.get("cancel_reason")),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from ..exceptions import JobDead, JobNotFound, WaitTimeout
+from ..exceptions import JobCancelled, JobDead, JobNotFound, WaitTimeout
 from .core import QueueCore
 from .wire import text
 
@@ -32,9 +32,11 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
                 async with queue.redis.pipeline(transaction=False) as pipe:
                     pipe.smismember(k.done, ids)
                     pipe.smismember(k.dead, ids)
-                    done, dead = await pipe.execute()
-                finished = [(i, bool(d))
-                            for i, d, x in zip(pending, done, dead, strict=True) if d or x]
+                    pipe.smismember(k.cancelled, ids)
+                    done, dead, cancelled = await pipe.execute()
+                finished = [(i, "done" if d else "dead" if x else "cancelled")
+                            for i, d, x, c in zip(pending, done, dead, cancelled, strict=True)
+                            if d or x or c]
                 if finished:
                     await _collect(queue, job_ids, finished, results)
                 finished_idx = {i for i, _ in finished}
@@ -54,16 +56,18 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
 
 
 async def _collect(
-    queue: QueueCore, job_ids: Sequence[str], finished: list[tuple[int, bool]], results: list[Any]
+    queue: QueueCore, job_ids: Sequence[str], finished: list[tuple[int, str]], results: list[Any]
 ) -> None:
     k = queue.keys
     async with queue.redis.pipeline(transaction=False) as pipe:
         for i, _ in finished:
-            pipe.hmget(k.job(job_ids[i]), ["result", "dead_reason"])
+            pipe.hmget(k.job(job_ids[i]), ["result", "dead_reason", "cancel_reason"])
         rows = await pipe.execute()
-    # Dead jobs raise in input order: the first one the caller passed wins.
-    for (i, is_done), (result, reason) in sorted(zip(finished, rows, strict=True)):
-        if not is_done:
+    # Dead and cancelled jobs raise in input order: the first one the caller passed wins.
+    for (i, state), (result, reason, why) in sorted(zip(finished, rows, strict=True)):
+        if state == "cancelled":
+            raise JobCancelled(queue.name, job_ids[i], text(why) if why else "")
+        if state == "dead":
             raise JobDead(queue.name, job_ids[i], text(reason) if reason else "unknown")
         if result is None:
             raise JobNotFound(queue.name, job_ids[i])

@@ -33,14 +33,23 @@ _MAX_SLEEP = 1.0
 class Renewable:
     """What the heartbeat needs of a running job."""
 
-    __slots__ = ("lease", "lost", "queue", "retry_at", "scope")
+    __slots__ = ("cancel_requested", "lease", "lost", "queue", "retry_at", "scope")
 
     def __init__(self, queue: Queue, lease: Lease) -> None:
         self.queue = queue
         self.lease = lease
         self.lost = False
+        self.cancel_requested = False
         self.retry_at = 0.0
         self.scope: anyio.CancelScope | None = None
+
+    def request_cancel(self) -> None:
+        """A cancel is pending on this job's lease: stop its handler (the runner then
+        settles it cancelled)."""
+        if not self.cancel_requested:
+            self.cancel_requested = True
+            if self.scope is not None:
+                self.scope.cancel()
 
     def current(self) -> Lease:
         """The lease as last renewed."""
@@ -118,3 +127,5 @@ class Heartbeat:
                 else:
                     job.lease = lease
                     job.retry_at = 0.0
+                    if lease.cancel_pending:  # the published cancel did not reach us
+                        job.request_cancel()

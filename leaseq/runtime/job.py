@@ -151,6 +151,8 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
         try:
             with anyio.CancelScope() as scope:
                 job.scope = scope
+                if job.cancel_requested:  # it came before the handler started
+                    scope.cancel()
                 if task.lease_timeout is not None and task.lease_timeout != lease.lease_timeout:
                     await _renew(worker, job, task.lease_timeout)
                 if worker.tracer is None:
@@ -160,6 +162,9 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
                     with ExitStack() as traced:
                         run = _start_tracing(traced, worker.tracer, ctx, stored, fields)
                         ok, value = await _execute(worker, task, ctx, lease.payload)
+            if scope.cancelled_caught and job.cancel_requested:
+                await _cancelled(worker, job, fields)
+                return
             if scope.cancelled_caught:
                 worker.count("lease_lost", queue.name)
                 log.warning("lease_lost", stage="running",
@@ -310,10 +315,34 @@ async def _ack(
         worker.count("acked", job.queue.name, job.lease.task)
         log.info("job_acked", duration=duration, **fields)
         return "acked"
+    # A cancel that came while the result was on its way leaves the lease to us, marked:
+    # the job ends cancelled, not acked (the settle is refused if the lease is gone).
+    try:
+        async with worker.redis_slots:
+            await job.queue.settle_cancelled(job.current())
+    except Exception as exc:
+        if not (isinstance(exc, LeaseqError) or redis_failure(exc)):
+            raise
+    else:
+        worker.count("cancelled", job.queue.name, job.lease.task)
+        log.info("job_cancelled", stage="ack", duration=duration, **fields)
+        return "cancelled"
     worker.count("lease_lost", job.queue.name)
     log.warning("lease_lost", stage="ack", duration=duration,
                 detail="ack rejected: the lease expired or was re-claimed", **fields)
     return "lease_lost"
+
+
+async def _cancelled(worker: JobHost, job: RunningJob, fields: dict[str, Any]) -> None:
+    """The handler was stopped by a cancel (:meth:`Queue.cancel`): settle the job
+    cancelled (fenced by the lease, which the cancel marked)."""
+    async def settle() -> bool:
+        await job.queue.settle_cancelled(job.current())
+        return True
+
+    if await _settle(worker, job, fields, settle):
+        worker.count("cancelled", job.queue.name, job.lease.task)
+        log.info("job_cancelled", stage="running", **fields)
 
 
 async def _fail(
@@ -329,6 +358,10 @@ async def _fail(
                                max_attempts=task.max_attempts))
     if state is None:
         return "lease_lost"
+    if state == "cancelled":  # a cancel came while it failed
+        worker.count("cancelled", job.queue.name, job.lease.task)
+        log.info("job_cancelled", stage="fail", **fields)
+        return "cancelled"
     if state == "dead":
         worker.count("dead", job.queue.name, job.lease.task)
         log.error("job_dead", error=error, **fields)

@@ -58,6 +58,8 @@ class SweepReport:
     """Done jobs forgotten under the retention settings."""
     expired: int
     """Waiting or delayed jobs whose start deadline passed, moved to ``dead``."""
+    cancelled: int
+    """Jobs whose lease expired with a cancel bound to it, moved to ``cancelled``."""
     seconds: float
     """Wall time of the pass."""
     longest_call: float
@@ -115,7 +117,7 @@ class Reaper:
     async def sweep_report(self) -> SweepReport:
         """One pass over every queue, with the details of what it did."""
         start = time.perf_counter()
-        totals = [0, 0, 0, 0, 0, 0]
+        totals = [0] * 7
         longest = 0.0
         error: BaseException | None = None
         for q in self.queues:
@@ -130,10 +132,10 @@ class Reaper:
             longest = max(longest, worst)
         if error is not None:
             raise error
-        requeued, dead, repaired, promoted, trimmed, expired = totals
+        requeued, dead, repaired, promoted, trimmed, expired, cancelled = totals
         return SweepReport(requeued=requeued, dead=dead, repaired=repaired, promoted=promoted,
-                           trimmed=trimmed, expired=expired, seconds=time.perf_counter() - start,
-                           longest_call=longest)
+                           trimmed=trimmed, expired=expired, cancelled=cancelled,
+                           seconds=time.perf_counter() - start, longest_call=longest)
 
     async def _check_epoch(self, q: Queue) -> None:
         """Say loudly when the server lost the queue's data (restart without persistence,
@@ -156,7 +158,8 @@ class Reaper:
     async def _sweep_queue(self, q: Queue) -> tuple[list[int], float]:
         await self._check_epoch(q)
         watch = _Stopwatch()
-        counts = [0, 0, 0, 0, 0, 0]  # requeued, dead, repaired, promoted, trimmed, expired
+        # requeued, dead, repaired, promoted, trimmed, expired, cancelled
+        counts = [0] * 7
         error: BaseException | None = None
         # Each step on its own: one that fails (a corrupt job, a refusal) must not keep
         # the others from running. Trim goes before promote: at maxmemory it is the step
@@ -168,16 +171,16 @@ class Reaper:
                 if not redis_failure(exc):
                     raise
                 error = error or exc
-        requeued, dead, repaired, _, _, expired = counts
+        requeued, dead, repaired, _, _, expired, cancelled = counts
         if self.metrics is not None:
             for outcome, n in (("requeued", requeued), ("dead", dead), ("repaired", repaired)):
                 self.metrics.reaped.labels(q.name, outcome).inc(n)
         if expired:
             log.info("job_expired", queue=q.name, jobs=expired,
                      reason="expired before start")
-        if requeued or dead or repaired:
+        if requeued or dead or repaired or cancelled:
             log.info("job_reaped", queue=q.name, requeued=requeued, dead=dead,
-                     repaired=repaired)
+                     repaired=repaired, cancelled=cancelled)
         if error is not None:
             raise error
         return counts, watch.longest
@@ -198,7 +201,8 @@ class Reaper:
                 counts[0] += int(reply[0])
                 counts[1] += int(reply[1])
                 counts[2] += int(reply[2])
-                for job_id in reply[3:]:
+                counts[6] += int(reply[3])
+                for job_id in reply[4:]:
                     log.warning("job_dead", queue=q.name, job_id=text(job_id),
                                 reason="lease expired with no attempts left")
             if int(cursor) == 0:

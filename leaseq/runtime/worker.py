@@ -24,6 +24,7 @@ from ..protocol import crash, validate
 from ..protocol.queue import Queue
 from ..protocol.schedule import Schedule
 from ..protocol.wire import error_text, redis_failure
+from .cancels import listen_for_cancels
 from .claims import Claims
 from .heartbeat import Heartbeat
 from .job import RELEASE_TIMEOUT, RunTracer, run_job
@@ -188,7 +189,8 @@ class Worker:
         """Jobs this worker has claimed, acked, failed (and retried), sent to dead, lost
         (lease expired or re-claimed) and released, since it was created."""
         return {name: self._counts[name] for name in
-                ("claimed", "acked", "failed", "dead", "lease_lost", "released")}
+                ("claimed", "acked", "failed", "dead", "lease_lost", "released",
+                 "cancelled")}
 
     @property
     def in_flight(self) -> int:
@@ -335,7 +337,7 @@ class Worker:
 
     async def _start_services(self, root: anyio.abc.TaskGroup, handle_signals: bool) -> None:
         """Start what runs beside the claim loop: signals, the reaper, the ack batchers,
-        heartbeats, presence, task statistics and metrics."""
+        heartbeats, the cancels subscription, presence, task statistics and metrics."""
         if handle_signals:
             await root.start(self._watch_signals)
         if self.reaper is not None:
@@ -343,6 +345,7 @@ class Worker:
         for served in self.served.values():
             root.start_soon(served.acks.run)
         root.start_soon(self.heartbeat.run)
+        root.start_soon(listen_for_cancels, self.queues, lambda: list(self.heartbeat.jobs))
         root.start_soon(self.presence.run)
         root.start_soon(self.taskstats.run)
         if self.scheduler is not None:

@@ -46,7 +46,7 @@ class ChaosReport:
     dead: int
     """Of those, dead."""
     lost: int
-    """Of those, neither done nor dead."""
+    """Of those, neither done, dead nor cancelled."""
     duplicated: int
     """Jobs whose handler started more than once."""
     unexplained_duplicates: int
@@ -61,6 +61,8 @@ class ChaosReport:
     """Lease keys whose id is not in ``in_progress``."""
     executions: int
     """Handler runs recorded (distinct start records; each names its lease token)."""
+    cancelled: int = 0
+    """Of those, cancelled (:meth:`~leaseq.Queue.cancel`)."""
     stray_controls: int = 0
     """Entries of the scheduling controls that disagree with the sets: fifo index
     entries of ids not in ``todos`` (or ``todos`` ids missing from it), and concurrency
@@ -110,10 +112,10 @@ async def check_invariants(
     k = QueueKeys(queue)
     ids = list(dict.fromkeys(enqueued))
     sets, log = await _read_sets_and_log(redis, k)
-    _, in_progress, done, dead, _ = sets
+    _, in_progress, done, dead, _, cancelled = sets
     starts = _count_starts(log)
     fields = await _read_counters(redis, k, ids)
-    stale, unexplained, suspects = _judge(ids, fields, starts, done, dead)
+    stale, unexplained, suspects = _judge(ids, fields, starts, done, dead | cancelled)
     evidence = await _evidence(redis, k, suspects, log)
     orphan = await _orphan_leases(redis, k, in_progress)
     stray = await _stray_controls(redis, k, sets[0], in_progress)
@@ -122,7 +124,8 @@ async def check_invariants(
         enqueued=len(ids),
         done=len(done & enqueued_set),
         dead=len(dead & enqueued_set),
-        lost=sum(1 for i in ids if i not in done and i not in dead),
+        lost=sum(1 for i in ids if i not in done and i not in dead and i not in cancelled),
+        cancelled=len(cancelled & enqueued_set),
         duplicated=sum(1 for i in ids if starts[i] > 1),
         unexplained_duplicates=unexplained,
         unexpected=len(done - enqueued_set),
@@ -157,15 +160,16 @@ async def _stray_controls(
 
 async def _read_sets_and_log(
         redis: aioredis.Redis, k: QueueKeys) -> tuple[list[set[str]], list[Any]]:
-    """The members of ``todos``, ``in_progress``, ``done``, ``dead`` and ``delayed`` (in
-    that order), and the raw lines of the execution log."""
+    """The members of ``todos``, ``in_progress``, ``done``, ``dead``, ``delayed`` and
+    ``cancelled`` (in that order), and the raw lines of the execution log."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in (k.todos, k.in_progress, k.done, k.dead):
             pipe.smembers(key)
         pipe.zrange(k.delayed, 0, -1)
+        pipe.smembers(k.cancelled)
         pipe.lrange(log_key(k.prefix), 0, -1)
         replies = await pipe.execute()
-    return [{text(m) for m in members} for members in replies[:5]], replies[5]
+    return [{text(m) for m in members} for members in replies[:6]], replies[6]
 
 
 def _count_starts(log: list[Any]) -> Counter[str]:
@@ -198,9 +202,10 @@ async def _read_counters(redis: aioredis.Redis, k: QueueKeys, ids: list[str]) ->
 
 
 def _judge(ids: list[str], fields: list[Any], starts: Counter[str], done: set[str],
-           dead: set[str]) -> tuple[int, int, dict[str, str]]:
+           ended: set[str]) -> tuple[int, int, dict[str, str]]:
     """Stale acks and unexplained duplicates among ``ids``; and the jobs behind these and
-    the lost ones, in the order of ``ids``, each with the first thing wrong with it."""
+    the lost ones (neither ``done`` nor in ``ended``: dead or cancelled), in the order of
+    ``ids``, each with the first thing wrong with it."""
     stale = unexplained = 0
     suspects: dict[str, str] = {}
     for job_id, (token, settled, settled_by, expiries, releases, failures) in zip(
@@ -213,7 +218,7 @@ def _judge(ids: list[str], fields: list[Any], starts: Counter[str], done: set[st
         if starts[job_id] > allowed:
             unexplained += 1
             suspects.setdefault(job_id, f"{starts[job_id]} starts, {allowed} allowed")
-        if job_id not in done and job_id not in dead:
+        if job_id not in done and job_id not in ended:
             suspects.setdefault(job_id, "lost")
     return stale, unexplained, suspects
 

@@ -11,6 +11,8 @@ from fastapi import APIRouter
 from ._context import Ctx
 from ._params import BODY_ERRORS, QueueName
 from ._schemas import (
+    Cancelled,
+    CancelRequest,
     Enqueued,
     EnqueueRequest,
     JobIds,
@@ -70,6 +72,17 @@ async def purge_dead(ctx: Ctx, name: QueueName, body: JobIds) -> dict[str, Any]:
     count = await q.purge_dead(body.job_ids)
     log.info("web_purged_dead", queue=name, count=count, job_ids=body.job_ids)
     return {"queue": name, "count": count}
+
+
+@router.post("/queues/{name}/cancel", response_model=Cancelled, responses=BODY_ERRORS)
+async def cancel(ctx: Ctx, name: QueueName, body: CancelRequest) -> dict[str, Any]:
+    """Cancel a job: a waiting or delayed one at once, a running one through its worker
+    (it stops the handler and the job ends cancelled). The id goes in the body: ids may
+    hold any character, a ``/`` too."""
+    q = await ctx.known(name)
+    outcome = await q.cancel(body.job_id, reason=body.reason)
+    log.info("web_cancelled", queue=name, job_id=body.job_id, outcome=outcome)
+    return {"queue": name, "job_id": body.job_id, "outcome": outcome}
 
 
 @router.post("/queues/{name}/pause", response_model=Paused, responses=BODY_ERRORS)

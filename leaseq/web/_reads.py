@@ -46,7 +46,7 @@ async def summary(q: Queue) -> dict[str, Any]:
         "reaper_seen_ms": opt_int(seen),
         "paused": s.paused, "ordering": s.ordering, "holding": s.holding,
         "waiting_on_limits": s.waiting_on_limits, "keys_waiting": s.keys_waiting,
-        "keys_parked": s.keys_parked, "expired": s.expired,
+        "keys_parked": s.keys_parked, "expired": s.expired, "cancelled": s.cancelled,
         "max_in_flight": controls.max_in_flight,
         "key_concurrency": controls.key_concurrency,
         "rate_limit": _rate(controls.rate_limit), "key_rate": _rate(controls.key_rate),
@@ -136,6 +136,7 @@ def job_view(q: Queue, info: Any) -> dict[str, Any]:
         "enqueued_at": info.enqueued_at, "finished_at": info.finished_at,
         "lease_ttl": info.lease_ttl, "owner": info.owner,
         "priority": info.priority, "key": info.key, "expires_at": info.expires_at,
+        "cancel_reason": info.cancel_reason,
     }
 
 

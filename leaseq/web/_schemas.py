@@ -29,7 +29,7 @@ def _whole(value: Any) -> Any:
 
 
 Attempts = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_whole)]
-State = Literal["todo", "in_progress", "done", "dead", "delayed"]
+State = Literal["todo", "in_progress", "done", "dead", "delayed", "cancelled"]
 
 
 class _Strict(BaseModel):
@@ -61,6 +61,7 @@ class QueueSummary(BaseModel):
     keys_parked: int = Field(description="Keys held back by a per-key limit (fifo).")
     expired: int = Field(description="Jobs that ended dead because their start deadline "
                                      "passed (also counted in dead).")
+    cancelled: int = Field(description="Jobs cancelled (Queue.cancel), kept until purged.")
     max_in_flight: int | None = Field(
         description="Jobs running at once across every worker; null: no limit.")
     key_concurrency: int | None = Field(
@@ -127,6 +128,8 @@ class JobView(BaseModel):
     expires_at: float | None = Field(
         description="Unix seconds (Redis's clock) by which the job must start, else it "
                     "ends dead.")
+    cancel_reason: str | None = Field(
+        description="Why the job was cancelled (also while its running worker stops it).")
 
 
 class ScheduleView(BaseModel):
@@ -239,6 +242,25 @@ class PauseRequest(_Strict):
 class ResumeRequest(_Strict):
     """An empty object: a route that takes a JSON body cannot be posted by a form of
     another site (a browser sends such a form without a preflight)."""
+
+
+class CancelRequest(_Strict):
+    """A cancel (a JSON body also keeps a cross-site form from posting it)."""
+
+    job_id: JobId = Field(description="The job to cancel.")
+    reason: str = Field(default="cancelled", max_length=4096,
+                        description="Stored with the job; wait() raises it.")
+
+
+class Cancelled(BaseModel):
+    """What a cancel did."""
+
+    queue: str
+    job_id: str
+    outcome: Literal["cancelled", "delivered", "finished", "unknown"] = Field(
+        description="cancelled: it had not started; delivered: its running worker stops "
+                    "it and it ends cancelled; finished: done, dead or cancelled already; "
+                    "unknown: no such job.")
 
 
 class Paused(BaseModel):

@@ -2,7 +2,8 @@
 -- "(controls prelude)": ordering, fair queueing by key, limits, start deadlines and
 -- pause (docs/protocol.md, "Scheduling controls").
 -- The control keys are one block of KEYS (QueueKeys.control, in this order): settings,
--- waiting, active, parked, placed, holds, held, rates, deadlines, meta, wake; ctl_init(i)
+-- waiting, active, parked, placed, holds, held, rates, deadlines, meta, wake, cancelled
+-- (CTL_N keys); ctl_init(i)
 -- names the index of the first and reads the queue's stored controls once per call, so
 -- every script applies the ones stored with the queue, whatever its caller believes.
 --   waiting  sorted set, all scores 0: one member per waiting job of a fifo queue,
@@ -19,6 +20,7 @@
 --            'k\31<key>' per key), scored by its theoretical arrival time (Redis ms)
 --   deadlines sorted set: ids with a start deadline, scored by it (Redis ms)
 local CTL = {}
+local CTL_N = 12  -- keys in the control block (QueueKeys.control)
 local SEP = '\31'
 local INF = 1e15  -- a parked key's "look again" when only a freed slot can unpark it
 
@@ -42,7 +44,7 @@ local function ctl_init(i)
     KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
   CTL.holds, CTL.held, CTL.rates, CTL.deadlines, CTL.meta = KEYS[i + 5], KEYS[i + 6],
     KEYS[i + 7], KEYS[i + 8], KEYS[i + 9]
-  CTL.wake = KEYS[i + 10]
+  CTL.wake, CTL.cancelled = KEYS[i + 10], KEYS[i + 11]
   local s = redis.call('HMGET', CTL.settings, 'ordering', 'paused', 'max_in_flight',
                        'key_concurrency', 'rate', 'key_rate')
   CTL.fifo = s[1] == 'fifo'

@@ -1,7 +1,7 @@
 -- claim: take up to n jobs from todos, each with a fresh lease, in one atomic step.
 -- (controls prelude)
 -- KEYS: 1 todos, 2 in_progress, 3 dead, 4 delayed, 5 wake, 6 fence, 7 the claim record
---       (claim:<nonce>), 8..18 the control block; on a cluster also the m candidates'
+--       (claim:<nonce>), 8..19 the control block; on a cluster also the m candidates'
 --       job hashes, then their lease keys
 -- ARGV: 1 key prefix "leaseq:{NAME}:", or '' on a cluster, 2 n, 3 default lease ms,
 --       4 nonce, 5 owner name, 6 k = number of per-task attempt limits, then k pairs
@@ -53,7 +53,7 @@ local m = #ARGV - first + 1
 local FIELDS = 11
 
 local function keys_of(id, i)
-  if prefix == '' then return KEYS[18 + i], KEYS[18 + m + i] end
+  if prefix == '' then return KEYS[7 + CTL_N + i], KEYS[7 + CTL_N + m + i] end
   return prefix .. 'job:' .. id, prefix .. 'lease:' .. id
 end
 

@@ -1,6 +1,6 @@
 -- drop: delete waiting or delayed jobs for good (an operator's queue purge).
 -- (controls prelude)
--- KEYS: 1 todos, 2 delayed, 3..13 the control block, then one job hash per id, then the
+-- KEYS: 1 todos, 2 delayed, 3..14 the control block, then one job hash per id, then the
 --       reply record
 -- ARGV: the ids
 -- Returns: number of jobs deleted. Ids no longer waiting or delayed (claimed since,
@@ -12,7 +12,7 @@ local n = 0
 for i, id in ipairs(ARGV) do
   if redis.call('SISMEMBER', KEYS[1], id) == 1 then ctl_unwait(id) end
   if redis.call('SREM', KEYS[1], id) + redis.call('ZREM', KEYS[2], id) > 0 then
-    redis.call('DEL', KEYS[13 + i])
+    redis.call('DEL', KEYS[2 + CTL_N + i])
     ctl_forget(id)
     n = n + 1
   end

@@ -1,6 +1,6 @@
 -- enqueue: create jobs that do not exist yet; an existing id is left untouched (dedup).
 -- (controls prelude; job-creation prelude: create_job, wake)
--- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 wake, 7..17 the control
+-- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 wake, 7..18 the control
 --       block; on a cluster also one job hash per job, in ARGV order
 -- ARGV: 1 '1' when the ids were freshly generated (random), '0' for caller-given ids;
 --       2 the trace context to store with every job ('' = none); 3 the key prefix
@@ -27,7 +27,7 @@ local prefix = ARGV[3]
 for i = 11, #ARGV, 2 do
   local id = ARGV[i]
   local job = prefix .. 'job:' .. id
-  if prefix == '' then job = KEYS[17 + (i - 9) / 2] end
+  if prefix == '' then job = KEYS[6 + CTL_N + (i - 9) / 2] end
   -- The hash marks a known job; for caller-given ids the set checks guard against a hash
   -- deleted behind the queue's back, which must not put one id in two sets.
   if redis.call('EXISTS', job) == 1 or (not fresh and (
@@ -35,6 +35,7 @@ for i = 11, #ARGV, 2 do
     or redis.call('SISMEMBER', KEYS[2], id) == 1
     or redis.call('SISMEMBER', KEYS[3], id) == 1
     or redis.call('SISMEMBER', KEYS[4], id) == 1
+    or redis.call('SISMEMBER', CTL.cancelled, id) == 1
     or redis.call('ZSCORE', KEYS[5], id))) then
     out[#out + 1] = 0
   else

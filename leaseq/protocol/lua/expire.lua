@@ -1,7 +1,7 @@
 -- expire: jobs whose start deadline passed while they waited or were delayed end dead
 -- ("expired before start"), counted in meta.expired apart from failures (the reaper).
 -- (controls prelude)
--- KEYS: 1 todos, 2 delayed, 3 dead, 4..14 the control block, then one job hash per id,
+-- KEYS: 1 todos, 2 delayed, 3 dead, 4..15 the control block, then one job hash per id,
 --       then the reply record
 -- ARGV: the ids (the reaper read them from deadlines, due first)
 -- Returns: number of jobs that ended dead. Each id is re-checked: still waiting or
@@ -14,7 +14,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = 0
 for i, id in ipairs(ARGV) do
-  local job = KEYS[14 + i]
+  local job = KEYS[3 + CTL_N + i]
   local at = tonumber(redis.call('ZSCORE', CTL.deadlines, id))
   if at and at <= now then
     local waiting = redis.call('SISMEMBER', KEYS[1], id) == 1

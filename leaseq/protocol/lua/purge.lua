@@ -1,6 +1,6 @@
 -- purge: delete dead jobs for good.
 -- (controls prelude)
--- KEYS: 1 dead, 2..12 the control block, then one job hash per id, then the reply record
+-- KEYS: 1 dead, 2..13 the control block, then one job hash per id, then the reply record
 -- ARGV: the ids
 -- Returns: number of jobs deleted (ids not in dead are left alone).
 -- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:
@@ -9,7 +9,7 @@ ctl_init(2)
 local n = 0
 for i, id in ipairs(ARGV) do
   if redis.call('SREM', KEYS[1], id) == 1 then
-    redis.call('DEL', KEYS[12 + i])
+    redis.call('DEL', KEYS[1 + CTL_N + i])
     ctl_forget(id)
     n = n + 1
   end

@@ -1,6 +1,6 @@
 -- revive: give dead jobs a fresh set of attempts and put them back in todos.
 -- (controls prelude)
--- KEYS: 1 dead, 2 todos, 3 wake, 4..14 the control block, then one job hash per id, then
+-- KEYS: 1 dead, 2 todos, 3 wake, 4..15 the control block, then one job hash per id, then
 --       the reply record
 -- ARGV: the ids
 -- Returns: number of jobs moved. Ids not in dead, and dead ids whose hash has no task
@@ -10,7 +10,7 @@
 ctl_init(4)
 local moved = 0
 for i, id in ipairs(ARGV) do
-  local job = KEYS[14 + i]
+  local job = KEYS[3 + CTL_N + i]
   if redis.call('SISMEMBER', KEYS[1], id) == 1 and redis.call('HEXISTS', job, 'task') == 1 then
     redis.call('SMOVE', KEYS[1], KEYS[2], id)
     redis.call('HSET', job, 'attempts', 0, 'failures', 0, 'expiries', 0)

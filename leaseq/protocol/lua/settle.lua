@@ -1,19 +1,23 @@
--- settle: end a lease other than by ack: fail (retry or dead), release, or bury.
+-- settle: end a lease other than by ack: fail (retry or dead), release, bury, or cancel.
 -- (controls prelude)
 -- KEYS: 1 lease, 2 job hash, 3 in_progress, 4 todos, 5 delayed, 6 dead, 7 wake,
---       8..18 the control block
--- ARGV: 1 id, 2 token, 3 mode ('fail' | 'release' | 'bury'), 4 error text,
+--       8..19 the control block
+-- ARGV: 1 id, 2 token, 3 mode ('fail' | 'release' | 'bury' | 'cancel'), 4 error text,
 --       5 retry delay ms (fail only; 0 = straight back to todos),
 --       6 a lower cap on attempts for this failure ('' = the job's own max_attempts)
--- Returns: the outcome: 'todo', 'delayed' or 'dead'; 'lost' when the token does not hold
--- the lease. A retried call (same token, same mode) whose first attempt already settled
+-- Returns: the outcome: 'todo', 'delayed', 'dead' or 'cancelled'; 'lost' when the token
+-- does not hold the lease. A lease with a cancel pending (value '<token>!', cancel.lua)
+-- is still its holder's to settle, and whatever the mode the job ends cancelled; mode
+-- 'cancel' is only for such a lease ('lost' otherwise). A retried call (same token, same mode) whose first attempt already settled
 -- this lease returns that first outcome again (idempotent), never a second move: even
 -- after the job was claimed and settled again meanwhile, since the job hash keeps the
 -- last HISTORY settlements in its 'settles' field ("token:mode:outcome;" entries,
 -- newest first) besides the last one in 'settled'/'outcome'/'settled_by'.
 local HISTORY = 8
 local id, token, mode = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('GET', KEYS[1]) ~= token then
+local held = redis.call('GET', KEYS[1])
+local cancel = held == token .. '!'
+if (held ~= token or mode == 'cancel') and not cancel then
   local s = redis.call('HMGET', KEYS[2], 'settled', 'outcome', 'settled_by', 'settles')
   if s[1] == token and s[3] == mode then return s[2] end
   if s[4] then
@@ -38,7 +42,9 @@ redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], id)
 ctl_unhold(id)
 local outcome
-if mode == 'release' then
+if cancel then
+  outcome = 'cancelled'
+elseif mode == 'release' then
   redis.call('HSET', KEYS[2], 'attempts', math.max(attempts - 1, 0),
     'releases', (tonumber(c[4]) or 0) + 1)
   outcome = 'todo'
@@ -68,6 +74,9 @@ if outcome == 'todo' then
   redis.call('LTRIM', KEYS[7], 0, 63)
 elseif outcome == 'delayed' then
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), id)
+elseif outcome == 'cancelled' then
+  redis.call('SADD', CTL.cancelled, id)
+  redis.call('HSET', KEYS[2], 'finished_at', now)
 else
   redis.call('SADD', KEYS[6], id)
   redis.call('HSET', KEYS[2], 'finished_at', now)

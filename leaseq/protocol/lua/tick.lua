@@ -1,7 +1,7 @@
 -- tick: one tick of a periodic schedule, at most once whatever the number of schedulers.
 -- (controls prelude; job-creation prelude: create_job, wake)
 -- KEYS: 1 the schedule's state (schedule:<name>), 2 todos, 3 in_progress, 4 delayed,
---       5 done, 6 dead, 7 wake, 8 the tick's job hash, 9..19 the control block
+--       5 done, 6 dead, 7 wake, 8 the tick's job hash, 9..20 the control block
 -- ARGV: 1 the state's last tick as the caller read it ('' = none yet), 2 mode:
 --       'run' enqueue the tick's job, 'missed' record ARGV[10] ticks up to this one as
 --       skipped (every scheduler was down), 'baseline' start the schedule at this tick;
@@ -14,6 +14,7 @@
 -- The last tick is a compare-and-set: each tick is decided once, by the first call that
 -- reads the state it expects, so two schedulers (or a re-sent call) never enqueue one
 -- tick twice, even after its job was done and forgotten.
+ctl_init(9)
 local state = KEYS[1]
 local last = redis.call('HGET', state, 'last_tick')
 local tick = ARGV[3]
@@ -49,13 +50,13 @@ if redis.call('EXISTS', job) == 1
     or redis.call('SISMEMBER', KEYS[3], id) == 1
     or redis.call('SISMEMBER', KEYS[5], id) == 1
     or redis.call('SISMEMBER', KEYS[6], id) == 1
+    or redis.call('SISMEMBER', CTL.cancelled, id) == 1
     or redis.call('ZSCORE', KEYS[4], id) then
   redis.call('HSET', state, 'last_tick', tick)
   return 'known'
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-ctl_init(9)
 wake(KEYS[7], create_job(job, id, ARGV[5], ARGV[6], ARGV[7], '0', ARGV[8], now, KEYS[2],
   KEYS[4], '', '0', '', ''))
 redis.call('HSET', state, 'last_tick', tick, 'last_job', id)
