@@ -8,7 +8,7 @@ from typing import Literal
 from . import scripts, validate
 from .core import QueueCore
 from .validate import storable
-from .wire import is_cluster, text
+from .wire import text
 
 __all__ = ["CancelOutcome", "Cancelling"]
 
@@ -41,12 +41,11 @@ class Cancelling(QueueCore):
         why = storable(str(reason)[:_MAX_REASON_CHARS])
         await self.prepare()
         k = self.keys
-        command = "SPUBLISH" if is_cluster(self.redis) else "PUBLISH"
         reply = await scripts.CANCEL(
             self.redis,
             [k.todos, k.in_progress, k.done, k.dead, k.delayed, k.job(job_id),
              k.lease(job_id), *k.control, k.reply()],
-            [job_id, why, command, k.cancels])
+            [job_id, why, self.publish, k.cancels])
         outcome = text(reply)
         if outcome in ("cancelled", "delivered"):
             await self._replicated("cancel")

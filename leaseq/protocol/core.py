@@ -21,6 +21,7 @@ from . import scripts, tx, validate
 from . import settings as _settings
 from .codec import JsonSerializer, Serializer
 from .controls import UNSET, Controls, Rate
+from .finished import FinishWatch
 from .keys import QUEUES_KEY, QueueKeys, validate_queue_name
 from .settings import STORED, Stored
 from .wire import (
@@ -144,6 +145,10 @@ class QueueCore:
         self.unconfirmed_writes = 0
         """Writes that ``replicas`` replicas did not confirm within ``replica_timeout``."""
         self.keys = QueueKeys(self.name)
+        self.publish = "SPUBLISH" if is_cluster(redis) else "PUBLISH"
+        self._finish_watch: FinishWatch | None = None
+        """The command that publishes on the queue's channels (shard channels on a
+        cluster)."""
         self.held_back = ""
         """Why the last claim could take no more: ``""`` (it took what it asked for,
         or nothing waits), ``"paused"``, ``"full"`` (``max_in_flight``), ``"limited"``
@@ -157,6 +162,12 @@ class QueueCore:
         self._server_checked = False
         self.epoch: str | None = None
         """The queue's epoch marker as this object first saw it (see :meth:`prepare`)."""
+
+    def finish_watch(self) -> FinishWatch:
+        """The subscription that tells this object's waiters which jobs ended."""
+        if self._finish_watch is None:
+            self._finish_watch = FinishWatch(self.redis, self.keys.finished)
+        return self._finish_watch
 
     def _apply(self, settings: Mapping[str, int | None]) -> None:
         lease_ms = settings["lease_ms"] or _settings.DEFAULTS["lease_ms"]
@@ -221,6 +232,9 @@ class QueueCore:
             pipe.sadd(QUEUES_KEY, self.name)
             # The epoch marker tells a reaper when the server lost its data.
             pipe.hsetnx(k.meta, "epoch", uuid.uuid4().hex)
+            # Which publish command the scripts use for the queue's channels: a cluster
+            # needs shard channels, Redis < 7 has only PUBLISH.
+            pipe.hsetnx(k.meta, "publish", self.publish)
             pipe.hget(k.meta, "epoch")
             pipe.hgetall(k.settings)
             *_, epoch, stored = await pipe.execute()

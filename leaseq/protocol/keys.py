@@ -43,6 +43,7 @@ class QueueKeys:
         "done_at",
         "events",
         "fence",
+        "finished",
         "held",
         "holds",
         "in_progress",
@@ -86,6 +87,9 @@ class QueueKeys:
         # Job control (docs/protocol.md, "Cancel").
         self.cancelled = self.prefix + "cancelled"
         self.cancels = self.prefix + "cancels"
+        self.finished = self.prefix + "finished"
+        """The channel the ids of jobs that ended (done, dead, cancelled, or deleted) are
+        published on, in the step that ends them, for :meth:`~leaseq.Queue.wait`."""
         """The channel a cancel of a running job is published on ("<id> <token>"); a
         shard channel on a cluster, so it lives with the queue's slot."""
         # The block of keys the controls prelude (lua/_ctl.lua) reads, in its order.

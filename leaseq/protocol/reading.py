@@ -134,8 +134,13 @@ class Reading(QueueCore):
 
         Raises :class:`JobDead` with the recorded reason if it ends in ``dead``,
         :class:`JobNotFound` if the queue does not know the id (never enqueued, or done
-        and forgotten by the retention before a poll saw it), and :class:`WaitTimeout`
-        after ``timeout`` seconds. Polls with a backoff from 1 ms to 50 ms.
+        and forgotten by the retention before a poll saw it), :class:`JobCancelled` if it
+        was cancelled, and :class:`WaitTimeout` after ``timeout`` seconds.
+
+        Does not poll: the step that ends a job publishes its id on the queue's
+        ``finished`` channel, and one subscription per queue object wakes every waiter of
+        the process (their reads coalesced: ten thousand concurrent waits cost a few
+        round trips). A slow check every 5 s covers a lost message.
         """
         validate.job_id(job_id)
         (result,) = await wait_all(self, [job_id], timeout)

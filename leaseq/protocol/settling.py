@@ -66,7 +66,8 @@ class Settling(QueueCore):
             if not owned:
                 return None
             crash.point("in_ack")
-            return _ack_commands(self.keys, [(leases[i], data[i]) for i in owned])
+            return _ack_commands(self.keys, [(leases[i], data[i]) for i in owned],
+                                 self.publish)
 
         for _ in range(_MAX_WATCH_RETRIES):
             if await tx.watch_read_exec(self.redis, lease_keys, commands) is not False:
@@ -189,7 +190,9 @@ class Settling(QueueCore):
         ]
 
 
-def _ack_commands(k: QueueKeys, acked: Sequence[tuple[Lease, bytes]]) -> list[tx.Command]:
+def _ack_commands(
+    k: QueueKeys, acked: Sequence[tuple[Lease, bytes]], publish: str,
+) -> list[tx.Command]:
     """The MULTI/EXEC body acking ``acked`` (leases whose keys still hold their tokens,
     with their encoded results)."""
     out: list[tx.Command] = []
@@ -206,6 +209,8 @@ def _ack_commands(k: QueueKeys, acked: Sequence[tuple[Lease, bytes]]) -> list[tx
     # batched form of SMOVE in_progress done.
     out += [("SREM", k.in_progress, *ids), ("SADD", k.done, *ids),
             ("DEL", *[k.lease(i) for i in ids]), ("ZADD", k.done_at, *done_at)]
+    # Waiters (Queue.wait) hear of the batch in the step that ends it: one message.
+    out.append((publish, k.finished, " ".join(ids)))
     return out + _release_commands(k, [lease for lease, _ in acked])
 
 

@@ -58,6 +58,18 @@ local function ctl_init(i)
   CTL.holding = CTL.max_in_flight ~= nil or CTL.key_conc ~= nil
 end
 
+-- A job ended (dead, cancelled, or its hash deleted): tell the waiters (Queue.wait) on
+-- the queue's finished channel (a shard channel on a cluster: meta.publish, written by
+-- the first client that prepared the queue, names the command). Read once per call.
+local function ctl_finished(id)
+  if CTL.pub == nil then
+    local pub = redis.call('HGET', CTL.meta, 'publish')
+    CTL.pub = (pub == 'PUBLISH' or pub == 'SPUBLISH') and pub or false
+    CTL.channel = string.sub(CTL.settings, 1, #CTL.settings - #'settings') .. 'finished'
+  end
+  if CTL.pub then redis.call(CTL.pub, CTL.channel, id) end
+end
+
 -- The placement of an id of a fifo queue: priority, key, rank (nil: not ranked yet).
 local function ctl_place(id)
   local v = redis.call('HGET', CTL.placed, id)
@@ -171,6 +183,7 @@ local function ctl_expired(job, now)
 end
 
 local function ctl_expire(id, job, dead, now)
+  ctl_finished(id)
   redis.call('SADD', dead, id)
   redis.call('HSET', job, 'dead_reason', 'expired before start', 'finished_at', now)
   redis.call('HINCRBY', CTL.meta, 'expired', 1)

@@ -20,6 +20,7 @@ local id, reason = ARGV[1], ARGV[2]
 local job = KEYS[6]
 
 local function to_cancelled()
+  ctl_finished(id)
   redis.call('SADD', CTL.cancelled, id)
   redis.call('HSET', job, 'cancel_reason', reason, 'finished_at', now)
   redis.call('ZREM', CTL.deadlines, id)

@@ -266,6 +266,7 @@ for i, p in ipairs(picked) do
       if redis.call('EXISTS', job) == 1 then reason = 'job hash corrupt at claim' end
       redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
     end
+    ctl_finished(id)
     for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'dead', key, 0}) do out[#out + 1] = v end
   else
     if not fence then

@@ -11,6 +11,7 @@ for i, id in ipairs(ARGV) do
   if redis.call('SREM', KEYS[1], id) == 1 then
     redis.call('DEL', KEYS[1 + CTL_N + i])
     ctl_forget(id)
+    ctl_finished(id)
     n = n + 1
   end
 end

@@ -77,9 +77,11 @@ elseif outcome == 'delayed' then
 elseif outcome == 'cancelled' then
   redis.call('SADD', CTL.cancelled, id)
   redis.call('HSET', KEYS[2], 'finished_at', now)
+  ctl_finished(id)
 else
   redis.call('SADD', KEYS[6], id)
   redis.call('HSET', KEYS[2], 'finished_at', now)
+  ctl_finished(id)
 end
 local history = token .. ':' .. mode .. ':' .. outcome .. ';'
   .. (redis.call('HGET', KEYS[2], 'settles') or '')
