@@ -156,6 +156,9 @@ class JobInfo:
     """The job's fair-queueing key, when it has one."""
     expires_at: float | None = None
     """Redis time (Unix seconds) by which the job must start, else it ends dead."""
+    progress: dict[str, Any] | None = field(default=None, compare=False)
+    """The last progress its handler reported: ``fraction``, ``message``, ``data`` and
+    ``at`` (Redis ms), or ``None``."""
     cancel_reason: str | None = None
     """Why the job was cancelled (set when a cancel was asked for, even while its running
     holder has not stopped yet)."""

@@ -51,6 +51,7 @@ class QueueKeys:
         "parked",
         "placed",
         "prefix",
+        "progress",
         "rates",
         "schedules",
         "settings",
@@ -88,6 +89,9 @@ class QueueKeys:
         self.cancelled = self.prefix + "cancelled"
         self.cancels = self.prefix + "cancels"
         self.finished = self.prefix + "finished"
+        self.progress = self.prefix + "progress"
+        """The channel each stored progress of a running job is published on
+        (``<id> <json>``)."""
         """The channel the ids of jobs that ended (done, dead, cancelled, or deleted) are
         published on, in the step that ends them, for :meth:`~leaseq.Queue.wait`."""
         """The channel a cancel of a running job is published on ("<id> <token>"); a

@@ -130,6 +130,8 @@ TICK = Script("tick", creates_jobs=True)
 CONFIGURE = Script("configure")
 REINDEX = Script("reindex", reply_record=True, controls=True)
 CANCEL = Script("cancel", reply_record=True, controls=True)
+PROGRESS = Script("progress", controls=True)
 ALL = (ENQUEUE, CLAIM, CANDIDATES, EXTEND, SETTLE, REAP, PROMOTE, EXPIRE, TRIM, STATS,
-       REVIVE, PURGE, REPAIR, PRESENCE, DROP, TASKSTATS, TICK, CONFIGURE, REINDEX, CANCEL)
+       REVIVE, PURGE, REPAIR, PRESENCE, DROP, TASKSTATS, TICK, CONFIGURE, REINDEX, CANCEL,
+       PROGRESS)
 

@@ -3,6 +3,8 @@ and lease renewal (extend.lua)."""
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,6 +28,8 @@ __all__ = ["Settling"]
 _MAX_WATCH_RETRIES = 32
 # Longest error text or dead reason stored with a job.
 _MAX_ERROR_CHARS = 65_536
+_MAX_PROGRESS_TEXT = 4096
+_MAX_PROGRESS_BYTES = 65_536
 _SETTLE_OUTCOMES: dict[str, JobState] = {"todo": "todo", "delayed": "delayed", "dead": "dead",
                                           "cancelled": "cancelled"}
 
@@ -150,6 +154,34 @@ class Settling(QueueCore):
             raise LeaseLost(self.name, lease.job_id, lease.token)
         await self._replicated(mode)
         return _SETTLE_OUTCOMES[outcome]
+
+    async def progress(
+        self, lease: Lease, fraction: float, message: str | None = None, **data: Any,
+    ) -> None:
+        """Store the progress of the job ``lease`` holds: ``fraction`` (0 to 1), an
+        optional ``message`` and JSON ``data``; ``inspect``, the API and the dashboard
+        show it, and it is published on the queue's ``progress`` channel. Fenced: raises
+        :class:`LeaseLost` if the lease is no longer held (a stale holder's progress
+        never overwrites the new holder's)."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
+                or not math.isfinite(fraction) or not 0 <= fraction <= 1:
+            raise InvalidInput(f"fraction must be a number from 0 to 1, got {fraction!r}")
+        if message is not None and not isinstance(message, str):
+            raise InvalidInput(f"message must be text or None, got {message!r}")
+        try:
+            value = json.dumps({"fraction": fraction, "message": message and storable(
+                message[:_MAX_PROGRESS_TEXT]), "data": data}, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"progress data must be JSON: {exc}") from exc
+        if len(value) > _MAX_PROGRESS_BYTES:
+            raise InvalidInput(f"progress is {len(value)} bytes of JSON, at most "
+                               f"{_MAX_PROGRESS_BYTES}")
+        k = self.keys
+        stored = await scripts.PROGRESS(
+            self.redis, [k.lease(lease.job_id), k.job(lease.job_id), *k.control],
+            [lease.job_id, lease.token, value, self.publish, k.progress])
+        if not int(stored):
+            raise LeaseLost(self.name, lease.job_id, lease.token)
 
     async def extend(self, lease: Lease, lease_timeout: float | None = None) -> Lease:
         """Renew the lease for ``lease_timeout`` seconds from now (default: its own length).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,7 @@ def _info(queue: QueueCore, job_id: str, replies: list[Any]) -> JobInfo | None:
         key=opt_text(h.get("key")),
         expires_at=_ms_to_s(h.get("expires_at")),
         cancel_reason=opt_text(h.get("cancel_reason")),
+        progress=_progress(h.get("progress")),
     )
 
 
@@ -79,6 +81,17 @@ def _decode_or_raw(queue: QueueCore, data: Any) -> Any:
         return queue.serializer.loads(data)
     except Exception:
         return data
+
+
+def _progress(raw: Any) -> dict[str, Any] | None:
+    """The stored progress, or ``None`` (also for a value that is not one)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _ms_to_s(value: Any) -> float | None:

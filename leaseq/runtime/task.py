@@ -81,6 +81,13 @@ class JobContext:
         """Runs the job gets before it goes to ``dead``."""
         return self._lease.max_attempts
 
+    async def progress(self, fraction: float, message: str | None = None, **data: Any) -> None:
+        """Report how far the job got: ``fraction`` (0 to 1), an optional ``message``
+        and JSON ``data`` (see :meth:`~leaseq.Queue.progress`). Raises
+        :class:`~leaseq.LeaseLost` when the job's lease is no longer this worker's (its
+        result will not be acked either)."""
+        await self.queue.progress(self._lease, fraction, message, **data)
+
     def __repr__(self) -> str:
         return (f"JobContext(queue={self.queue.name!r}, job_id={self.job_id!r}, "
                 f"attempt={self.attempt}, task={self.task!r})")

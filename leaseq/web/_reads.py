@@ -136,7 +136,7 @@ def job_view(q: Queue, info: Any) -> dict[str, Any]:
         "enqueued_at": info.enqueued_at, "finished_at": info.finished_at,
         "lease_ttl": info.lease_ttl, "owner": info.owner,
         "priority": info.priority, "key": info.key, "expires_at": info.expires_at,
-        "cancel_reason": info.cancel_reason,
+        "cancel_reason": info.cancel_reason, "progress": info.progress,
     }
 
 

@@ -130,6 +130,9 @@ class JobView(BaseModel):
                     "ends dead.")
     cancel_reason: str | None = Field(
         description="Why the job was cancelled (also while its running worker stops it).")
+    progress: dict[str, Any] | None = Field(
+        description="The last progress its handler reported: fraction (0 to 1), message, "
+                    "data, at (Redis ms).")
 
 
 class ScheduleView(BaseModel):

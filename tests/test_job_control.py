@@ -1,0 +1,195 @@
+"""Progress and waiting without polling, against a real redis-server and the cluster
+(the `redis` fixture's lanes): a handler's progress is stored fenced by its lease and
+published; `wait()` is woken by the step that ends a job, and ten thousand concurrent
+waiters share one subscription and a few round trips."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from leaseq import InvalidInput, JobContext, JobDead, LeaseLost, Queue, Worker
+
+from .conftest import wait_for
+
+
+async def _subscribed(q: Queue) -> None:
+    """Wait until the queue's waiters listen (the first wait() starts the subscription)."""
+    async def up() -> bool:
+        return q.finish_watch().subscribed.is_set()
+
+    await wait_for(up)
+
+
+async def _run_worker(q: Queue, handlers: dict[str, Any], body: Any, **options: Any) -> None:
+    worker = Worker(q, handlers, **options)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: worker.run(handle_signals=False))
+        try:
+            await body()
+        finally:
+            worker.stop()
+
+
+async def test_a_handlers_progress_is_stored_and_shown(redis: aioredis.Redis) -> None:
+    q = Queue(redis, "prog")
+    reported = anyio.Event()
+    go_on = anyio.Event()
+
+    async def handler(ctx: JobContext, payload: Any) -> str:
+        await ctx.progress(0.25, "a quarter", rows=25)
+        reported.set()
+        await go_on.wait()
+        await ctx.progress(1.0)
+        return "ok"
+
+    async def body() -> None:
+        job_id = await q.enqueue("h", None)
+        with anyio.fail_after(10):
+            await reported.wait()
+        info = await q.job(job_id)
+        assert info is not None and info.state == "in_progress"
+        assert info.progress is not None
+        assert (info.progress["fraction"], info.progress["message"],
+                info.progress["data"]) == (0.25, "a quarter", {"rows": 25})
+        assert isinstance(info.progress["at"], int)
+        go_on.set()
+        assert await q.wait(job_id, timeout=10) == "ok"
+        done = await q.job(job_id)
+        assert done is not None and done.progress is not None
+        assert (done.progress["fraction"], done.progress["message"]) == (1.0, None)
+
+    await _run_worker(q, {"h": handler}, body)
+
+
+async def test_a_stale_holders_progress_is_refused(redis: aioredis.Redis) -> None:
+    q = Queue(redis, "stale-progress", lease_timeout=60)
+    await q.enqueue("t", None, job_id="j")
+    old = await q.claim()
+    assert old is not None
+    await redis.delete(q.keys.lease("j"))  # what the server does when the lease expires
+    from leaseq import Reaper
+    assert await Reaper(q).sweep() == 1
+    new = await q.claim()
+    assert new is not None and new.token != old.token
+    await q.progress(new, 0.5, "the new holder")
+    with pytest.raises(LeaseLost):
+        await q.progress(old, 0.9, "the old holder")
+    info = await q.job("j")
+    assert info is not None and info.progress is not None
+    assert info.progress["message"] == "the new holder"
+
+
+@pytest.mark.parametrize("bad", [
+    {"fraction": 1.5}, {"fraction": -0.1}, {"fraction": float("nan")}, {"fraction": True},
+    {"fraction": 0.5, "message": 3}, {"fraction": 0.5, "blob": object()},
+    {"fraction": 0.5, "big": "x" * 70_000},
+], ids=repr)
+async def test_bad_progress_is_refused_before_anything_is_written(
+        redis: aioredis.Redis, bad: dict[str, Any]) -> None:
+    q = Queue(redis, "bad-progress")
+    await q.enqueue("t", None, job_id="j")
+    lease = await q.claim()
+    assert lease is not None
+    with pytest.raises(InvalidInput):
+        await q.progress(lease, **bad)
+    assert await redis.hget(q.keys.job("j"), "progress") is None
+
+
+@pytest.mark.real_redis
+async def test_progress_is_published_on_the_queues_channel(real_redis: aioredis.Redis) -> None:
+    q = Queue(real_redis, "pub-progress")
+    await q.enqueue("t", None, job_id="j")
+    lease = await q.claim()
+    assert lease is not None
+    pubsub = real_redis.pubsub()
+    await pubsub.subscribe(q.keys.progress)
+    try:
+        await q.progress(lease, 0.5, "half")
+        with anyio.fail_after(5):
+            while (message := await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=1)) is None:
+                pass
+        job_id, _, value = message["data"].decode().partition(" ")
+        assert job_id == "j" and json.loads(value)["message"] == "half"
+    finally:
+        await pubsub.aclose()
+
+
+async def test_wait_is_woken_by_the_ack_not_by_polling(redis: aioredis.Redis) -> None:
+    """One waiter, a job that ends after a while: while it runs, the waiter sends no
+    command (it listens); the ack wakes it."""
+    q = Queue(redis, "woken")
+    await q.enqueue("t", None, job_id="j")
+    lease = await q.claim()
+    assert lease is not None
+    result: list[Any] = []
+
+    async def waiter() -> None:
+        result.append(await q.wait("j", timeout=30))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await _subscribed(q)
+        await anyio.sleep(0.5)  # a polling waiter would have looked ~10 times by now
+        await q.ack(lease, "done")
+    assert result == ["done"]
+
+
+@pytest.mark.real_redis
+async def test_ten_thousand_waiters_share_one_subscription_and_few_commands(
+        real_redis: aioredis.Redis) -> None:
+    q = Queue(real_redis, "many")
+    ids = await q.enqueue_many("t", [None] * 10_000)
+    results: dict[str, Any] = {}
+
+    async def waiter(job_id: str) -> None:
+        results[job_id] = await q.wait(job_id, timeout=60)
+
+    async with anyio.create_task_group() as tg:
+        for job_id in ids:
+            tg.start_soon(waiter, job_id)
+        await _subscribed(q)
+        await anyio.sleep(0.2)
+        await real_redis.config_resetstat()
+        while leases := await q.claim_many(500):
+            await q.ack_many([(lease, lease.job_id) for lease in leases])
+    assert results == {i: i for i in ids}
+    stats = await real_redis.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+    # Twenty claim and ack batches of 500 (each claimed job: one HMGET inside the
+    # claim script); the waiters' own reads after the acks: the states of the ids they
+    # heard of (3 SMISMEMBER per coalesced read) and one HMGET of each result. A waiter
+    # that polled would send commands every few ms for each job.
+    assert calls.get("hmget", 0) <= 2 * 10_000 + 200, calls
+    assert calls.get("smismember", 0) <= 3 * 200, calls
+    assert calls.get("exists", 0) == 0, calls
+    clients = await real_redis.client_list()
+    assert len(clients) < 50, len(clients)
+
+
+async def test_wait_raises_at_once_when_the_job_ends_dead(redis: aioredis.Redis) -> None:
+    q = Queue(redis, "dies", max_attempts=1)
+    await q.enqueue("t", None, job_id="j")
+    lease = await q.claim()
+    assert lease is not None
+    outcome: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            await q.wait("j", timeout=30)
+        except JobDead as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await _subscribed(q)
+        with anyio.fail_after(5):
+            await q.fail(lease, "boom")
+            while not outcome:
+                await anyio.sleep(0.01)
+    assert "boom" in str(outcome[0])
