@@ -46,6 +46,7 @@ DRAIN_CASES = [
     ("fifo_keys_key_concurrency", "fifo + 1,000 keys + key_concurrency=1,000"),
     ("rate_limit", "set + rate_limit=Rate(1,000,000, burst=1,000)"),
     ("expires_in", "set + expires_in=1 day on every job"),
+    ("events", "set + events=100,000 (the lifecycle stream)"),
 ]
 ENQUEUE_CASES = [
     ("default", "default (set)"),
@@ -95,6 +96,7 @@ def make_queue(client):
         "fifo_keys_key_concurrency": dict(ordering="fifo", key_concurrency=1000),
         "rate_limit": dict(rate_limit=leaseq.Rate(1_000_000, burst=1000)),
         "expires_in": dict(),
+        "events": dict(events=100_000),
     }[case]
     return Queue(client, "bench", **options)
 

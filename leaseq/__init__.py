@@ -14,7 +14,15 @@ from .exceptions import (
     SettingsConflict,
     WaitTimeout,
 )
-from .models import JobInfo, JobState, Lease, QueueStats, ScheduleInfo, WorkerInfo
+from .models import (
+    JobInfo,
+    JobState,
+    Lease,
+    QueueEvent,
+    QueueStats,
+    ScheduleInfo,
+    WorkerInfo,
+)
 from .protocol.cancelling import CancelOutcome
 from .protocol.codec import JsonSerializer, Serializer
 from .protocol.controls import Rate
@@ -53,6 +61,7 @@ __all__ = (
     "Policy",
     "Priority",
     "Queue",
+    "QueueEvent",
     "QueueStats",
     "Rate",
     "Reaper",

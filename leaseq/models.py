@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["JobInfo", "JobState", "Lease", "QueueStats", "WorkerInfo"]
+__all__ = ["JobInfo", "JobState", "Lease", "QueueEvent", "QueueStats", "WorkerInfo"]
 
 JobState = Literal["todo", "in_progress", "done", "dead", "delayed", "cancelled"]
 """Where a job is: which one of the queue's sets holds its id."""
@@ -64,6 +64,25 @@ class Lease:
     def server_now(self) -> float:
         """Estimate of Redis's clock now, from the claim's reading plus local elapsed time."""
         return time.monotonic() + self.server_offset
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEvent:
+    """One lifecycle event of a job (:meth:`~leaseq.Queue.events`)."""
+
+    id: str
+    """The event's id in the queue's stream (``<ms>-<n>``): pass it as ``since`` to go
+    on after it."""
+    type: str
+    """``enqueued``, ``started``, ``progress``, ``acked``, ``failed``, ``retried``,
+    ``released``, ``dead``, ``cancel_requested``, ``cancelled`` or ``lease_expired``."""
+    job_id: str
+    """The job's id."""
+    at: float
+    """When it was written, Redis time (Unix seconds)."""
+    data: dict[str, str] = field(compare=False)
+    """What else the event says (``attempt``, ``token``, ``owner``, ``error``,
+    ``outcome``, ``reason``, ``progress``, ``task``), as text."""
 
 
 @dataclass(frozen=True, slots=True)

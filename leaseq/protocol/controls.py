@@ -112,6 +112,10 @@ class Controls:
     key_concurrency: int | None = None
     rate_limit: Rate | None = None
     key_rate: Rate | None = None
+    events: int | None = None
+    """The length the queue's lifecycle event stream is kept at (about: ``XADD MAXLEN
+    ~``); ``None``: no events are written (the default: they cost every job a few
+    commands)."""
 
     @property
     def fifo(self) -> bool:
@@ -127,6 +131,7 @@ class Controls:
                 self.key_concurrency),
             "rate": "" if self.rate_limit is None else self.rate_limit.encode(),
             "key_rate": "" if self.key_rate is None else self.key_rate.encode(),
+            "events": "" if self.events is None else str(self.events),
         }
 
     @classmethod
@@ -142,18 +147,19 @@ class Controls:
             ordering="fifo" if f.get("ordering") == "fifo" else "set",
             max_in_flight=count("max_in_flight"), key_concurrency=count("key_concurrency"),
             rate_limit=Rate.decode(f["rate"]) if "rate" in f else None,
-            key_rate=Rate.decode(f["key_rate"]) if "key_rate" in f else None)
+            key_rate=Rate.decode(f["key_rate"]) if "key_rate" in f else None,
+            events=count("events"))
 
 
 # Constructor argument names and the stored field each maps to.
 FIELDS = {"ordering": "ordering", "max_in_flight": "max_in_flight",
           "key_concurrency": "key_concurrency", "rate_limit": "rate",
-          "key_rate": "key_rate"}
+          "key_rate": "key_rate", "events": "events"}
 
 
 def given(
     ordering: Any = UNSET, max_in_flight: Any = UNSET, key_concurrency: Any = UNSET,
-    rate_limit: Any = UNSET, key_rate: Any = UNSET,
+    rate_limit: Any = UNSET, key_rate: Any = UNSET, events: Any = UNSET,
 ) -> dict[str, Any]:
     """The controls a caller named, validated (``UNSET`` ones left out)."""
     out: dict[str, Any] = {}
@@ -169,6 +175,8 @@ def given(
         out["rate_limit"] = _rate(rate_limit, "rate_limit")
     if key_rate is not UNSET:
         out["key_rate"] = _rate(key_rate, "key_rate")
+    if events is not UNSET:
+        out["events"] = _count(events, "events")
     return out
 
 

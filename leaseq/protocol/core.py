@@ -90,11 +90,12 @@ class QueueCore:
         key_concurrency: int | None = UNSET,
         rate_limit: Rate | None = UNSET,
         key_rate: Rate | None = UNSET,
+        events: int | None = UNSET,
     ) -> None:
         self.name = validate_queue_name(name)
         # Controls named here must agree with those stored with the queue (see prepare).
         self._named_controls = _controls.given(ordering, max_in_flight, key_concurrency,
-                                               rate_limit, key_rate)
+                                               rate_limit, key_rate, events)
         self.controls = Controls(**self._named_controls)
         """The queue's ordering and limits as stored with it (read by :meth:`prepare`;
         before that, the ones named here)."""

@@ -55,6 +55,7 @@ class QueueKeys:
         "rates",
         "schedules",
         "settings",
+        "stream",
         "todos",
         "waiting",
         "wake",
@@ -89,6 +90,9 @@ class QueueKeys:
         self.cancelled = self.prefix + "cancelled"
         self.cancels = self.prefix + "cancels"
         self.finished = self.prefix + "finished"
+        self.stream = self.prefix + "stream"
+        """The lifecycle events of the queue's jobs (a Redis Stream, kept at the queue's
+        ``events`` length; written only when that is set)."""
         self.progress = self.prefix + "progress"
         """The channel each stored progress of a running job is published on
         (``<id> <json>``)."""
@@ -99,7 +103,8 @@ class QueueKeys:
         # The block of keys the controls prelude (lua/_ctl.lua) reads, in its order.
         self.control = (self.settings, self.waiting, self.active, self.parked,
                         self.placed, self.holds, self.held, self.rates, self.deadlines,
-                        self.meta, self.wake, self.prefix + "cancelled")
+                        self.meta, self.wake, self.prefix + "cancelled",
+                        self.prefix + "stream")
 
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ..exceptions import InvalidInput
-from ..models import JobInfo, JobState, QueueStats, ScheduleInfo, WorkerInfo
+from ..models import JobInfo, JobState, QueueEvent, QueueStats, ScheduleInfo, WorkerInfo
 from . import admin, scripts, taskstats, validate
 from .core import QueueCore
+from .lifecycle import read_events
 from .presence import live_workers
 from .scheduling import read_schedules
 from .views import read_jobs
@@ -42,6 +43,20 @@ class Reading(QueueCore):
                           paused=int(reply[7]) == 1, ordering=text(reply[8]),
                           holding=holding, waiting_on_limits=blocked, keys_waiting=active,
                           keys_parked=parked, expired=expired, cancelled=cancelled)
+
+    def events(self, since: str = "$", *, block: float | None = 5.0
+               ) -> AsyncIterator[QueueEvent]:
+        """The queue's lifecycle events (enqueued, started, progress, acked, failed,
+        retried, released, dead, cancel_requested, cancelled, lease_expired) as an async
+        iterator, read from the queue's stream: only when the queue keeps one
+        (``Queue(events=N)``: the stream is kept at about N events, and writing them costs
+        each job a few commands, so it is off by default).
+
+        ``since``: ``"$"`` (events from now on), ``"0"`` (the oldest kept) or an event's
+        ``id`` (the events after it: resume where a reader stopped). ``block``: seconds
+        each read waits for new events (the iterator goes on until the caller stops);
+        ``None``: return once the kept events are read."""
+        return read_events(self, since, block)
 
     async def job(self, job_id: str) -> JobInfo | None:
         """Everything recorded about one job, or ``None`` if the queue does not know it."""

@@ -71,7 +71,7 @@ class Settling(QueueCore):
                 return None
             crash.point("in_ack")
             return _ack_commands(self.keys, [(leases[i], data[i]) for i in owned],
-                                 self.publish)
+                                 self.publish, self.controls.events)
 
         for _ in range(_MAX_WATCH_RETRIES):
             if await tx.watch_read_exec(self.redis, lease_keys, commands) is not False:
@@ -223,7 +223,7 @@ class Settling(QueueCore):
 
 
 def _ack_commands(
-    k: QueueKeys, acked: Sequence[tuple[Lease, bytes]], publish: str,
+    k: QueueKeys, acked: Sequence[tuple[Lease, bytes]], publish: str, events: int | None,
 ) -> list[tx.Command]:
     """The MULTI/EXEC body acking ``acked`` (leases whose keys still hold their tokens,
     with their encoded results)."""
@@ -243,6 +243,9 @@ def _ack_commands(
             ("DEL", *[k.lease(i) for i in ids]), ("ZADD", k.done_at, *done_at)]
     # Waiters (Queue.wait) hear of the batch in the step that ends it: one message.
     out.append((publish, k.finished, " ".join(ids)))
+    if events is not None:
+        out += [("XADD", k.stream, "MAXLEN", "~", events, "*", "type", "acked", "job", i,
+                 "attempt", lease.attempt) for (lease, _), i in zip(acked, ids, strict=True)]
     return out + _release_commands(k, [lease for lease, _ in acked])
 
 

@@ -2,8 +2,8 @@
 -- "(controls prelude)": ordering, fair queueing by key, limits, start deadlines and
 -- pause (docs/protocol.md, "Scheduling controls").
 -- The control keys are one block of KEYS (QueueKeys.control, in this order): settings,
--- waiting, active, parked, placed, holds, held, rates, deadlines, meta, wake, cancelled
--- (CTL_N keys); ctl_init(i)
+-- waiting, active, parked, placed, holds, held, rates, deadlines, meta, wake, cancelled,
+-- stream (CTL_N keys); ctl_init(i)
 -- names the index of the first and reads the queue's stored controls once per call, so
 -- every script applies the ones stored with the queue, whatever its caller believes.
 --   waiting  sorted set, all scores 0: one member per waiting job of a fifo queue,
@@ -20,7 +20,7 @@
 --            'k\31<key>' per key), scored by its theoretical arrival time (Redis ms)
 --   deadlines sorted set: ids with a start deadline, scored by it (Redis ms)
 local CTL = {}
-local CTL_N = 12  -- keys in the control block (QueueKeys.control)
+local CTL_N = 13  -- keys in the control block (QueueKeys.control)
 local SEP = '\31'
 local INF = 1e15  -- a parked key's "look again" when only a freed slot can unpark it
 
@@ -44,18 +44,28 @@ local function ctl_init(i)
     KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
   CTL.holds, CTL.held, CTL.rates, CTL.deadlines, CTL.meta = KEYS[i + 5], KEYS[i + 6],
     KEYS[i + 7], KEYS[i + 8], KEYS[i + 9]
-  CTL.wake, CTL.cancelled = KEYS[i + 10], KEYS[i + 11]
+  CTL.wake, CTL.cancelled, CTL.stream = KEYS[i + 10], KEYS[i + 11], KEYS[i + 12]
   local s = redis.call('HMGET', CTL.settings, 'ordering', 'paused', 'max_in_flight',
-                       'key_concurrency', 'rate', 'key_rate')
+                       'key_concurrency', 'rate', 'key_rate', 'events')
   CTL.fifo = s[1] == 'fifo'
   CTL.paused = s[2] == '1'
   CTL.max_in_flight = ctl_count(s[3])
   CTL.key_conc = ctl_count(s[4])
   CTL.rate = ctl_rate(s[5])
   CTL.key_rate = ctl_rate(s[6])
+  CTL.events = ctl_count(s[7])
   -- Holds are kept while a concurrency limit applies; ids claimed before one was set
   -- hold no slot.
   CTL.holding = CTL.max_in_flight ~= nil or CTL.key_conc ~= nil
+end
+
+-- A lifecycle event of a job, on the queue's stream when it keeps one (settings.events:
+-- its length, about). fields: more field/value pairs ('attempt', 3, ...).
+local function ctl_event(kind, id, fields)
+  if not CTL.events then return end
+  local args = {'XADD', CTL.stream, 'MAXLEN', '~', CTL.events, '*', 'type', kind, 'job', id}
+  for _, v in ipairs(fields or {}) do args[#args + 1] = v end
+  redis.call(unpack(args))
 end
 
 -- A job ended (dead, cancelled, or its hash deleted): tell the waiters (Queue.wait) on
@@ -184,6 +194,7 @@ end
 
 local function ctl_expire(id, job, dead, now)
   ctl_finished(id)
+  ctl_event('dead', id, {'reason', 'expired before start'})
   redis.call('SADD', dead, id)
   redis.call('HSET', job, 'dead_reason', 'expired before start', 'finished_at', now)
   redis.call('HINCRBY', CTL.meta, 'expired', 1)

@@ -28,6 +28,7 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
     redis.call('ZADD', CTL.deadlines, at, id)
   end
   redis.call('HSET', job, unpack(fields))
+  ctl_event('enqueued', id, {'task', task})
   local delay = tonumber(delay_ms)
   ctl_new(id, priority, key, delay <= 0)
   if delay > 0 then

@@ -1,7 +1,7 @@
 -- cancel: cancel a job, from any process.
 -- (reply-record prelude, controls prelude)
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 the job hash, 7 the lease,
---       8..19 the control block, 20 the reply record
+--       8.. the control block (CTL_N keys), then the reply record
 -- ARGV: 1 id, 2 reason, 3 'PUBLISH' or 'SPUBLISH' (on a cluster), 4 the cancels channel
 -- Returns: 'cancelled' (it waited or was delayed: now in cancelled), 'delivered' (it
 --   runs: the cancel is bound to the lease that holds it now, and published to the
@@ -21,6 +21,7 @@ local job = KEYS[6]
 
 local function to_cancelled()
   ctl_finished(id)
+  ctl_event('cancelled', id, {'reason', reason})
   redis.call('SADD', CTL.cancelled, id)
   redis.call('HSET', job, 'cancel_reason', reason, 'finished_at', now)
   redis.call('ZREM', CTL.deadlines, id)
@@ -49,6 +50,7 @@ if redis.call('SISMEMBER', KEYS[2], id) == 1 then
     redis.call('HSET', job, 'cancel_token', token, 'cancel_reason', reason)
     if held == token then redis.call('SET', KEYS[7], token .. '!', 'KEEPTTL') end
     redis.call(ARGV[3], ARGV[4], id .. ' ' .. token)
+    ctl_event('cancel_requested', id, {'token', token, 'reason', reason})
   end
   return answer('delivered', true)
 end

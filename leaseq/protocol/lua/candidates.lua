@@ -1,7 +1,7 @@
 -- candidates: the ids a fifo claim would take first, for a cluster claim to name (see
 -- claim.lua: there every key a script touches is declared, so the caller names them).
 -- (controls prelude)
--- KEYS: 1..12 the control block
+-- KEYS: 1.. the control block (CTL_N keys)
 -- ARGV: 1 n
 -- Returns: up to 4n ids: the first waiting jobs of the keys whose turn is next (the
 -- round-robin's first n keys and the parked keys due again), n per key at most.

@@ -1,7 +1,7 @@
 -- claim: take up to n jobs from todos, each with a fresh lease, in one atomic step.
 -- (controls prelude)
 -- KEYS: 1 todos, 2 in_progress, 3 dead, 4 delayed, 5 wake, 6 fence, 7 the claim record
---       (claim:<nonce>), 8..19 the control block; on a cluster also the m candidates'
+--       (claim:<nonce>), 8.. the control block (CTL_N keys); on a cluster also the m candidates'
 --       job hashes, then their lease keys
 -- ARGV: 1 key prefix "leaseq:{NAME}:", or '' on a cluster, 2 n, 3 default lease ms,
 --       4 nonce, 5 owner name, 6 k = number of per-task attempt limits, then k pairs
@@ -267,6 +267,7 @@ for i, p in ipairs(picked) do
       redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
     end
     ctl_finished(id)
+    ctl_event('dead', id, {'reason', 'job hash missing or corrupt at claim'})
     for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'dead', key, 0}) do out[#out + 1] = v end
   else
     if not fence then
@@ -298,6 +299,7 @@ for i, p in ipairs(picked) do
     end
     if CTL.fifo then held = held + 2 end
     leased = leased + 1
+    ctl_event('started', id, {'attempt', attempt, 'token', token, 'owner', ARGV[5]})
     rec[#rec + 1] = i
     rec[#rec + 1] = id
     if lease_ms > longest then longest = lease_ms end

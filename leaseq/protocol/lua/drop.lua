@@ -1,6 +1,6 @@
 -- drop: delete waiting or delayed jobs for good (an operator's queue purge).
 -- (controls prelude)
--- KEYS: 1 todos, 2 delayed, 3..14 the control block, then one job hash per id, then the
+-- KEYS: 1 todos, 2 delayed, 3.. the control block (CTL_N keys), then one job hash per id, then the
 --       reply record
 -- ARGV: the ids
 -- Returns: number of jobs deleted. Ids no longer waiting or delayed (claimed since,

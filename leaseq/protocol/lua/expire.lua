@@ -1,7 +1,7 @@
 -- expire: jobs whose start deadline passed while they waited or were delayed end dead
 -- ("expired before start"), counted in meta.expired apart from failures (the reaper).
 -- (controls prelude)
--- KEYS: 1 todos, 2 delayed, 3 dead, 4..15 the control block, then one job hash per id,
+-- KEYS: 1 todos, 2 delayed, 3 dead, 4.. the control block (CTL_N keys), then one job hash per id,
 --       then the reply record
 -- ARGV: the ids (the reaper read them from deadlines, due first)
 -- Returns: number of jobs that ended dead. Each id is re-checked: still waiting or

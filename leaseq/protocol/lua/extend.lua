@@ -1,6 +1,6 @@
 -- extend: renew leases that are still held by the given tokens (heartbeat).
 -- (controls prelude)
--- KEYS: 1..12 the control block, then the lease keys, one per job
+-- KEYS: 1.. the control block (CTL_N keys), then the lease keys, one per job
 -- ARGV: 1 lease ms, then one token per lease key
 -- Returns: {now_ms, ok_1, ..., ok_n} with ok 1 = renewed, 0 = lease lost (not touched),
 -- 2 = renewed but a cancel is pending (cancel.lua): the holder should stop the job and

@@ -1,6 +1,6 @@
 -- progress: store a running job's progress, fenced by its lease.
 -- (controls prelude)
--- KEYS: 1 the lease, 2 the job hash, 3..14 the control block
+-- KEYS: 1 the lease, 2 the job hash, 3.. the control block (CTL_N keys)
 -- ARGV: 1 id, 2 token, 3 the progress (JSON: fraction, message, data), 4 'PUBLISH' or
 --       'SPUBLISH', 5 the progress channel
 -- Returns: 1 stored, 0 refused (the token no longer holds the lease: a stale holder's
@@ -18,4 +18,5 @@ value.at = now
 local stored = cjson.encode(value)
 redis.call('HSET', KEYS[2], 'progress', stored)
 redis.call(ARGV[4], ARGV[5], ARGV[1] .. ' ' .. stored)
+ctl_event('progress', ARGV[1], {'progress', stored})
 return 1

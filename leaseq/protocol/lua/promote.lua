@@ -1,6 +1,6 @@
 -- promote: move delayed jobs whose due time has come to todos.
 -- (controls prelude)
--- KEYS: 1 delayed, 2 todos, 3 wake, 4 meta, 5..16 the control block, 17 the reply record
+-- KEYS: 1 delayed, 2 todos, 3 wake, 4 meta, 5.. the control block (CTL_N keys), then the reply record
 -- ARGV: 1 batch size
 -- Also stamps meta.reaper_seen (Redis ms): every sweep calls this script at least once,
 -- so dashboards can tell whether any reaper is running.

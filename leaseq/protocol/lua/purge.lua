@@ -1,6 +1,6 @@
 -- purge: delete dead jobs for good.
 -- (controls prelude)
--- KEYS: 1 dead, 2..13 the control block, then one job hash per id, then the reply record
+-- KEYS: 1 dead, 2.. the control block (CTL_N keys), then one job hash per id, then the reply record
 -- ARGV: the ids
 -- Returns: number of jobs deleted (ids not in dead are left alone).
 -- The last KEY is this call's reply record (reply-record prelude, scripts/_reply.lua:

@@ -1,7 +1,7 @@
 -- reap: requeue (or bury) jobs of in_progress whose lease has expired; repair leases
 -- without an expiry. Called by the reaper with one SSCAN batch of ids.
 -- (controls prelude)
--- KEYS: 1 in_progress, 2 todos, 3 dead, 4 wake, 5 events, 6..17 the control block, then
+-- KEYS: 1 in_progress, 2 todos, 3 dead, 4 wake, 5 events, 6.. the control block (CTL_N keys), then
 --       n lease keys, then n job hashes, then the reply record
 -- ARGV: 1 lease ms to give a lease key found without expiry, 2 events to keep, then the
 --       n ids
@@ -71,6 +71,10 @@ for i = 1, n do
         ctl_wait(id, true)  -- back to its place, not behind newer work
         requeued = requeued + 1
       end
+      ctl_event('lease_expired', id, {'attempt', tonumber(f[1]) or 0, 'token',
+        f[7] or '', 'outcome', cancelled and 'cancelled' or (reason and 'dead' or 'requeued')})
+      if cancelled then ctl_event('cancelled', id, {'reason', 'lease expired'})
+      elseif reason then ctl_event('dead', id, {'reason', reason}) end
       redis.call('LPUSH', KEYS[5], cjson.encode({
         at = now, event = 'lease_expired', job_id = id, task = f[5] or false,
         attempt = tonumber(f[1]) or 0, owner = f[6] or false, token = f[7] or false,

@@ -1,7 +1,7 @@
 -- reindex: make the scheduling controls agree with the sets again for the given ids
 -- (`leaseq doctor --repair`), re-checking each first.
 -- (controls prelude)
--- KEYS: 1 todos, 2 in_progress, 3..14 the control block, 15 the reply record
+-- KEYS: 1 todos, 2 in_progress, 3.. the control block (CTL_N keys), then the reply record
 -- ARGV: the ids, then, after a '' separator, the fifo index entries to check
 -- Returns: number of entries changed. An id of todos missing from the fifo index is
 -- indexed (with its old rank when it has one); an index entry whose id is not in todos

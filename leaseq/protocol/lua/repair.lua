@@ -1,6 +1,6 @@
 -- repair: fix one integrity problem found by `leaseq doctor --repair`, re-checking it first.
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 done_at, 7 wake,
---       8 the job hash, 9 the lease key, 10..21 the control block, 22 the reply record
+--       8 the job hash, 9 the lease key, 10.. the control block (CTL_N keys), then the reply record
 -- (controls prelude)
 -- ARGV: 1 kind, 2 id
 --   kind 'orphan_lease': a lease key whose id is not in in_progress -> deleted

@@ -1,6 +1,6 @@
 -- revive: give dead jobs a fresh set of attempts and put them back in todos.
 -- (controls prelude)
--- KEYS: 1 dead, 2 todos, 3 wake, 4..15 the control block, then one job hash per id, then
+-- KEYS: 1 dead, 2 todos, 3 wake, 4.. the control block (CTL_N keys), then one job hash per id, then
 --       the reply record
 -- ARGV: the ids
 -- Returns: number of jobs moved. Ids not in dead, and dead ids whose hash has no task

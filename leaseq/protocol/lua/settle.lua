@@ -1,7 +1,7 @@
 -- settle: end a lease other than by ack: fail (retry or dead), release, bury, or cancel.
 -- (controls prelude)
 -- KEYS: 1 lease, 2 job hash, 3 in_progress, 4 todos, 5 delayed, 6 dead, 7 wake,
---       8..19 the control block
+--       8.. the control block (CTL_N keys)
 -- ARGV: 1 id, 2 token, 3 mode ('fail' | 'release' | 'bury' | 'cancel'), 4 error text,
 --       5 retry delay ms (fail only; 0 = straight back to todos),
 --       6 a lower cap on attempts for this failure ('' = the job's own max_attempts)
@@ -65,6 +65,14 @@ else
   else
     outcome = 'todo'
   end
+end
+if mode == 'fail' and outcome ~= 'cancelled' then
+  ctl_event('failed', id, {'attempt', attempts, 'error', ARGV[4], 'outcome', outcome})
+end
+if outcome == 'todo' or outcome == 'delayed' then
+  ctl_event(mode == 'release' and 'released' or 'retried', id, {'attempt', attempts})
+else
+  ctl_event(outcome, id, {'reason', mode})
 end
 if outcome == 'todo' then
   redis.call('SADD', KEYS[4], id)

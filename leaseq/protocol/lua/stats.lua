@@ -2,7 +2,7 @@
 -- its scheduling controls, in one step.
 -- (controls prelude)
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 done_at, 7 meta,
---       8..19 the control block
+--       8.. the control block (CTL_N keys)
 -- ARGV: none
 -- Returns: {todos, in_progress, done, dead, delayed, done in the last 60 s, epoch or
 --   false, paused (0/1), ordering, leases holding a slot, jobs waiting on a limit,

@@ -1,7 +1,7 @@
 -- tick: one tick of a periodic schedule, at most once whatever the number of schedulers.
 -- (controls prelude; job-creation prelude: create_job, wake)
 -- KEYS: 1 the schedule's state (schedule:<name>), 2 todos, 3 in_progress, 4 delayed,
---       5 done, 6 dead, 7 wake, 8 the tick's job hash, 9..20 the control block
+--       5 done, 6 dead, 7 wake, 8 the tick's job hash, 9.. the control block (CTL_N keys)
 -- ARGV: 1 the state's last tick as the caller read it ('' = none yet), 2 mode:
 --       'run' enqueue the tick's job, 'missed' record ARGV[10] ticks up to this one as
 --       skipped (every scheduler was down), 'baseline' start the schedule at this tick;
