@@ -193,3 +193,77 @@ async def test_wait_raises_at_once_when_the_job_ends_dead(redis: aioredis.Redis)
             while not outcome:
                 await anyio.sleep(0.01)
     assert "boom" in str(outcome[0])
+
+
+async def _all_events(q: Queue, since: str = "0") -> list[Any]:
+    return [e async for e in q.events(since, block=None)]
+
+
+async def test_a_jobs_lifecycle_is_on_the_stream_in_order(redis: aioredis.Redis) -> None:
+    q = Queue(redis, "lifecycle", events=1000, max_attempts=2)
+    await q.enqueue("t", None, job_id="j")
+    first = await q.claim()
+    assert first is not None
+    await q.progress(first, 0.5, "half")
+    await q.fail(first, "boom")  # retried at once
+    second = await q.claim()
+    assert second is not None
+    await q.ack(second, "ok")
+    await q.enqueue("t", None, job_id="k")
+    assert await q.cancel("k") == "cancelled"
+    events = await _all_events(q)
+    assert [(e.type, e.job_id) for e in events] == [
+        ("enqueued", "j"), ("started", "j"), ("progress", "j"), ("failed", "j"),
+        ("retried", "j"), ("started", "j"), ("acked", "j"), ("enqueued", "k"),
+        ("cancelled", "k")]
+    assert events[1].data["token"] == first.token
+    assert events[3].data["error"] == "boom"
+    assert events[6].data["attempt"] == "2"
+    assert all(a.id < b.id for a, b in zip(events, events[1:]))
+
+
+async def test_the_stream_is_resumable_and_bounded(redis: aioredis.Redis) -> None:
+    q = Queue(redis, "resume", events=50)
+    await q.enqueue("t", None, job_id="a")
+    (mark,) = await _all_events(q)
+    await q.enqueue_many("t", [None] * 3, job_ids=["b", "c", "d"])
+    after = await _all_events(q, since=mark.id)
+    assert [e.job_id for e in after] == ["b", "c", "d"]
+    await q.enqueue_many("t", [None] * 500)
+    # MAXLEN ~ trims in whole nodes of the stream: about 50, never the 504 written.
+    assert len(await _all_events(q)) < 250
+
+
+async def test_a_queue_without_events_writes_no_stream(redis: aioredis.Redis) -> None:
+    q = Queue(redis, "quiet")
+    await q.enqueue("t", None)
+    lease = await q.claim()
+    assert lease is not None
+    await q.ack(lease)
+    assert not await redis.exists(q.keys.stream)
+    assert await _all_events(q) == []
+
+
+async def test_events_from_now_on_wait_for_new_ones(redis: aioredis.Redis) -> None:
+    q = Queue(redis, "live", events=100)
+    await q.enqueue("t", None, job_id="old")
+    seen: list[str] = []
+
+    async def read() -> None:
+        async for event in q.events("$", block=0.05):
+            seen.append(event.job_id)
+            if event.job_id == "new":
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await anyio.sleep(0.1)
+        await q.enqueue("t", None, job_id="new")
+    assert seen == ["new"]
+
+
+@pytest.mark.parametrize("since", ["now", "12-x", "-1", ""])
+async def test_a_bad_since_is_refused(redis: aioredis.Redis, since: str) -> None:
+    q = Queue(redis, "badsince", events=10)
+    with pytest.raises(InvalidInput):
+        await _all_events(q, since)
