@@ -42,7 +42,7 @@ def _job_row(info: JobInfo, now: float) -> dict[str, Any]:
 @QUEUE
 @click.option("--state", type=_STATES, default="todo", show_default=True,
               help="Which jobs: waiting, delayed (soonest first), running, done (newest "
-                   "first) or dead.")
+                   "first), dead or cancelled.")
 @click.option("--task", default=None, help="Only jobs of this task.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
               help="Jobs per page (about: a set is walked one SSCAN step at a time).")

@@ -202,13 +202,13 @@ async def _walk_jobs(queue: Queue, tallies: dict[str, Tally], repair: bool) -> i
         seen += len(keys)
         ids = [key[len(job_prefix):] for key in keys]
         async with r.pipeline(transaction=False) as pipe:
-            for key in (k.todos, k.in_progress, k.done, k.dead):
+            for key in (k.todos, k.in_progress, k.done, k.dead, k.cancelled):
                 pipe.smismember(key, ids)
             pipe.zmscore(k.delayed, ids)
             for key in keys:
                 pipe.exists(key)  # after the membership: 0 if trimmed meanwhile
             replies = await pipe.execute()
-        flags, scores, exists = replies[:4], replies[4], replies[5:]
+        flags, scores, exists = replies[:5], replies[5], replies[6:]
         for i, job_id in enumerate(ids):
             if exists[i] and not any(f[i] for f in flags) and scores[i] is None:
                 fixed = repair and await _repair(queue, "orphan_job", job_id)

@@ -5,9 +5,9 @@ buries it, a cancel, the reaper's moves, a purge) publishes its id on the queue'
 waiter of the process, so ten thousand waiters cost one connection, not ten thousand.
 
 A message can be missed (the subscription was down, or came up after the job ended):
-each waiter reads the state of its jobs once after it registered, the subscription asks
-every waiter to look again after each (re)subscribe, and a slow fallback check runs
-every :data:`FALLBACK` seconds.
+each waiter reads the state of its jobs once after it registered, every waiter looks
+again after each (re)subscribe, and a slow fallback check runs every :data:`FALLBACK`
+seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ log = structlog.get_logger("leaseq.queue")
 FALLBACK = 5.0
 """Seconds between a waiter's checks of its jobs when no message came (a lost one)."""
 _POLL = 1.0
-_MAX_BACKOFF = 5.0
+_BACKOFF = 0.2
 
 
 class Coalesced(Generic[T]):
@@ -91,30 +91,31 @@ class Poke:
 
 
 class FinishWatch:
-    """The subscription of one queue's ``finished`` channel, shared by its waiters; it
-    runs while some waiter is registered."""
+    """The subscription of one queue's ``finished`` channel, shared by its waiters.
+
+    No task runs in the background: one waiter at a time reads the subscription (the one
+    that finds nobody reading) and wakes the others whose jobs it hears of; when it is
+    done, it hands the reading over to another waiter. The subscription's connection
+    stays open between waits (a new ``wait()`` costs no new connection)."""
 
     def __init__(self, redis: Any, channel: str) -> None:
         self.redis = redis
         self.channel = channel
         self._waiters: dict[str, set[Poke]] = {}
         self._everyone: set[Poke] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._reader = anyio.Lock()
+        self._pubsub: Any = None
         self.subscribed = anyio.Event()
-        """Set once the subscription is up (a waiter looks again then)."""
+        """Set while the subscription is up (waiters then wait longer between looks)."""
 
     def register(self, job_ids: Iterable[str], poke: Poke) -> None:
-        """Set ``poke`` when one of ``job_ids`` ends, or when every waiter should look
-        again (after a resubscribe); start the subscription if it is not running."""
+        """Wake ``poke`` when one of ``job_ids`` ends, or when it should look again."""
         for job_id in job_ids:
             self._waiters.setdefault(job_id, set()).add(poke)
         self._everyone.add(poke)
-        if self._task is None or self._task.done():
-            self.subscribed = anyio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._listen())
 
     def unregister(self, job_ids: Iterable[str], poke: Poke) -> None:
-        """Forget ``poke``; the subscription stops with its last waiter."""
+        """Forget ``poke``."""
         for job_id in job_ids:
             pokes = self._waiters.get(job_id)
             if pokes is not None:
@@ -122,9 +123,66 @@ class FinishWatch:
                 if not pokes:
                     del self._waiters[job_id]
         self._everyone.discard(poke)
-        if not self._everyone and self._task is not None:
-            self._task.cancel()
-            self._task = None
+
+    async def wait(self, poke: Poke, timeout: float) -> None:
+        """Wait until ``poke`` is woken or ``timeout`` passes, reading the subscription
+        meanwhile if no other waiter does."""
+        if self._reader.locked():
+            with anyio.move_on_after(timeout):
+                await poke.event.wait()
+            return
+        try:
+            async with self._reader:
+                with anyio.move_on_after(timeout):
+                    await self._read_until(poke)
+        finally:
+            # Another waiter reads next: it wakes, looks at its jobs, and takes over.
+            for other in self._everyone:
+                if other is not poke:
+                    other.event.set()
+                    break
+
+    async def _read_until(self, poke: Poke) -> None:
+        cluster = is_cluster(self.redis)
+        try:
+            if self._pubsub is None:
+                pubsub = self.redis.pubsub()
+                if cluster:
+                    await pubsub.ssubscribe(self.channel)
+                else:
+                    await pubsub.subscribe(self.channel)
+                self._pubsub = pubsub
+                self.subscribed.set()
+                # What ended before the subscription was up is looked at again.
+                self._poke_everyone()
+            while not poke.event.is_set():
+                if cluster:
+                    message = await self._pubsub.get_sharded_message(
+                        ignore_subscribe_messages=True, timeout=_POLL)
+                else:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=_POLL)
+                if message is not None and message.get("type") in ("message", "smessage"):
+                    self._poke(text(message["data"]).split(" "))
+        except BaseException as exc:
+            # A failed or interrupted read leaves the connection in an unknown state:
+            # the next reader subscribes anew (and everyone looks again then).
+            broken, self._pubsub = self._pubsub, None
+            self.subscribed = anyio.Event()
+            if broken is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    try:
+                        await broken.aclose()
+                    except Exception as close_exc:
+                        if not redis_failure(close_exc):
+                            raise
+            if isinstance(exc, Exception) and redis_failure(exc):
+                # Waiters fall back to their slow checks meanwhile.
+                log.debug("finished_watch_down", channel=self.channel,
+                          error=error_text(exc))
+                await anyio.sleep(_BACKOFF)
+                return
+            raise
 
     def _poke(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
@@ -136,45 +194,3 @@ class FinishWatch:
         for poke in self._everyone:
             poke.everything = True
             poke.event.set()
-
-    async def _listen(self) -> None:
-        cluster = is_cluster(self.redis)
-        backoff = 0.05
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                if cluster:
-                    await pubsub.ssubscribe(self.channel)
-                else:
-                    await pubsub.subscribe(self.channel)
-                self.subscribed.set()
-                # What ended before the subscription was up is looked at again.
-                self._poke_everyone()
-                backoff = 0.05
-                while True:
-                    if cluster:
-                        message = await pubsub.get_sharded_message(
-                            ignore_subscribe_messages=True, timeout=_POLL)
-                    else:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=_POLL)
-                    if message is not None and message.get("type") in ("message",
-                                                                          "smessage"):
-                        self._poke(text(message["data"]).split(" "))
-            except Exception as exc:
-                if not redis_failure(exc):
-                    log.error("finished_watch_failed", channel=self.channel,
-                              error=error_text(exc))
-                    raise
-                # Waiters fall back to their slow checks meanwhile.
-                log.debug("finished_watch_down", channel=self.channel,
-                          error=error_text(exc), retry_in=backoff)
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-            finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                    try:
-                        await pubsub.aclose()
-                    except Exception as exc:
-                        if not redis_failure(exc):
-                            raise

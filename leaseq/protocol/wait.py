@@ -44,8 +44,7 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
                 if look is names:  # the first look: an id the queue does not know fails now
                     await _check_known(queue, list(pending))
                 interval = FALLBACK if watch.subscribed.is_set() else _UNSUBSCRIBED_POLL
-                with anyio.move_on_after(interval):
-                    await poke.event.wait()
+                await watch.wait(poke, interval)
                 heard, everything = poke.take()
                 if everything or not heard:
                     # A resubscribe, or no word for a while: look at all of them, and

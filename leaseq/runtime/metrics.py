@@ -29,7 +29,7 @@ __all__ = ["Metrics"]
 
 log = structlog.get_logger(__name__)
 
-_STATES = ("todos", "in_progress", "done", "dead", "delayed")
+_STATES = ("todos", "in_progress", "done", "dead", "delayed", "cancelled")
 
 
 class Metrics:
@@ -42,7 +42,7 @@ class Metrics:
             "dead, lease_lost, released.", ["queue", "event"], registry=self.registry)
         self.reaped = Counter(
             "leaseq_reaped", "Expired leases handled by the reaper, by outcome: requeued, "
-            "dead, repaired.", ["queue", "outcome"], registry=self.registry)
+            "dead, repaired, cancelled.", ["queue", "outcome"], registry=self.registry)
         self.data_lost = Counter(
             "leaseq_data_lost", "Times a reaper found a queue's epoch marker changed or "
             "gone: the server lost its data.", ["queue"], registry=self.registry)

@@ -110,9 +110,10 @@ class Reaper:
 
     async def sweep(self) -> int:
         """One pass over every queue; return the number of expired leases handled
-        (jobs requeued plus jobs moved to ``dead``)."""
+        (jobs requeued, moved to ``dead``, or to ``cancelled`` when a cancel was bound
+        to the lease)."""
         report = await self.sweep_report()
-        return report.requeued + report.dead
+        return report.requeued + report.dead + report.cancelled
 
     async def sweep_report(self) -> SweepReport:
         """One pass over every queue, with the details of what it did."""
@@ -173,7 +174,8 @@ class Reaper:
                 error = error or exc
         requeued, dead, repaired, _, _, expired, cancelled = counts
         if self.metrics is not None:
-            for outcome, n in (("requeued", requeued), ("dead", dead), ("repaired", repaired)):
+            for outcome, n in (("requeued", requeued), ("dead", dead), ("repaired", repaired),
+                               ("cancelled", cancelled)):
                 self.metrics.reaped.labels(q.name, outcome).inc(n)
         if expired:
             log.info("job_expired", queue=q.name, jobs=expired,

@@ -148,11 +148,18 @@ local function ctl_wait(id, keep)
   end
 end
 
--- The id was just taken out of todos other than by a claim: drop its index entry.
+-- The id was just taken out of todos other than by a claim (cancelled, expired,
+-- purged): drop its index entry, and its key from the round-robin when it was the key's
+-- last waiting job (a key that gets new jobs later comes back first, like a new key).
 local function ctl_unwait(id)
   if not CTL.fifo then return end
   local _, key, rank = ctl_place(id)
   if rank then redis.call('ZREM', CTL.waiting, ctl_member(key, rank, id)) end
+  if #redis.call('ZRANGEBYLEX', CTL.waiting, '[' .. key .. SEP, '(' .. key .. '\32',
+                 'LIMIT', 0, 1) == 0 then
+    redis.call('ZREM', CTL.active, key)
+    redis.call('ZREM', CTL.parked, key)
+  end
 end
 
 -- The id's lease ended (settled, reaped, expired): free its slot, let its key be served

@@ -4,7 +4,8 @@
 -- KEYS: 1.. the control block (CTL_N keys)
 -- ARGV: 1 n
 -- Returns: up to 4n ids: the first waiting jobs of the keys whose turn is next (the
--- round-robin's first n keys and the parked keys due again), n per key at most.
+-- round-robin's first n keys and the parked keys due again), 4n per key at most (jobs
+-- found expired at the claim take no lease, so a key's first n may not be enough).
 -- Reads only: a candidate another claimer takes first is skipped by the claim.
 ctl_init(1)
 local n = tonumber(ARGV[1])
@@ -15,7 +16,7 @@ for _, key in ipairs(redis.call('ZRANGE', CTL.active, 0, n - 1)) do keys[#keys +
 local out = {}
 for _, key in ipairs(keys) do
   local entries = redis.call('ZRANGEBYLEX', CTL.waiting, '[' .. key .. SEP,
-                             '(' .. key .. '\32', 'LIMIT', 0, n)
+                             '(' .. key .. '\32', 'LIMIT', 0, 4 * n)
   for _, entry in ipairs(entries) do
     out[#out + 1] = string.sub(entry, #key + 19)
     if #out >= 4 * n then return out end

@@ -167,6 +167,7 @@ elseif budget > 0 then
     redis.call('ZADD', CTL.active, 0, key)
   end
   local mine = {}  -- this call's picks per key, for the key's concurrency
+  local cut = false  -- stopped at a candidate the caller did not name (a cluster)
   local tries = budget * 4 + 16  -- bounded work, whatever the keys hold
   while #picked < budget and tries > 0 do
     tries = tries - 1
@@ -202,6 +203,7 @@ elseif budget > 0 then
       elseif named[id] then
         job, lease = keys_of(id, named[id])
       else
+        cut = true
         break  -- not a named candidate: the caller names more and calls again
       end
       redis.call('ZREM', CTL.waiting, entry)
@@ -225,13 +227,17 @@ elseif budget > 0 then
       end
     end
   end
-  if tries == 0 and #picked < budget and redis.call('ZCARD', CTL.active) > 0 then
+  if cut then
+    -- Not a verdict on the queue: the caller names the next candidates and asks again.
+    if #picked == 0 then return out end
+  elseif tries == 0 and #picked < budget and redis.call('ZCARD', CTL.active) > 0 then
     -- Out of tries with keys still to look at (it parked those at their limit): a
     -- wake token makes the next claim go on at once instead of after a poll.
     redis.call('LPUSH', KEYS[5], '1')
     redis.call('LTRIM', KEYS[5], 0, 63)
     if #picked == 0 then return out end
-  elseif #picked == 0 and out[4] == '' and redis.call('SCARD', KEYS[1]) > 0 then
+  elseif #picked < budget and out[4] == '' and redis.call('SCARD', KEYS[1]) > #picked then
+    -- Jobs wait, but every key that has them is at its limit (the claim parked them).
     out[4] = 'keys'
     local soonest = redis.call('ZRANGE', CTL.parked, 0, 0, 'WITHSCORES')[2]
     if soonest and tonumber(soonest) < INF then out[5] = tonumber(soonest) end
