@@ -81,7 +81,9 @@ if record then
     end
     local token = (r[1] + slot) .. '-' .. nonce
     local entry = {id, token, 0, '', '', 0, 0, 0, 'gone', '', 0}
-    if lease and redis.call('GET', lease) == token then
+    local held = lease and redis.call('GET', lease)
+    -- A cancel bound to the lease meanwhile leaves it ours: its holder ends it cancelled.
+    if held == token or held == token .. '!' then
       local f = redis.call('HMGET', job, 'task', 'payload', 'max_attempts', 'lease_ms',
                            'attempts')
       local lease_ms = tonumber(f[4]) or default_ms
