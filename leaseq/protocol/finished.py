@@ -115,7 +115,7 @@ class FinishWatch:
         self._everyone.add(poke)
 
     def unregister(self, job_ids: Iterable[str], poke: Poke) -> None:
-        """Forget ``poke``."""
+        """Forget ``poke``; with nobody reading, another waiter is woken to read next."""
         for job_id in job_ids:
             pokes = self._waiters.get(job_id)
             if pokes is not None:
@@ -123,6 +123,16 @@ class FinishWatch:
                 if not pokes:
                     del self._waiters[job_id]
         self._everyone.discard(poke)
+        if not self._reader.locked():
+            self._hand_over(poke)
+
+    def _hand_over(self, leaving: Poke) -> None:
+        """Wake another waiter, which takes over the reading when it next waits (one
+        that is about to leave hands it on in turn, when it unregisters)."""
+        for other in self._everyone:
+            if other is not leaving:
+                other.event.set()
+                return
 
     async def wait(self, poke: Poke, timeout: float) -> None:
         """Wait until ``poke`` is woken or ``timeout`` passes, reading the subscription
@@ -133,16 +143,14 @@ class FinishWatch:
             return
         try:
             async with self._reader:
-                with anyio.move_on_after(timeout):
-                    await self._read_until(poke)
+                # No cancel scope around the read: a read cancelled halfway would cost
+                # the subscription its connection; the reads end by their own timeout.
+                await self._read_until(poke, anyio.current_time() + timeout)
         finally:
             # Another waiter reads next: it wakes, looks at its jobs, and takes over.
-            for other in self._everyone:
-                if other is not poke:
-                    other.event.set()
-                    break
+            self._hand_over(poke)
 
-    async def _read_until(self, poke: Poke) -> None:
+    async def _read_until(self, poke: Poke, deadline: float) -> None:
         cluster = is_cluster(self.redis)
         try:
             if self._pubsub is None:
@@ -156,12 +164,15 @@ class FinishWatch:
                 # What ended before the subscription was up is looked at again.
                 self._poke_everyone()
             while not poke.event.is_set():
+                left = deadline - anyio.current_time()
+                if left <= 0:
+                    return
                 if cluster:
                     message = await self._pubsub.get_sharded_message(
-                        ignore_subscribe_messages=True, timeout=_POLL)
+                        ignore_subscribe_messages=True, timeout=min(_POLL, left))
                 else:
                     message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=_POLL)
+                        ignore_subscribe_messages=True, timeout=min(_POLL, left))
                 if message is not None and message.get("type") in ("message", "smessage"):
                     self._poke(text(message["data"]).split(" "))
         except BaseException as exc:
