@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 import structlog
 
-from .wire import error_text, is_cluster, redis_failure, text
+from .wire import close_pubsub, error_text, is_cluster, redis_failure, text
 
 __all__ = ["FALLBACK", "Coalesced", "FinishWatch", "Poke"]
 
@@ -181,12 +181,7 @@ class FinishWatch:
             broken, self._pubsub = self._pubsub, None
             self.subscribed = anyio.Event()
             if broken is not None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                    try:
-                        await broken.aclose()
-                    except Exception as close_exc:
-                        if not redis_failure(close_exc):
-                            raise
+                await close_pubsub(broken)
             if isinstance(exc, Exception) and redis_failure(exc):
                 # Waiters fall back to their slow checks meanwhile.
                 log.debug("finished_watch_down", channel=self.channel,

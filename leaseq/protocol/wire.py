@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
+import anyio
 import redis
 import redis.asyncio as aioredis
 from redis.exceptions import (
@@ -138,3 +139,14 @@ def is_cluster(client: Any) -> bool:
     from redis.asyncio.cluster import RedisCluster
 
     return isinstance(client, RedisCluster)
+
+
+async def close_pubsub(pubsub: Any) -> None:
+    """Close a subscription, shielded and within a second; a Redis failure while closing
+    is ignored (the connection is gone either way)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+        try:
+            await pubsub.aclose()
+        except Exception as exc:
+            if not redis_failure(exc):
+                raise

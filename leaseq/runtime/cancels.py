@@ -13,7 +13,7 @@ import anyio
 import structlog
 
 from ..protocol.queue import Queue
-from ..protocol.wire import error_text, is_cluster, redis_failure, text
+from ..protocol.wire import close_pubsub, error_text, is_cluster, redis_failure, text
 from .heartbeat import Renewable
 
 __all__ = ["listen_for_cancels"]
@@ -77,12 +77,7 @@ async def _listen(queues: list[Queue], running: Callable[[], Iterable[Renewable]
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                try:
-                    await pubsub.aclose()
-                except Exception as exc:
-                    if not redis_failure(exc):
-                        raise
+            await close_pubsub(pubsub)
 
 
 def _deliver(queue: str | None, data: str, running: Callable[[], Iterable[Renewable]]) -> None:
