@@ -385,8 +385,12 @@ class ProtocolMachine(LeaseMachine):
         back = min(n, len(recovered))
         for lease in recovered[back:]:  # beyond n: released
             m = self.jobs[lease.job_id]
-            m.state, m.attempts = "todo", m.attempts - 1
-            m.settles.insert(0, (lease.token, "release", "todo"))
+            if m.cancel_pending(lease.token):  # a release of it ends it cancelled
+                m.state = "cancelled"
+                m.settles.insert(0, (lease.token, "release", "cancelled"))
+            else:
+                m.state, m.attempts = "todo", m.attempts - 1
+                m.settles.insert(0, (lease.token, "release", "todo"))
             self._drop_lease(m)
         assert [lease.token for lease in leases[:back]] == [r.token for r in recovered[:back]]
         fresh = 0 if self.paused else min(n - back, len(todo))

@@ -19,7 +19,14 @@ from typing import Any, Generic, TypeVar
 import anyio
 import structlog
 
-from .wire import close_pubsub, error_text, is_cluster, redis_failure, text
+from .wire import (
+    close_pubsub,
+    connection_errors,
+    error_text,
+    is_cluster,
+    redis_failure,
+    text,
+)
 
 __all__ = ["FALLBACK", "Coalesced", "FinishWatch", "Poke"]
 
@@ -154,12 +161,13 @@ class FinishWatch:
         cluster = is_cluster(self.redis)
         try:
             if self._pubsub is None:
-                pubsub = self.redis.pubsub()
-                if cluster:
-                    await pubsub.ssubscribe(self.channel)
-                else:
-                    await pubsub.subscribe(self.channel)
-                self._pubsub = pubsub
+                # Kept before it subscribes: a failed subscribe is closed below too.
+                self._pubsub = pubsub = self.redis.pubsub()
+                with connection_errors():
+                    if cluster:
+                        await pubsub.ssubscribe(self.channel)
+                    else:
+                        await pubsub.subscribe(self.channel)
                 self.subscribed.set()
                 # What ended before the subscription was up is looked at again.
                 self._poke_everyone()
@@ -167,12 +175,13 @@ class FinishWatch:
                 left = deadline - anyio.current_time()
                 if left <= 0:
                     return
-                if cluster:
-                    message = await self._pubsub.get_sharded_message(
-                        ignore_subscribe_messages=True, timeout=min(_POLL, left))
-                else:
-                    message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=min(_POLL, left))
+                with connection_errors():
+                    if cluster:
+                        message = await self._pubsub.get_sharded_message(
+                            ignore_subscribe_messages=True, timeout=min(_POLL, left))
+                    else:
+                        message = await self._pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=min(_POLL, left))
                 if message is not None and message.get("type") in ("message", "smessage"):
                     self._poke(text(message["data"]).split(" "))
         except BaseException as exc:

@@ -14,11 +14,14 @@ import anyio
 from ..exceptions import JobCancelled, JobDead, JobNotFound, WaitTimeout
 from .core import QueueCore
 from .finished import FALLBACK, Coalesced, Poke
-from .wire import text
+from .wire import redis_failure, text
 
 _UNSUBSCRIBED_POLL = 0.05
 """Seconds between looks while the subscription is not up yet (the first wait of a
 process, or Redis was away): the jobs may end meanwhile unheard."""
+# Seconds between looks while Redis does not answer, doubling.
+_FIRST_BACKOFF = 0.05
+_MAX_BACKOFF = 1.0
 
 
 async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | None) -> list[Any]:
@@ -32,17 +35,31 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
     names = list(pending)
     watch.register(names, poke)
     next_known = anyio.current_time() + FALLBACK
+    backoff = _FIRST_BACKOFF
     try:
         with anyio.fail_after(timeout):
             look = names
+            first = True
             while pending:
-                finished = await _states(queue, look)
-                if finished:
-                    await _collect(queue, finished, pending, results)
+                try:
+                    finished = await _states(queue, look)
+                    if finished:
+                        await _collect(queue, finished, pending, results)
+                    if pending and first:  # an id the queue does not know fails now
+                        await _check_known(queue, list(pending))
+                except Exception as exc:
+                    if not redis_failure(exc):
+                        raise
+                    # Redis went away (or refuses): waiting goes on until the timeout,
+                    # looking at everything again once it answers.
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    look = list(pending)
+                    continue
+                backoff = _FIRST_BACKOFF
+                first = False
                 if not pending:
                     break
-                if look is names:  # the first look: an id the queue does not know fails now
-                    await _check_known(queue, list(pending))
                 interval = FALLBACK if watch.subscribed.is_set() else _UNSUBSCRIBED_POLL
                 await watch.wait(poke, interval)
                 heard, everything = poke.take()
@@ -52,7 +69,7 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
                     # trimmed, or purged, while its message was lost).
                     look = list(pending)
                     if anyio.current_time() >= next_known:
-                        await _check_known(queue, look)
+                        first = True  # the next look checks that they are known
                         next_known = anyio.current_time() + FALLBACK
                 else:
                     look = [i for i in heard if i in pending]

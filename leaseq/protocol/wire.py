@@ -18,6 +18,7 @@ from redis.exceptions import (
     ReadOnlyError,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -29,10 +30,11 @@ AnyPipeline: TypeAlias = "aioredis.client.Pipeline"
 
 
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError,
-             ClusterError, TryAgainError, AskError)
+             ClusterError, TryAgainError, AskError, SlotNotCoveredError)
 """Errors after which a call may be tried again: the connection failed, not the command;
 or a cluster refused it for now (its slot moving: ASK, MOVED, TRYAGAIN, redis-py's
-"TTL exhausted" after too many of those; CLUSTERDOWN while a master fails over)."""
+"TTL exhausted" after too many of those; CLUSTERDOWN while a master fails over; a slot
+redis-py's map shows uncovered while it migrates, which is not a ``RedisError``)."""
 
 REFUSED = (OutOfMemoryError, ReadOnlyError)
 """Refusals redis-py has a class for that pass by themselves (LOADING, MASTERDOWN,
@@ -82,7 +84,8 @@ def redis_failure(exc: BaseException) -> bool:
     """Whether a call to Redis that raised ``exc`` failed at Redis or on the way there
     (any redis-py error, an ``OSError``, or a :func:`broken_connection`) rather than in
     the caller's own code."""
-    return isinstance(exc, (RedisError, OSError)) or broken_connection(exc)
+    return (isinstance(exc, (RedisError, OSError, SlotNotCoveredError))
+            or broken_connection(exc))
 
 
 def retryable(exc: BaseException) -> bool:

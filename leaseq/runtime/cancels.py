@@ -13,7 +13,14 @@ import anyio
 import structlog
 
 from ..protocol.queue import Queue
-from ..protocol.wire import close_pubsub, error_text, is_cluster, redis_failure, text
+from ..protocol.wire import (
+    close_pubsub,
+    connection_errors,
+    error_text,
+    is_cluster,
+    redis_failure,
+    text,
+)
 from .heartbeat import Renewable
 
 __all__ = ["listen_for_cancels"]
@@ -48,21 +55,23 @@ async def _listen(queues: list[Queue], running: Callable[[], Iterable[Renewable]
     while True:
         pubsub = client.pubsub()
         try:
-            if cluster:
-                await pubsub.ssubscribe(*by_channel)
-            else:
-                await pubsub.subscribe(*by_channel)
+            with connection_errors():
+                if cluster:
+                    await pubsub.ssubscribe(*by_channel)
+                else:
+                    await pubsub.subscribe(*by_channel)
             if down:
                 log.info("redis_recovered", component="cancels")
                 down = False
             backoff = 0.1
             while True:
-                if cluster:
-                    message = await pubsub.get_sharded_message(
-                        ignore_subscribe_messages=True, timeout=_POLL)
-                else:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=_POLL)
+                with connection_errors():
+                    if cluster:
+                        message = await pubsub.get_sharded_message(
+                            ignore_subscribe_messages=True, timeout=_POLL)
+                    else:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=_POLL)
                 if message is not None:
                     _deliver(by_channel.get(text(message["channel"])),
                              text(message["data"]), running)

@@ -14,6 +14,7 @@ import signal
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from leaseq import Queue
+from leaseq.protocol.wire import text
 from leaseq.testing import (
     ChaosReport,
     ReaperProcess,
@@ -781,8 +783,65 @@ def with_logdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="leaseq-chaos-"))
 
 
+async def cancel_storm(server: RedisServer, size: Size, logdir: Path) -> Outcome:
+    """Cancel random jobs, waiting and running, while workers are SIGKILLed and restarted:
+    no cancelled job is acked, no cancel touches a later run of its job (each cancelled
+    job was cancelled waiting, or by a cancel bound to its last lease), nothing is lost."""
+    q = _name("cancels")
+    start = time.monotonic()
+    n = max(200, size.jobs // 2)
+    ids = await _enqueue(server.url, q, [{"v": i, "s": random.uniform(0, 0.05)}
+                                         for i in range(n)])
+    fleet = Fleet(server.url, q, 3, logdir, concurrency=10, lease_timeout=1.0)
+    fleet.start()
+    client = await _client(server.url)
+    queue = Queue(client, q)
+    said: Counter[str] = Counter()
+    kills = 0
+    try:
+        with anyio.fail_after(DRAIN_TIMEOUT):
+            while True:
+                stats = await queue.stats()
+                if stats.todos + stats.in_progress == 0:
+                    break
+                for job_id in random.sample(ids, 5):
+                    said[await queue.cancel(job_id, reason="storm")] += 1
+                if kills < size.kills and random.random() < 0.3:
+                    fleet.kill_random()
+                    kills += 1
+                    await anyio.sleep(0.05)
+                    fleet.restart_dead()
+                await anyio.sleep(0.05)
+        report = await _check(server.url, q, ids)
+        k = queue.keys
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(k.job(job_id), ["token", "cancel_token", "settled"])
+            rows = await pipe.execute()
+        cancelled = {text(m) for m in await client.smembers(k.cancelled)}
+        done = {text(m) for m in await client.smembers(k.done)}
+        stale = acked = 0
+        for job_id, (token, bound, settled) in zip(ids, rows, strict=True):
+            if job_id in cancelled and bound is not None and bound != token:
+                stale += 1  # cancelled by a cancel of an earlier lease
+            if job_id in done and bound is not None and bound == settled:
+                acked += 1  # acked although a cancel was bound to that very lease
+    finally:
+        await client.aclose()
+        fleet.terminate()
+    outcome = Outcome("cancels during SIGKILLs", n, kills, report, time.monotonic() - start)
+    outcome.notes.append(f"cancel outcomes: {dict(said)}; cancelled {report.cancelled}")
+    if stale or acked:
+        outcome.notes.append(f"FAILED: {stale} job(s) cancelled by a stale cancel, {acked} "
+                             "acked with a cancel bound to their lease")
+    if not said["delivered"] or not said["cancelled"]:
+        outcome.notes.append(f"FAILED: the storm did not cancel both waiting and running "
+                             f"jobs ({dict(said)})")
+    return outcome
+
+
 IN_SERVER: tuple[Scenario, ...] = (
     sigkill_workers, zombie_worker, network_faults, slow_redis, reaper_processes, poison,
     clean_shutdown, clock_skew, crash_points, cancellation_storm, lost_replies,
-    sigkill_frees_slots)
+    sigkill_frees_slots, cancel_storm)
 """The scenarios that share the session's redis-server (the others start their own)."""
