@@ -152,8 +152,10 @@ class QueueCore:
         cluster)."""
         self.held_back = ""
         """Why the last claim could take no more: ``""`` (it took what it asked for,
-        or nothing waits), ``"paused"``, ``"full"`` (``max_in_flight``), ``"limited"``
-        (``rate_limit``) or ``"keys"`` (every waiting key at its limit)."""
+        nothing waits, or it stopped early with more to look at: a cluster claim out of
+        named candidates, or one that used its share of tries and woke the next),
+        ``"paused"``, ``"full"`` (``max_in_flight``), ``"limited"`` (``rate_limit``)
+        or ``"keys"`` (every key with waiting jobs at its limit)."""
         self.held_back_until: float | None = None
         """``time.monotonic()`` when a limit next lets a job start (``None``: when a
         slot frees or a job is enqueued, which wakes the workers)."""
