@@ -33,9 +33,11 @@ local function ctl_rate(v)
   return {p / c, b}
 end
 
+-- A stored count as the client writes one (1 to 2^31 - 1), else none: a value written
+-- behind the queue's back must not reach a command that refuses it halfway through.
 local function ctl_count(v)
   local n = tonumber(v)
-  if n and n >= 1 and n == math.floor(n) then return n end
+  if n and n >= 1 and n <= 2147483647 and n == math.floor(n) then return n end
   return nil
 end
 
