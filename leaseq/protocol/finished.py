@@ -21,10 +21,11 @@ import structlog
 
 from .wire import (
     close_pubsub,
-    connection_errors,
     error_text,
     is_cluster,
+    next_message,
     redis_failure,
+    subscribe,
     text,
 )
 
@@ -163,11 +164,7 @@ class FinishWatch:
             if self._pubsub is None:
                 # Kept before it subscribes: a failed subscribe is closed below too.
                 self._pubsub = pubsub = self.redis.pubsub()
-                with connection_errors():
-                    if cluster:
-                        await pubsub.ssubscribe(self.channel)
-                    else:
-                        await pubsub.subscribe(self.channel)
+                await subscribe(pubsub, [self.channel], cluster)
                 self.subscribed.set()
                 # What ended before the subscription was up is looked at again.
                 self._poke_everyone()
@@ -175,14 +172,8 @@ class FinishWatch:
                 left = deadline - anyio.current_time()
                 if left <= 0:
                     return
-                with connection_errors():
-                    if cluster:
-                        message = await self._pubsub.get_sharded_message(
-                            ignore_subscribe_messages=True, timeout=min(_POLL, left))
-                    else:
-                        message = await self._pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=min(_POLL, left))
-                if message is not None and message.get("type") in ("message", "smessage"):
+                message = await next_message(self._pubsub, cluster, min(_POLL, left))
+                if message is not None:
                     self._poke(text(message["data"]).split(" "))
         except BaseException as exc:
             # A failed or interrupted read leaves the connection in an unknown state:

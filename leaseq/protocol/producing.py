@@ -122,8 +122,6 @@ class Producing(QueueCore):
             if stored is None or text(stored) != "fifo":
                 job_fields(False, *placing)
         await self.prepare()
-        if not self.controls.fifo:
-            job_fields(False, *placing)
         k = self.keys
         # One script call for the whole batch: Redis runs it all or refuses it whole (a
         # server at maxmemory refuses the call before its first write), so a caller never

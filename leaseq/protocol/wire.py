@@ -153,3 +153,28 @@ async def close_pubsub(pubsub: Any) -> None:
         except Exception as exc:
             if not redis_failure(exc):
                 raise
+
+
+async def subscribe(pubsub: Any, channels: Any, cluster: bool) -> None:
+    """Subscribe to the queue channels ``channels`` (shard channels on a cluster, where
+    a queue's channels live with its slot); a torn connection is a ``ConnectionError``."""
+    with connection_errors():
+        if cluster:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
+
+
+async def next_message(pubsub: Any, cluster: bool, timeout: float) -> dict[str, Any] | None:
+    """The next published message of a :func:`subscribe`, or ``None`` after ``timeout``
+    seconds (subscribe confirmations skipped)."""
+    with connection_errors():
+        if cluster:
+            message = await pubsub.get_sharded_message(ignore_subscribe_messages=True,
+                                                       timeout=timeout)
+        else:
+            message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                               timeout=timeout)
+    if message is None or message.get("type") not in ("message", "smessage"):
+        return None
+    return dict(message)

@@ -15,10 +15,11 @@ import structlog
 from ..protocol.queue import Queue
 from ..protocol.wire import (
     close_pubsub,
-    connection_errors,
     error_text,
     is_cluster,
+    next_message,
     redis_failure,
+    subscribe,
     text,
 )
 from .heartbeat import Renewable
@@ -55,23 +56,13 @@ async def _listen(queues: list[Queue], running: Callable[[], Iterable[Renewable]
     while True:
         pubsub = client.pubsub()
         try:
-            with connection_errors():
-                if cluster:
-                    await pubsub.ssubscribe(*by_channel)
-                else:
-                    await pubsub.subscribe(*by_channel)
+            await subscribe(pubsub, by_channel, cluster)
             if down:
                 log.info("redis_recovered", component="cancels")
                 down = False
             backoff = 0.1
             while True:
-                with connection_errors():
-                    if cluster:
-                        message = await pubsub.get_sharded_message(
-                            ignore_subscribe_messages=True, timeout=_POLL)
-                    else:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=_POLL)
+                message = await next_message(pubsub, cluster, _POLL)
                 if message is not None:
                     _deliver(by_channel.get(text(message["channel"])),
                              text(message["data"]), running)
