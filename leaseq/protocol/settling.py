@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import anyio
+
 from ..exceptions import InvalidInput, LeaseLost, LeaseqError
 from ..models import JobState, Lease
 from . import crash, scripts, tx, validate
@@ -17,15 +19,16 @@ from .codec import encode
 from .core import QueueCore
 from .keys import QueueKeys
 from .validate import storable
-from .wire import (
-    text,
-)
+from .wire import CONNECTION_ERRORS, text
 
 __all__ = ["Settling"]
 
 # An ack transaction is retried when a watched lease key changed (a heartbeat of the same
 # worker renewing it, for example); more retries than this means something is wrong.
 _MAX_WATCH_RETRIES = 32
+# Connections lost during one ack before its error reaches the caller (redis-py's own
+# default retries a command three times).
+_MAX_DROPPED = 3
 # Longest error text or dead reason stored with a job.
 _MAX_ERROR_CHARS = 65_536
 _MAX_PROGRESS_TEXT = 4096
@@ -73,9 +76,18 @@ class Settling(QueueCore):
             return _ack_commands(self.keys, [(leases[i], data[i]) for i in owned],
                                  self.publish, self.controls.events)
 
+        dropped = 0
         for _ in range(_MAX_WATCH_RETRIES):
-            if await tx.watch_read_exec(self.redis, lease_keys, commands) is not False:
-                break
+            try:
+                if await tx.watch_read_exec(self.redis, lease_keys, commands) is not False:
+                    break
+            except CONNECTION_ERRORS:
+                # The reply (or the request) was lost with the connection: start again
+                # from the WATCH, which finds an ack that committed (its leases gone).
+                dropped += 1
+                if dropped > _MAX_DROPPED:
+                    raise
+                await anyio.sleep(0.01 * dropped)
         else:
             raise LeaseqError(
                 f"ack of {len(acks)} jobs in queue {self.name!r} did not commit after "

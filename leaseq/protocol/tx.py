@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import anyio
 from redis.exceptions import AskError, MovedError, TryAgainError, WatchError
 
+from .resp import pack
 from .wire import AnyRedis, connection_errors, is_cluster
 
 T = TypeVar("T")
@@ -33,42 +34,76 @@ async def watch_read_exec(redis: AnyRedis, keys: Sequence[str], decide: Decide) 
 
     Returns ``None`` when ``decide`` found nothing to do, ``True`` when EXEC committed and
     ``False`` when a watched key changed after the read (nothing was written).
+
+    Two round trips on one connection (WATCH and MGET written together), packed by
+    :func:`~leaseq.protocol.resp.pack`. Never re-sent here: on a new connection the WATCH
+    would be gone and the EXEC unfenced, so a connection error reaches the caller, which
+    starts again from the WATCH.
     """
-    if is_cluster(redis):
-        with connection_errors():
-            return await _on_slot_node(redis, keys, decide)
-    with connection_errors():
-        async with redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(*keys)
-                commands = decide(await pipe.mget(keys))
-                if commands is None:
-                    await pipe.reset()  # type: ignore[no-untyped-call]
-                    return None
-                pipe.multi()  # type: ignore[no-untyped-call]
-                for command in commands:
-                    pipe.execute_command(*command)
-                await pipe.execute()
-                return True
-            except WatchError:
-                return False
 
-
-async def _on_slot_node(cluster: Any, keys: Sequence[str], decide: Decide) -> bool | None:
     async def transaction(conn: Any) -> bool | None:
-        await conn.send_packed_command(conn.pack_commands([("WATCH", *keys), ("MGET", *keys)]))
+        encoder = conn.encoder
+        await conn.send_packed_command(pack([("WATCH", *keys), ("MGET", *keys)], encoder))
         await conn.read_response()
         commands = decide(await conn.read_response())
         if commands is None:
-            await conn.send_command("UNWATCH")
+            await conn.send_packed_command(pack([("UNWATCH",)], encoder))
             await conn.read_response()
             return None
-        batch = [("MULTI",), *commands, ("EXEC",)]
-        await conn.send_packed_command(conn.pack_commands(batch))
-        replies = [await conn.read_response() for _ in batch]
-        return replies[-1] is not None  # EXEC answers nil when a watched key changed
+        await conn.send_packed_command(pack([("MULTI",), *commands, ("EXEC",)], encoder))
+        for _ in range(len(commands) + 1):  # OK, then QUEUED per command
+            await conn.read_response()
+        replies = await conn.read_response()
+        if replies is None:
+            return False  # EXEC answers nil when a watched key changed
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply  # a command that failed as it ran; the others did run
+        return True
 
-    return await on_slot_node(cluster, keys[0], transaction)
+    with connection_errors():
+        if is_cluster(redis):
+            return await on_slot_node(redis, keys[0], transaction)
+        if getattr(redis, "connection", None) is not None:
+            return await _pipelined(redis, keys, decide)
+        return await on_pool_connection(redis, transaction)
+
+
+async def _pipelined(redis: AnyRedis, keys: Sequence[str], decide: Decide) -> bool | None:
+    """The same through redis-py's pipeline, for a client with a single connection
+    (``single_connection_client=True``), whose one connection only redis-py may lend."""
+    async with redis.pipeline(transaction=True) as pipe:
+        try:
+            await pipe.watch(*keys)
+            commands = decide(await pipe.mget(keys))
+            if commands is None:
+                await pipe.reset()  # type: ignore[no-untyped-call]
+                return None
+            pipe.multi()  # type: ignore[no-untyped-call]
+            for command in commands:
+                pipe.execute_command(*command)
+            await pipe.execute()
+            return True
+        except WatchError:
+            return False
+
+
+async def on_pool_connection(redis: AnyRedis, talk: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``talk(connection)`` on one connection of a plain or Sentinel client's pool.
+
+    ``talk`` must read every reply it asked for; if it raises, the connection is closed
+    rather than reused (a reply may still be on its way)."""
+    pool = redis.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    clean = False
+    try:
+        result = await talk(conn)
+        clean = True
+        return result
+    finally:
+        if not clean:
+            await conn.disconnect()
+        await pool.release(conn)
 
 
 async def on_slot_node(cluster: Any, key: str, talk: Callable[[Any], Awaitable[T]]) -> T:

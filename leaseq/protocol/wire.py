@@ -36,6 +36,9 @@ or a cluster refused it for now (its slot moving: ASK, MOVED, TRYAGAIN, redis-py
 "TTL exhausted" after too many of those; CLUSTERDOWN while a master fails over; a slot
 redis-py's map shows uncovered while it migrates, which is not a ``RedisError``)."""
 
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+"""The connection failed (or timed out) under a call: whether the call ran is unknown."""
+
 REFUSED = (OutOfMemoryError, ReadOnlyError)
 """Refusals redis-py has a class for that pass by themselves (LOADING, MASTERDOWN,
 CLUSTERDOWN and TRYAGAIN already derive from the :data:`RETRYABLE` classes)."""
