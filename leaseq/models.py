@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 __all__ = ["JobInfo", "JobState", "Lease", "QueueEvent", "QueueStats", "WorkerInfo"]
 
-JobState = Literal["todo", "in_progress", "done", "dead", "delayed", "cancelled"]
+JobState = Literal["todo", "in_progress", "done", "dead", "delayed", "cancelled", "blocked"]
 """Where a job is: which one of the queue's sets holds its id."""
 
 
@@ -125,12 +125,14 @@ class QueueStats:
     failures; they are also in ``dead``)."""
     cancelled: int = 0
     """Jobs cancelled (:meth:`~leaseq.Queue.cancel`), kept until purged."""
+    blocked: int = 0
+    """Jobs waiting for the jobs they were enqueued ``after=`` (not yet claimable)."""
 
     @property
     def total(self) -> int:
         """All jobs the queue currently holds."""
         return (self.todos + self.in_progress + self.done + self.dead + self.delayed
-                + self.cancelled)
+                + self.cancelled + self.blocked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,10 @@ class JobInfo:
     cancel_reason: str | None = None
     """Why the job was cancelled (set when a cancel was asked for, even while its running
     holder has not stopped yet)."""
+    after: tuple[str, ...] = ()
+    """The ids of the jobs it was enqueued after (``enqueue(after=...)``)."""
+    waiting_for: int = 0
+    """While it is ``blocked``: how many of those are not done yet."""
 
 
 @dataclass(frozen=True, slots=True)

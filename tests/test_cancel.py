@@ -574,3 +574,16 @@ async def test_doctor_finds_nothing_wrong_with_cancelled_jobs(redis: aioredis.Re
     await check_queue(q, report, repair=True)
     assert [f.check for f in report.problems] == []
     assert await state_of(q, "gone") == "cancelled"  # the repair left it alone
+
+
+async def test_cancelled_jobs_are_kept_until_purged(redis: aioredis.Redis):
+    q = Queue(redis, "c-purge")
+    ids = await q.enqueue_many("work", [1, 2, 3])
+    for job_id in ids[:2]:
+        assert await q.cancel(job_id) == "cancelled"
+    assert await q.purge_cancelled([ids[0], ids[2]]) == 1  # ids[2] waits: left alone
+    assert await q.job(ids[0]) is None
+    assert await q.purge_cancelled() == 1
+    stats = await q.stats()
+    assert (stats.cancelled, stats.todos) == (0, 1)
+    assert await q.job(ids[1]) is None

@@ -6,9 +6,13 @@ release / extend with any lease ever issued (stale ones included, and retries of
 that already committed, even after the job was claimed and settled again), expire a live
 lease (what the server does when time runs out), sweep, a schedule's tick (fired on a
 fresh or a stale reading of its state, sent twice, with overlap allowed or skipped), and
-pause / resume. After every step: each id is in exactly the set the model says, a lease
-key exists exactly for the ids the model says are held, with the holder's token, and
-attempts are counted.
+pause / resume, and enqueue ``after=`` up to three known jobs (either policy). The model
+releases a blocked job when its last dependency is done, and sends one whose dependency
+ended dead or cancelled to todo marked to end dead (policy "dead"); a claim that picks
+such a job, or the sweep's deadline pass, ends it dead with a reason naming the
+dependency, and its own dependents follow. After every step: each id is in exactly the
+set the model says, a lease key exists exactly for the ids the model says are held,
+with the holder's token, and attempts are counted.
 
 ``ControlledMachine`` (a fifo queue with ``key_concurrency`` and ``max_in_flight``; see
 ``docs/scheduling.md``). Rules: enqueue with a fair key and a priority (with or without a
@@ -96,6 +100,12 @@ class JobModel:
     hold_passed: bool = False
     # The token of the lease a cancel is bound to (Queue.cancel of a running job).
     cancel_token: str | None = None
+    # Dependencies (enqueue after=): the ids not ended yet, the policy, and the ids that
+    # failed it (dead or cancelled) while it was blocked with policy "dead": it then
+    # waits in todo to be ended dead by a claim or the sweep.
+    left: set[str] = field(default_factory=set)
+    policy: str = "dead"
+    doomed_by: set[str] = field(default_factory=set)
 
     def cancel_pending(self, token: str | None) -> bool:
         return token is not None and self.cancel_token == token
@@ -146,6 +156,25 @@ class LeaseMachine(RuleBasedStateMachine):
 
     def _left_todo(self, job_id: str) -> None:
         """The job left todo other than by a claim (a cancel)."""
+
+    def _resolve_dependents(self) -> None:
+        """What the step that ended a job did for the jobs enqueued after it (in that
+        same step, on the server): run before the checks of each step."""
+        changed = True
+        while changed:
+            changed = False
+            for m in self.jobs.values():
+                if m.state != "blocked":
+                    continue
+                for dep in sorted(m.left):
+                    state = self.jobs[dep].state
+                    if state == "done" or (state in ("dead", "cancelled")
+                                           and m.policy == "always"):
+                        m.left.discard(dep)
+                    elif state in ("dead", "cancelled"):
+                        m.doomed_by.add(dep)
+                if m.doomed_by or not m.left:
+                    m.state, changed = "todo", True
 
     # -- rules -------------------------------------------------------------------------
 
@@ -262,10 +291,12 @@ class LeaseMachine(RuleBasedStateMachine):
         job_id = ids[i % len(ids)]
         m = self.jobs[job_id]
         outcome = self.run(self.q.cancel(job_id, reason="model"))
-        if m.state == "todo":
+        if m.state in ("todo", "blocked"):
             assert outcome == "cancelled"
+            was_todo = m.state == "todo"
             m.state = "cancelled"
-            self._left_todo(job_id)
+            if was_todo:
+                self._left_todo(job_id)
         elif m.state == "in_progress":
             assert outcome == "delivered"
             m.cancel_token = m.holder if m.lease_live else m.tokens[-1]
@@ -292,12 +323,14 @@ class LeaseMachine(RuleBasedStateMachine):
         k = self.q.keys
 
         async def read() -> tuple[dict[str, set[str]], dict[str, Any]]:
-            labels = ("todo", "in_progress", "done", "dead", "delayed", "cancelled")
+            labels = ("todo", "in_progress", "done", "dead", "delayed", "cancelled",
+                      "blocked")
             async with self.client.pipeline(transaction=False) as pipe:
                 for key in (k.todos, k.in_progress, k.done, k.dead):
                     pipe.smembers(key)
                 pipe.zrange(k.delayed, 0, -1)
                 pipe.smembers(k.cancelled)
+                pipe.smembers(k.blocked)
                 replies = await pipe.execute()
             places = {label: {m.decode() for m in members}
                       for label, members in zip(labels, replies, strict=True)}
@@ -310,6 +343,7 @@ class LeaseMachine(RuleBasedStateMachine):
             skip = len(k.prefix + "lease:")
             return places, {key.decode()[skip:]: t for key, t in zip(found, tokens, strict=True)}
 
+        self._resolve_dependents()
         places, leases = self.run(read())
         for job_id, m in self.jobs.items():
             holders = [label for label, members in places.items() if job_id in members]
@@ -363,6 +397,58 @@ class ProtocolMachine(LeaseMachine):
         for job_id in self.run(self.q.enqueue_many("t", list(range(n)))):
             self.jobs[job_id] = JobModel()
 
+    @rule(picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=3),
+          always=st.booleans(), n=st.integers(1, 2))
+    def enqueue_after(self, picks: list[int], always: bool, n: int) -> None:
+        """Enqueue jobs after up to three known jobs, in any state."""
+        if not self.jobs:
+            return
+        ids = list(self.jobs)
+        deps = list(dict.fromkeys(ids[i % len(ids)] for i in picks))
+        policy = "always" if always else "dead"
+        states = {d: self.jobs[d].state for d in deps}
+        failed = [d for d, s in states.items() if s in ("dead", "cancelled")]
+        pending = {d for d, s in states.items() if s not in ("done", "dead", "cancelled")}
+        created = self.run(self.q.enqueue_many("t", list(range(n)), after=deps,
+                                               after_policy=policy))
+        for job_id in created:
+            if failed and policy == "dead":
+                m = JobModel(state="dead")
+            else:
+                m = JobModel(state="blocked" if pending else "todo", left=set(pending),
+                             policy=policy)
+            self.jobs[job_id] = m
+        infos = self.run(self.q.jobs(created))
+        for info, job_id in zip(infos, created, strict=True):
+            m = self.jobs[job_id]
+            assert info is not None and info.after == tuple(deps), info
+            assert info.state == m.state, (info, m)
+            assert info.waiting_for == (len(pending) if m.state == "blocked" else 0), info
+            if m.state == "dead":
+                assert info.dead_reason in {
+                    f"dependency {d} ended {states[d]}" for d in failed}, info
+
+    def _learn_doomed_ends(self, before: set[str]) -> None:
+        """After a claim or sweep: which of the doomed jobs (todo, to end dead) it
+        ended, with the reason naming a failed dependency; ``before`` (doomed when the
+        call began) must all have ended."""
+        while True:
+            doomed = [j for j, m in self.jobs.items() if m.state == "todo" and m.doomed_by]
+            if not doomed:
+                return
+            infos = self.run(self.q.jobs(doomed))
+            ended = [(j, i) for j, i in zip(doomed, infos, strict=True)
+                     if i is not None and i.state == "dead"]
+            for job_id, info in ended:
+                m = self.jobs[job_id]
+                assert info.dead_reason in {
+                    f"dependency {d} ended {self.jobs[d].state}" for d in m.doomed_by}, info
+                m.state = "dead"
+            assert before.isdisjoint(j for j in doomed if self.jobs[j].state == "todo")
+            if not ended:
+                return
+            self._resolve_dependents()
+
     @rule(job=st.integers(0, 50))
     def enqueue_known_id_is_a_no_op(self, job: int) -> None:
         if not self.jobs:
@@ -381,6 +467,7 @@ class ProtocolMachine(LeaseMachine):
         recovered = [lease for lost in self.lost_claims for lease in lost if self._owned(lease)]
         self.lost_claims = []
         todo = [j for j, m in self.jobs.items() if m.state == "todo"]
+        doomed = {j for j in todo if self.jobs[j].doomed_by}
         leases = self.run(self.q.claim_many(n))
         back = min(n, len(recovered))
         for lease in recovered[back:]:  # beyond n: released
@@ -394,7 +481,16 @@ class ProtocolMachine(LeaseMachine):
             self._drop_lease(m)
         assert [lease.token for lease in leases[:back]] == [r.token for r in recovered[:back]]
         fresh = 0 if self.paused else min(n - back, len(todo))
-        assert len(leases) == back + fresh
+        # A doomed job the claim picked ends dead instead of being leased.
+        self._learn_doomed_ends(set())
+        ended = {j for j in doomed if self.jobs[j].state == "dead"}
+        if self.names_candidates:
+            # A cluster claim names its candidates; one that ended dead is made up for by
+            # another round (claiming._CLUSTER_CLAIM_ROUNDS), so it may end more.
+            assert len(leases) <= back + fresh <= len(leases) + len(ended), (leases, ended)
+        else:
+            assert len(leases) + len(ended) == back + fresh, (leases, ended)
+        assert not {lease.job_id for lease in leases} & doomed
         if back < n:  # a fresh claim ran: it says why it took nothing, if so
             assert self.q.held_back == ("paused" if self.paused else "")
         for lease in leases[:back]:
@@ -437,7 +533,13 @@ class ProtocolMachine(LeaseMachine):
                     m.state = "dead" if m.attempts >= MAX_ATTEMPTS else "todo"
                 m.holder = None
                 expected += 1
+        doomed = {j for j, m in self.jobs.items() if m.state == "todo" and m.doomed_by}
         assert self.run(self.reaper.sweep()) == expected
+        # The reap may have failed dependencies of blocked jobs, the deadline pass after
+        # it ends every doomed job (and may go on to their own dependents).
+        self._resolve_dependents()
+        doomed |= {j for j, m in self.jobs.items() if m.state == "todo" and m.doomed_by}
+        self._learn_doomed_ends(doomed)
 
     @rule(step=st.integers(0, 3), stale=st.booleans(), skip=st.booleans())
     def tick(self, step: int, stale: bool, skip: bool) -> None:

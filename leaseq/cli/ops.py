@@ -26,7 +26,8 @@ from ..protocol.validate import MAX_COUNT
 from . import exits, util
 from .params import QUEUE, QUEUES, Command, Group
 
-_STATES = click.Choice(["todo", "delayed", "in_progress", "done", "dead", "cancelled"])
+_STATES = click.Choice(["todo", "delayed", "in_progress", "done", "dead", "cancelled",
+                        "blocked"])
 
 
 def _job_row(info: JobInfo, now: float) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def _job_row(info: JobInfo, now: float) -> dict[str, Any]:
 @QUEUE
 @click.option("--state", type=_STATES, default="todo", show_default=True,
               help="Which jobs: waiting, delayed (soonest first), running, done (newest "
-                   "first), dead or cancelled.")
+                   "first), dead, cancelled or blocked (waiting for other jobs).")
 @click.option("--task", default=None, help="Only jobs of this task.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
               help="Jobs per page (about: a set is walked one SSCAN step at a time).")

@@ -26,7 +26,7 @@ from . import util
 
 _COLUMNS = ("todos", "in_progress", "delayed", "done", "dead")
 _CONTROLS = ("paused", "ordering", "holding", "waiting_on_limits", "keys_waiting",
-             "keys_parked", "expired", "cancelled")
+             "keys_parked", "expired", "cancelled", "blocked")
 """The stats of a queue's controls (pause, limits, keys) its JSON row also holds."""
 
 
@@ -206,8 +206,10 @@ def _shown(key: str, value: Any, info: JobInfo, now: float) -> str:
         return json.dumps(value, default=str)
     if key == "result":
         return json.dumps(value, default=str) if info.state == "done" else "-"
-    if value is None:
+    if value is None or value == ():
         return "-"
+    if isinstance(value, tuple):  # ids, such as those it was enqueued after
+        return " ".join(map(str, value))
     return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
 
 

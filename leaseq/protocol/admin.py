@@ -78,22 +78,25 @@ async def requeue_dead(queue: QueueCore, job_ids: list[str] | None) -> int:
     return moved
 
 
-async def purge_dead(queue: QueueCore, job_ids: list[str] | None) -> int:
-    """Delete dead jobs; returns how many."""
+async def purge_dead(queue: QueueCore, job_ids: list[str] | None,
+                     state: str = "dead") -> int:
+    """Delete dead (or, with ``state="cancelled"``, cancelled) jobs; returns how many."""
     k = queue.keys
+    key = k.cancelled if state == "cancelled" else k.dead
     purged = 0
-    async for batch in _batches(queue, job_ids):
+    async for batch in _batches(queue, job_ids, key):
         purged += int(await _scripts.PURGE(
-            queue.redis, [k.dead, *k.control, *(k.job(i) for i in batch), k.reply()],
+            queue.redis, [key, *k.control, *(k.job(i) for i in batch), k.reply()],
             batch))
     return purged
 
 
-async def _batches(queue: QueueCore, job_ids: list[str] | None) -> AsyncIterator[list[str]]:
+async def _batches(queue: QueueCore, job_ids: list[str] | None, key: str | None = None,
+                   ) -> AsyncIterator[list[str]]:
     if job_ids is None:
         # Moving members while SSCAN walks the set is allowed; a member may be returned
         # twice, which the scripts' membership checks absorb.
-        async for batch in _scan(queue, queue.keys.dead):
+        async for batch in _scan(queue, key or queue.keys.dead):
             yield batch
     else:
         for start in range(0, len(job_ids), _BATCH):
@@ -134,7 +137,7 @@ async def list_jobs(
         ids, following = await _sorted_page(queue, state, limit, at)
     else:
         key = {"todo": k.todos, "in_progress": k.in_progress, "dead": k.dead,
-               "cancelled": k.cancelled}[state]
+               "cancelled": k.cancelled, "blocked": k.blocked}[state]
         # One SSCAN step per page, never split: COUNT is only a hint (a step may return
         # a few more), and only whole steps keep SSCAN's promise that a member present
         # all along is returned (a set being rehashed answers one cursor differently).

@@ -13,8 +13,8 @@ from .wire import text
 __all__ = ["CancelOutcome", "Cancelling"]
 
 CancelOutcome = Literal["cancelled", "delivered", "finished", "unknown"]
-"""What :meth:`~leaseq.Queue.cancel` did: ``"cancelled"`` (the job waited or was
-delayed, and is now cancelled), ``"delivered"`` (it runs: its worker was told and stops
+"""What :meth:`~leaseq.Queue.cancel` did: ``"cancelled"`` (the job waited, was delayed
+or blocked, and is now cancelled), ``"delivered"`` (it runs: its worker was told and stops
 it, and it ends cancelled), ``"finished"`` (it was done, dead or cancelled already) or
 ``"unknown"`` (no such job)."""
 
@@ -27,7 +27,8 @@ class Cancelling(QueueCore):
     async def cancel(self, job_id: str, *, reason: str = "cancelled") -> CancelOutcome:
         """Cancel a job, from any process; return what happened (:data:`CancelOutcome`).
 
-        A waiting or delayed job moves to ``cancelled`` at once and never runs. A running
+        A waiting, delayed or blocked job moves to ``cancelled`` at once and never runs
+        (the jobs enqueued after it end dead, see :meth:`enqueue`). A running
         job's cancel is bound to the lease that holds it now (a later run of the same id
         is not affected): the worker holding it learns at once (a published message,
         and its next heartbeat if the message was missed), cancels the handler and

@@ -214,6 +214,10 @@ class Claiming(Settling):
                 log.info("job_expired", queue=self.name, job_id=jid,
                          reason="expired before start")
                 continue
+            if text(status) == "unmet":
+                log.info("job_dead", queue=self.name, job_id=jid,
+                         reason="a job it was enqueued after did not succeed")
+                continue
             if text(status) != "ok":
                 log.warning("job_dead", queue=self.name, job_id=jid,
                             reason="job hash missing or corrupt at claim")

@@ -23,7 +23,7 @@ from .wire import opt_int, text
 __all__ = ["Tally", "Walk", "walk_queue"]
 
 _BATCH = 500
-_SETS = ("todos", "in_progress", "done", "dead", "delayed", "cancelled")
+_SETS = ("todos", "in_progress", "done", "dead", "delayed", "cancelled", "blocked")
 
 
 class Tally:
@@ -97,7 +97,7 @@ async def _walk_sets(queue: Queue, tallies: dict[str, Tally], expired: Tally,
     hash, and (in ``in_progress``) ids whose lease key is gone."""
     k = queue.keys
     keys = {"todos": k.todos, "in_progress": k.in_progress, "done": k.done, "dead": k.dead,
-            "delayed": k.delayed, "cancelled": k.cancelled}
+            "delayed": k.delayed, "cancelled": k.cancelled, "blocked": k.blocked}
     for position, name in enumerate(_SETS):
         async for ids in _scan_members(queue, keys[name], zset=name == "delayed"):
             page = await _read_page(queue, keys, name, ids)
@@ -202,13 +202,13 @@ async def _walk_jobs(queue: Queue, tallies: dict[str, Tally], repair: bool) -> i
         seen += len(keys)
         ids = [key[len(job_prefix):] for key in keys]
         async with r.pipeline(transaction=False) as pipe:
-            for key in (k.todos, k.in_progress, k.done, k.dead, k.cancelled):
+            for key in (k.todos, k.in_progress, k.done, k.dead, k.cancelled, k.blocked):
                 pipe.smismember(key, ids)
             pipe.zmscore(k.delayed, ids)
             for key in keys:
                 pipe.exists(key)  # after the membership: 0 if trimmed meanwhile
             replies = await pipe.execute()
-        flags, scores, exists = replies[:5], replies[5], replies[6:]
+        flags, scores, exists = replies[:6], replies[6], replies[7:]
         for i, job_id in enumerate(ids):
             if exists[i] and not any(f[i] for f in flags) and scores[i] is None:
                 fixed = repair and await _repair(queue, "orphan_job", job_id)

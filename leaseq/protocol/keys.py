@@ -33,12 +33,15 @@ class QueueKeys:
 
     __slots__ = (
         "active",
+        "after",
+        "blocked",
         "cancelled",
         "cancels",
         "control",
         "dead",
         "deadlines",
         "delayed",
+        "dependents",
         "done",
         "done_at",
         "events",
@@ -57,6 +60,7 @@ class QueueKeys:
         "settings",
         "stream",
         "todos",
+        "uses_after",
         "waiting",
         "wake",
         "workers",
@@ -100,11 +104,21 @@ class QueueKeys:
         published on, in the step that ends them, for :meth:`~leaseq.Queue.wait`."""
         """The channel a cancel of a running job is published on ("<id> <token>"); a
         shard channel on a cluster, so it lives with the queue's slot."""
+        # Dependencies (docs/protocol.md, "Dependencies").
+        self.blocked = self.prefix + "blocked"
+        """The ids of jobs waiting for the jobs they were enqueued ``after=``."""
+        self.after = self.prefix + "after"
+        """Hash: blocked id -> how many of its dependencies are left and its policy."""
+        self.dependents = self.prefix + "dependents"
+        """Sorted set, all scores 0: ``<dependency>\x1f<dependent>`` per pair left."""
+        self.uses_after = self.prefix + "uses_after"
+        """Set to 1 once a job of the queue waited for another: the ack reads it."""
         # The block of keys the controls prelude (lua/_ctl.lua) reads, in its order.
         self.control = (self.settings, self.waiting, self.active, self.parked,
                         self.placed, self.holds, self.held, self.rates, self.deadlines,
                         self.meta, self.wake, self.prefix + "cancelled",
-                        self.prefix + "stream")
+                        self.prefix + "stream", self.blocked, self.after,
+                        self.dependents, self.uses_after, self.todos)
 
     def job(self, job_id: str) -> str:
         """The hash holding a job's task, payload, counters, result and error."""

@@ -6,14 +6,19 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from ..exceptions import InvalidInput
 from . import scripts, validate
 from .codec import encode
 from .controls import job_fields
 from .core import QueueCore
+from .validate import AfterPolicy
 from .wire import is_cluster, text
 
 __all__ = ["Producing"]
+
+_UNKNOWN = "LEASEQ_UNKNOWN_DEPENDENCY "
 
 
 class Producing(QueueCore):
@@ -32,6 +37,8 @@ class Producing(QueueCore):
         key: str | None = None,
         expires_in: float | None = None,
         expires_at: float | None = None,
+        after: Iterable[str] | None = None,
+        after_policy: AfterPolicy = "dead",
     ) -> str:
         """Add one job and return its id.
 
@@ -50,10 +57,18 @@ class Producing(QueueCore):
         clock) is a start deadline: a job not started by then is never run; it ends
         dead with the reason "expired before start", counted in
         :attr:`QueueStats.expired`.
+
+        ``after`` (ids of jobs of this queue) keeps the job ``blocked`` until every one
+        of them is done; the last one's ack makes it claimable in the same step. If one
+        of them ends dead or cancelled (or is deleted), the job ends dead with a reason
+        naming it, without running; with ``after_policy="always"`` it runs anyway once
+        they have all ended. An id that is no job of this queue (one of another queue,
+        or a done job trimmed since) is :class:`InvalidInput`, and nothing is written.
+        ``after`` cannot be combined with ``delay`` or a start deadline.
         """
         ids = await self._enqueue(
             task, [payload], None if job_id is None else [job_id], delay, max_attempts,
-            lease_timeout, (priority, key, expires_in, expires_at),
+            lease_timeout, (priority, key, expires_in, expires_at), after, after_policy,
         )
         return ids[0]
 
@@ -70,13 +85,16 @@ class Producing(QueueCore):
         key: str | None = None,
         expires_in: float | None = None,
         expires_at: float | None = None,
+        after: Iterable[str] | None = None,
+        after_policy: AfterPolicy = "dead",
     ) -> list[str]:
         """Add many jobs of one task in one round trip; return their ids in order.
 
         Every payload is serialised (and rejected on error) before anything is written.
         ``job_ids``, when given, must have one id per payload; known ids are skipped
-        as in :meth:`enqueue`, which also describes ``priority``, ``key`` and the start
-        deadline (the same for every job of the batch).
+        as in :meth:`enqueue`, which also describes ``priority``, ``key``, the start
+        deadline and ``after`` (the same for every job of the batch: a map's reduce is
+        one job enqueued ``after=`` the map's ids).
 
         All or nothing: the batch is one script call, which Redis runs whole or refuses
         whole (at ``maxmemory`` it is refused before its first write; once started it
@@ -86,7 +104,8 @@ class Producing(QueueCore):
         nothing on its own).
         """
         return await self._enqueue(task, list(payloads), job_ids, delay, max_attempts,
-                                   lease_timeout, (priority, key, expires_in, expires_at))
+                                   lease_timeout, (priority, key, expires_in, expires_at),
+                                   after, after_policy)
 
     async def _enqueue(
         self,
@@ -97,8 +116,11 @@ class Producing(QueueCore):
         max_attempts: int | None,
         lease_timeout: float | None,
         placing: tuple[int | None, str | None, float | None, float | None],
+        after: Iterable[str] | None = None,
+        after_policy: AfterPolicy = "dead",
     ) -> list[str]:
         validate.task_name(task)
+        deps = validate.dependencies(after, after_policy, delay, placing[2], placing[3])
         delay_ms = validate.optional_millis(delay, "delay")
         attempts = self.max_attempts if max_attempts is None else validate.positive_int(
             max_attempts, "max_attempts")
@@ -111,6 +133,8 @@ class Producing(QueueCore):
             if len(ids) != len(payloads):
                 raise InvalidInput(
                     f"{len(ids)} job ids for {len(payloads)} payloads")
+            if deps and not set(ids).isdisjoint(deps):
+                raise InvalidInput("a job cannot be enqueued after itself")
         data = [encode(self.serializer, p, "payload") for p in payloads]
         place = job_fields(True, *placing)  # the values first, then the ordering
         if not ids:
@@ -131,22 +155,32 @@ class Producing(QueueCore):
             keys += [k.job(i) for i in ids]
         if self.tracer is None:
             await self._send_enqueue(keys, job_ids is None, "", ids, task, data, attempts,
-                                     delay_ms, lease_ms, place)
+                                     delay_ms, lease_ms, place, deps, after_policy)
         else:
             with self.tracer.enqueued(self.name, task, len(ids)) as trace:
                 await self._send_enqueue(keys, job_ids is None, trace, ids, task, data,
-                                         attempts, delay_ms, lease_ms, place)
+                                         attempts, delay_ms, lease_ms, place, deps,
+                                         after_policy)
         return ids
 
     async def _send_enqueue(
         self, keys: list[str], fresh: bool, trace: str, ids: list[str], task: str,
         data: list[bytes], attempts: int, delay_ms: int, lease_ms: int | str,
-        place: tuple[str, str, str],
+        place: tuple[str, str, str], deps: list[str], after_policy: AfterPolicy,
     ) -> None:
         prefix = "" if is_cluster(self.redis) else self.keys.prefix
         args: list[scripts.ArgT] = ["1" if fresh else "0", trace, prefix, task, attempts,
-                                    delay_ms, lease_ms, *place]
+                                    delay_ms, lease_ms, *place,
+                                    after_policy[0] if deps else "", len(deps), *deps]
         for job, payload in zip(ids, data, strict=True):
             args += (job, payload)
-        await scripts.ENQUEUE(self.redis, keys, args)
+        try:
+            await scripts.ENQUEUE(self.redis, keys, args)
+        except ResponseError as exc:
+            if not str(exc).startswith(_UNKNOWN):
+                raise
+            raise InvalidInput(
+                f"job {str(exc)[len(_UNKNOWN):]!r} is not a job of queue {self.name!r}: a "
+                "job can only wait for jobs of its own queue (one slot on a cluster) that "
+                "are still kept") from None
         await self._replicated("enqueue")

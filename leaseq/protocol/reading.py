@@ -36,13 +36,15 @@ class Reading(QueueCore):
              *k.control], [])
         todos, in_progress, done, dead, delayed, recent = (int(c) for c in reply[:6])
         epoch = reply[6]
-        holding, blocked, active, parked, expired, cancelled = (int(c) for c in reply[9:15])
+        holding, held, active, parked, expired, cancelled, blocked = (
+            int(c) for c in reply[9:16])
         return QueueStats(todos=todos, in_progress=in_progress, done=done, dead=dead,
                           delayed=delayed, done_last_minute=recent,
                           epoch=None if epoch is None else text(epoch),
                           paused=int(reply[7]) == 1, ordering=text(reply[8]),
-                          holding=holding, waiting_on_limits=blocked, keys_waiting=active,
-                          keys_parked=parked, expired=expired, cancelled=cancelled)
+                          holding=holding, waiting_on_limits=held, keys_waiting=active,
+                          keys_parked=parked, expired=expired, cancelled=cancelled,
+                          blocked=blocked)
 
     def events(self, since: str = "$", *, block: float | None = 5.0
                ) -> AsyncIterator[QueueEvent]:
@@ -75,15 +77,16 @@ class Reading(QueueCore):
         after the last). The cost of a page is bounded by ``limit`` (at most 1,000),
         whatever the queue's size: ``done`` (newest first) and ``delayed`` (soonest
         first) are read by position, ``limit`` at a time; ``todo``, ``in_progress``,
-        ``dead`` and ``cancelled`` one ``SSCAN`` step of ``COUNT limit`` at a time (no
+        ``dead``, ``cancelled`` and ``blocked`` one ``SSCAN`` step of ``COUNT limit`` at a time (no
         order; ``COUNT`` is a hint, so such a page may hold a few more than ``limit`` or
         none while more follow, and a job may appear on two pages while the set changes;
         every job present throughout appears). ``task`` keeps
         only that task's jobs, so a page may hold fewer than ``limit`` (and still have a
         next one)."""
-        if state not in ("todo", "in_progress", "done", "dead", "delayed", "cancelled"):
-            raise InvalidInput(f"state must be todo, in_progress, done, dead, delayed or "
-                               f"cancelled, got {state!r}")
+        if state not in ("todo", "in_progress", "done", "dead", "delayed", "cancelled",
+                         "blocked"):
+            raise InvalidInput(f"state must be todo, in_progress, done, dead, delayed, "
+                               f"cancelled or blocked, got {state!r}")
         if task is not None:
             validate.task_name(task)
         if cursor is not None and not isinstance(cursor, str):
@@ -143,6 +146,12 @@ class Reading(QueueCore):
         many. Ids that are not dead are left alone."""
         ids = None if job_ids is None else [validate.job_id(j) for j in job_ids]
         return await admin.purge_dead(self, ids)
+
+    async def purge_cancelled(self, job_ids: Sequence[str] | None = None) -> int:
+        """Delete cancelled jobs (the given ids, or all when ``None``) for good; return
+        how many. Ids that are not cancelled are left alone."""
+        ids = None if job_ids is None else [validate.job_id(j) for j in job_ids]
+        return await admin.purge_dead(self, ids, "cancelled")
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait until the job is done and return its result.

@@ -131,7 +131,8 @@ CONFIGURE = Script("configure")
 REINDEX = Script("reindex", reply_record=True, controls=True)
 CANCEL = Script("cancel", reply_record=True, controls=True)
 PROGRESS = Script("progress", controls=True)
+RESOLVE = Script("resolve", controls=True)
 ALL = (ENQUEUE, CLAIM, CANDIDATES, EXTEND, SETTLE, REAP, PROMOTE, EXPIRE, TRIM, STATS,
        REVIVE, PURGE, REPAIR, PRESENCE, DROP, TASKSTATS, TICK, CONFIGURE, REINDEX, CANCEL,
-       PROGRESS)
+       PROGRESS, RESOLVE)
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import anyio
+from redis.exceptions import NoScriptError
 
 from ..exceptions import InvalidInput, LeaseLost, LeaseqError
 from ..models import JobState, Lease
@@ -62,25 +63,37 @@ class Settling(QueueCore):
         if not acks:
             return []
         leases = [lease for lease, _ in acks]
-        lease_keys = [self.keys.lease(lease.job_id) for lease in leases]
+        # The queue's uses_after key is read (and watched) with the leases: once set,
+        # the ack also releases the jobs waiting for these (resolve.lua, in the MULTI).
+        watched = [*(self.keys.lease(lease.job_id) for lease in leases), self.keys.uses_after]
         owned: list[int] = []
 
         def commands(current: list[Any]) -> list[tx.Command] | None:
             # Runs after WATCH and the read: a change after the read aborts the EXEC.
             nonlocal owned
-            owned = [i for i, v in enumerate(current)
+            owned = [i for i, v in enumerate(current[:-1])
                      if v is not None and text(v) == leases[i].token]
             if not owned:
                 return None
             crash.point("in_ack")
-            return _ack_commands(self.keys, [(leases[i], data[i]) for i in owned],
-                                 self.publish, self.controls.events)
+            out = _ack_commands(self.keys, [(leases[i], data[i]) for i in owned],
+                                self.publish, self.controls.events)
+            if current[-1] is not None:
+                out.append(("EVALSHA", scripts.RESOLVE.sha, len(self.keys.control),
+                            *self.keys.control, *(leases[i].job_id for i in owned)))
+            return out
 
         dropped = 0
         for _ in range(_MAX_WATCH_RETRIES):
             try:
-                if await tx.watch_read_exec(self.redis, lease_keys, commands) is not False:
+                if await tx.watch_read_exec(self.redis, watched, commands) is not False:
                     break
+            except NoScriptError:
+                # The ack committed; only the release of the jobs waiting for it did not
+                # run (the script was not loaded): run it alone, loading it first.
+                await scripts.RESOLVE(self.redis, self.keys.control,
+                                      [leases[i].job_id for i in owned])
+                break
             except CONNECTION_ERRORS:
                 # The reply (or the request) was lost with the connection: start again
                 # from the WATCH, which finds an ack that committed (its leases gone).

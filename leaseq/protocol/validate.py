@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from ..exceptions import InvalidInput
 
@@ -123,3 +124,32 @@ def positive_int(value: Any, what: str, maximum: int = MAX_COUNT) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise InvalidInput(f"{what} must be an integer from 1 to {maximum}, got {value!r}")
     return value
+
+
+AfterPolicy = Literal["dead", "always"]
+"""What a job enqueued ``after=`` others does when one of them fails: end ``dead``
+without running, or run ``always``."""
+
+MAX_DEPENDENCIES = 10_000
+
+
+def dependencies(
+    after: Iterable[str] | None, policy: object, delay: float | None,
+    expires_in: float | None, expires_at: float | None,
+) -> list[str]:
+    """The ids a job waits for (``enqueue(after=...)``), each once, checked; ``[]`` for
+    none."""
+    if policy not in ("dead", "always"):
+        raise InvalidInput(f"after_policy must be 'dead' or 'always', got {policy!r}")
+    if after is None:
+        return []
+    if isinstance(after, str | bytes):
+        raise InvalidInput("after must be a list of job ids, not one string")
+    deps = list(dict.fromkeys(job_id(i) for i in after))
+    if len(deps) > MAX_DEPENDENCIES:
+        raise InvalidInput(f"after names {len(deps)} jobs, at most {MAX_DEPENDENCIES}")
+    if deps and delay:
+        raise InvalidInput("after cannot be combined with delay")
+    if deps and (expires_in is not None or expires_at is not None):
+        raise InvalidInput("after cannot be combined with a start deadline")
+    return deps

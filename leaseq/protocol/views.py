@@ -10,7 +10,7 @@ from ..models import JobInfo, JobState
 from .core import QueueCore
 from .wire import opt_int, opt_text, text
 
-_READS_PER_JOB = 9
+_READS_PER_JOB = 11
 
 
 async def read_jobs(queue: QueueCore, job_ids: Sequence[str]) -> list[JobInfo | None]:
@@ -27,6 +27,8 @@ async def read_jobs(queue: QueueCore, job_ids: Sequence[str]) -> list[JobInfo | 
             pipe.sismember(k.dead, job_id)
             pipe.zscore(k.delayed, job_id)
             pipe.sismember(k.cancelled, job_id)
+            pipe.sismember(k.blocked, job_id)
+            pipe.hget(k.after, job_id)
             pipe.get(k.lease(job_id))
             pipe.pttl(k.lease(job_id))
         replies = await pipe.execute()
@@ -37,11 +39,11 @@ async def read_jobs(queue: QueueCore, job_ids: Sequence[str]) -> list[JobInfo | 
 
 
 def _info(queue: QueueCore, job_id: str, replies: list[Any]) -> JobInfo | None:
-    raw, todo, inp, done, dead, delayed, cancelled, token, pttl = replies
+    raw, todo, inp, done, dead, delayed, cancelled, blocked, left, token, pttl = replies
     state: JobState | None = None
     flags: tuple[tuple[Any, JobState], ...] = (
         (todo, "todo"), (inp, "in_progress"), (done, "done"), (dead, "dead"),
-        (delayed is not None, "delayed"), (cancelled, "cancelled"))
+        (delayed is not None, "delayed"), (cancelled, "cancelled"), (blocked, "blocked"))
     for flag, name in flags:
         if flag:
             state = name
@@ -68,7 +70,11 @@ def _info(queue: QueueCore, job_id: str, replies: list[Any]) -> JobInfo | None:
         key=opt_text(h.get("key")),
         expires_at=_ms_to_s(h.get("expires_at")),
         cancel_reason=opt_text(h.get("cancel_reason")),
-        progress=_progress(h.get("progress")),
+        progress=stored_progress(h.get("progress")),
+        after=_after(h.get("after")),
+        # lua/_ctl.lua: after holds '<left>\x1f<policy>' while the job is blocked.
+        waiting_for=int(text(left).split("\x1f")[0])
+        if state == "blocked" and left is not None and text(left)[:1].isdigit() else 0,
     )
 
 
@@ -83,8 +89,9 @@ def _decode_or_raw(queue: QueueCore, data: Any) -> Any:
         return data
 
 
-def _progress(raw: Any) -> dict[str, Any] | None:
-    """The stored progress, or ``None`` (also for a value that is not one)."""
+def stored_progress(raw: Any) -> dict[str, Any] | None:
+    """A job's stored progress (its hash's ``progress``), or ``None`` (also for a value
+    that is not one)."""
     if raw is None:
         return None
     try:
@@ -92,6 +99,17 @@ def _progress(raw: Any) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _after(raw: Any) -> tuple[str, ...]:
+    """The ids a job was enqueued after (its hash's ``after``: a JSON list)."""
+    if not raw:
+        return ()
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        return ()
+    return tuple(str(i) for i in ids) if isinstance(ids, list) else ()
 
 
 def _ms_to_s(value: Any) -> float | None:

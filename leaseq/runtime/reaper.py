@@ -234,11 +234,14 @@ class Reaper:
             if not ids:
                 return
             with watch.call():
-                n = int(await scripts.EXPIRE(
+                expired, unmet = (int(n) for n in await scripts.EXPIRE(
                     q.redis, [k.todos, k.delayed, k.dead, *k.control,
                               *(k.job(i) for i in ids), k.reply()], ids))
-            counts[5] += n
-            if n < len(ids) or len(ids) < self.batch:
+            counts[5] += expired
+            if unmet:
+                log.info("job_dead", queue=q.name, jobs=unmet,
+                         reason="a job they were enqueued after did not succeed")
+            if expired + unmet < len(ids) or len(ids) < self.batch:
                 return
 
     async def _trim(self, q: Queue, watch: _Stopwatch, counts: list[int]) -> None:

@@ -87,7 +87,7 @@ class ChaosReport:
 
 
 async def wait_drained(redis: aioredis.Redis, queue: str, timeout: float) -> None:
-    """Wait until the queue holds nothing waiting, delayed or in progress. Redis errors
+    """Wait until the queue holds nothing waiting, delayed, blocked or in progress. Redis errors
     (a server restarting, a failover) are waited out until ``timeout``."""
     k = QueueKeys(queue)
     with anyio.fail_after(timeout):
@@ -97,6 +97,7 @@ async def wait_drained(redis: aioredis.Redis, queue: str, timeout: float) -> Non
                     pipe.scard(k.todos)
                     pipe.scard(k.in_progress)
                     pipe.zcard(k.delayed)
+                    pipe.scard(k.blocked)
                     if sum(await pipe.execute()) == 0:
                         return
             except Exception as exc:
@@ -112,7 +113,7 @@ async def check_invariants(
     k = QueueKeys(queue)
     ids = list(dict.fromkeys(enqueued))
     sets, log = await _read_sets_and_log(redis, k)
-    _, in_progress, done, dead, _, cancelled = sets
+    _, in_progress, done, dead, _, cancelled, _ = sets
     starts = _count_starts(log)
     fields = await _read_counters(redis, k, ids)
     stale, unexplained, suspects = _judge(ids, fields, starts, done, dead | cancelled)
@@ -160,16 +161,18 @@ async def _stray_controls(
 
 async def _read_sets_and_log(
         redis: aioredis.Redis, k: QueueKeys) -> tuple[list[set[str]], list[Any]]:
-    """The members of ``todos``, ``in_progress``, ``done``, ``dead``, ``delayed`` and
-    ``cancelled`` (in that order), and the raw lines of the execution log."""
+    """The members of ``todos``, ``in_progress``, ``done``, ``dead``, ``delayed``,
+    ``cancelled`` and ``blocked`` (in that order), and the raw lines of the execution
+    log."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in (k.todos, k.in_progress, k.done, k.dead):
             pipe.smembers(key)
         pipe.zrange(k.delayed, 0, -1)
         pipe.smembers(k.cancelled)
+        pipe.smembers(k.blocked)
         pipe.lrange(log_key(k.prefix), 0, -1)
         replies = await pipe.execute()
-    return [{text(m) for m in members} for members in replies[:6]], replies[6]
+    return [{text(m) for m in members} for members in replies[:7]], replies[7]
 
 
 def _count_starts(log: list[Any]) -> Counter[str]:

@@ -17,6 +17,7 @@ from ..protocol import admin
 from ..protocol.admin import scan_members
 from ..protocol.controls import Controls, Rate
 from ..protocol.queue import Queue
+from ..protocol.views import stored_progress
 from ..protocol.wire import AnyRedis, opt_int, opt_text
 
 MAX_QUEUES = 1000
@@ -47,6 +48,7 @@ async def summary(q: Queue) -> dict[str, Any]:
         "paused": s.paused, "ordering": s.ordering, "holding": s.holding,
         "waiting_on_limits": s.waiting_on_limits, "keys_waiting": s.keys_waiting,
         "keys_parked": s.keys_parked, "expired": s.expired, "cancelled": s.cancelled,
+        "blocked": s.blocked,
         "max_in_flight": controls.max_in_flight,
         "key_concurrency": controls.key_concurrency,
         "rate_limit": _rate(controls.rate_limit), "key_rate": _rate(controls.key_rate),
@@ -58,7 +60,7 @@ def _rate(rate: Rate | None) -> str | None:
 
 
 _LEASE_FIELDS = ("task", "attempts", "max_attempts", "owner", "claimed_at", "expiries",
-                 "token")
+                 "token", "progress")
 
 
 async def leases(q: Queue, limit: int, now_ms: int) -> list[dict[str, Any]]:
@@ -76,12 +78,17 @@ async def leases(q: Queue, limit: int, now_ms: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, job_id in enumerate(ids):
         fields, token, pttl = replies[3 * i:3 * i + 3]
-        task, attempts, max_attempts, owner, claimed_at, expiries, claim_token = fields
+        (task, attempts, max_attempts, owner, claimed_at, expiries, claim_token,
+         progress) = fields
         claimed = opt_int(claimed_at)
+        held = opt_text(token)
         out.append({
             "job_id": job_id, "task": opt_text(task), "attempt": opt_int(attempts) or 0,
             "max_attempts": opt_int(max_attempts), "owner": opt_text(owner),
-            "token": opt_text(token) if token is not None else opt_text(claim_token),
+            # A cancel bound to the lease marks its value '<token>!' (cancel.lua).
+            "token": held.rstrip("!") if held is not None else opt_text(claim_token),
+            "cancel_pending": held is not None and held.endswith("!"),
+            "progress": stored_progress(progress),
             "age": None if claimed is None else max(0, now_ms - claimed) / 1000,
             # None: the lease is gone and the reaper has not requeued the job yet.
             "time_left": int(pttl) / 1000 if token is not None and int(pttl) >= 0 else None,
@@ -137,6 +144,7 @@ def job_view(q: Queue, info: Any) -> dict[str, Any]:
         "lease_ttl": info.lease_ttl, "owner": info.owner,
         "priority": info.priority, "key": info.key, "expires_at": info.expires_at,
         "cancel_reason": info.cancel_reason, "progress": info.progress,
+        "after": list(info.after), "waiting_for": info.waiting_for,
     }
 
 

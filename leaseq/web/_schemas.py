@@ -29,7 +29,7 @@ def _whole(value: Any) -> Any:
 
 
 Attempts = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_whole)]
-State = Literal["todo", "in_progress", "done", "dead", "delayed", "cancelled"]
+State = Literal["todo", "in_progress", "done", "dead", "delayed", "cancelled", "blocked"]
 
 
 class _Strict(BaseModel):
@@ -62,6 +62,7 @@ class QueueSummary(BaseModel):
     expired: int = Field(description="Jobs that ended dead because their start deadline "
                                      "passed (also counted in dead).")
     cancelled: int = Field(description="Jobs cancelled (Queue.cancel), kept until purged.")
+    blocked: int = Field(description="Jobs waiting for the jobs they were enqueued after.")
     max_in_flight: int | None = Field(
         description="Jobs running at once across every worker; null: no limit.")
     key_concurrency: int | None = Field(
@@ -86,6 +87,12 @@ class LeaseView(BaseModel):
         description="Seconds until the lease expires; null when it already expired and "
                     "the reaper has not requeued the job yet.")
     lease_expiries: int = Field(description="Earlier leases of this job that expired.")
+    cancel_pending: bool = Field(
+        description="A cancel is bound to this lease: its worker stops the job, which "
+                    "ends cancelled.")
+    progress: dict[str, Any] | None = Field(
+        description="The last progress its handler reported: fraction (0 to 1), message, "
+                    "data, at (Redis ms).")
 
 
 class LeaseEvent(BaseModel):
@@ -133,6 +140,9 @@ class JobView(BaseModel):
     progress: dict[str, Any] | None = Field(
         description="The last progress its handler reported: fraction (0 to 1), message, "
                     "data, at (Redis ms).")
+    after: list[str] = Field(description="The ids of the jobs it was enqueued after.")
+    waiting_for: int = Field(
+        description="While it is blocked: how many of those are not done yet.")
 
 
 class ScheduleView(BaseModel):

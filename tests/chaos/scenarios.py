@@ -840,8 +840,58 @@ async def cancel_storm(server: RedisServer, size: Size, logdir: Path) -> Outcome
     return outcome
 
 
+async def reduce_after_map(server: RedisServer, size: Size, logdir: Path) -> Outcome:
+    """A reduce job enqueued after a map of jobs (``after=``), with the map's workers
+    SIGKILLed while it runs: the reduce starts once, after every map job is done, and
+    nothing is lost."""
+    q = _name("mapreduce")
+    start = time.monotonic()
+    n = max(200, size.jobs // 2)
+    ids = await _enqueue(server.url, q, _payloads(n, 0.02))
+    client = await _client(server.url)
+    queue = Queue(client, q)
+    reduce_id = await queue.enqueue("work", {"v": "reduce", "s": 0}, after=ids)
+    fleet = Fleet(server.url, q, 3, logdir, concurrency=10, lease_timeout=1.0)
+    fleet.start()
+    kills = 0
+    try:
+        with anyio.fail_after(DRAIN_TIMEOUT):
+            # Kills only while the reduce waits: a kill of its own worker would explain a
+            # second run of it.
+            while (await queue.stats()).blocked:
+                if kills < size.kills and random.random() < 0.3:
+                    fleet.kill_random()
+                    kills += 1
+                    await anyio.sleep(0.05)
+                    fleet.restart_dead()
+                await anyio.sleep(0.05)
+        report = await _check(server.url, q, [*ids, reduce_id])
+        maps = await queue.jobs(ids)
+        reduce = await queue.job(reduce_id)
+        claimed_at = await client.hget(queue.keys.job(reduce_id), "claimed_at")
+    finally:
+        await client.aclose()
+        fleet.terminate()
+    outcome = Outcome("reduce after a map, SIGKILLs", n + 1, kills, report,
+                      time.monotonic() - start)
+    last_map = max((m.finished_at or 0) if m else 0 for m in maps)
+    started = int(claimed_at) / 1000 if claimed_at is not None else None
+    outcome.notes.append(f"reduce: {reduce.state if reduce else None}, attempts "
+                         f"{reduce.attempts if reduce else None}; started "
+                         f"{None if started is None else round(started - last_map, 3)} s "
+                         "after the last map job ended")
+    if reduce is None or reduce.state != "done" or reduce.attempts != 1:
+        outcome.notes.append("FAILED: the reduce did not run exactly once")
+    elif started is None or started < last_map or any(
+            m is None or m.state != "done" for m in maps):
+        outcome.notes.append("FAILED: the reduce started before every map job was done")
+    if not kills:
+        outcome.notes.append("FAILED: no worker was killed while the map ran")
+    return outcome
+
+
 IN_SERVER: tuple[Scenario, ...] = (
     sigkill_workers, zombie_worker, network_faults, slow_redis, reaper_processes, poison,
     clean_shutdown, clock_skew, crash_points, cancellation_storm, lost_replies,
-    sigkill_frees_slots, cancel_storm)
+    sigkill_frees_slots, cancel_storm, reduce_after_map)
 """The scenarios that share the session's redis-server (the others start their own)."""

@@ -3,7 +3,7 @@
 -- pause (docs/protocol.md, "Scheduling controls").
 -- The control keys are one block of KEYS (QueueKeys.control, in this order): settings,
 -- waiting, active, parked, placed, holds, held, rates, deadlines, meta, wake, cancelled,
--- stream (CTL_N keys); ctl_init(i)
+-- stream, blocked, after, dependents, uses_after, todos (CTL_N keys); ctl_init(i)
 -- names the index of the first and reads the queue's stored controls once per call, so
 -- every script applies the ones stored with the queue, whatever its caller believes.
 --   waiting  sorted set, all scores 0: one member per waiting job of a fifo queue,
@@ -19,8 +19,13 @@
 --   rates    sorted set: the GCRA state of each rate limit ('q' for the queue,
 --            'k\31<key>' per key), scored by its theoretical arrival time (Redis ms)
 --   deadlines sorted set: ids with a start deadline, scored by it (Redis ms)
+--   blocked  set: ids waiting for the jobs they were enqueued after (dependencies)
+--   after    hash: blocked id -> '<dependencies left>\31<policy: d or a>'; or, for a job
+--            whose dependency failed, 'dead\31<reason>' until it ends dead
+--   dependents sorted set, all scores 0: '<dependency>\31<dependent>' per pair left
+--   uses_after string: 1 once any job of the queue waited for another
 local CTL = {}
-local CTL_N = 13  -- keys in the control block (QueueKeys.control)
+local CTL_N = 18  -- keys in the control block (QueueKeys.control)
 local SEP = '\31'
 local INF = 1e15  -- a parked key's "look again" when only a freed slot can unpark it
 
@@ -47,6 +52,8 @@ local function ctl_init(i)
   CTL.holds, CTL.held, CTL.rates, CTL.deadlines, CTL.meta = KEYS[i + 5], KEYS[i + 6],
     KEYS[i + 7], KEYS[i + 8], KEYS[i + 9]
   CTL.wake, CTL.cancelled, CTL.stream = KEYS[i + 10], KEYS[i + 11], KEYS[i + 12]
+  CTL.blocked, CTL.after, CTL.dependents = KEYS[i + 13], KEYS[i + 14], KEYS[i + 15]
+  CTL.uses_after, CTL.todos = KEYS[i + 16], KEYS[i + 17]
   local s = redis.call('HMGET', CTL.settings, 'ordering', 'paused', 'max_in_flight',
                        'key_concurrency', 'rate', 'key_rate', 'events')
   CTL.fifo = s[1] == 'fifo'
@@ -70,16 +77,35 @@ local function ctl_event(kind, id, fields)
   redis.call(unpack(args))
 end
 
--- A job ended (dead, cancelled, or its hash deleted): tell the waiters (Queue.wait) on
--- the queue's finished channel (a shard channel on a cluster: meta.publish, written by
--- the first client that prepared the queue, names the command). Read once per call.
-local function ctl_finished(id)
+-- Set below (it needs the fifo helpers): a job ended, tell the jobs waiting for it.
+local ctl_dependents
+
+-- A job ended (state: 'dead', 'cancelled' or 'deleted', its hash gone): tell the
+-- waiters (Queue.wait) on the queue's finished channel (a shard channel on a cluster:
+-- meta.publish, written by the first client that prepared the queue, names the
+-- command; read once per call), and the jobs enqueued after it.
+local function ctl_finished(id, state)
   if CTL.pub == nil then
     local pub = redis.call('HGET', CTL.meta, 'publish')
     CTL.pub = (pub == 'PUBLISH' or pub == 'SPUBLISH') and pub or false
     CTL.channel = string.sub(CTL.settings, 1, #CTL.settings - #'settings') .. 'finished'
   end
   if CTL.pub then redis.call(CTL.pub, CTL.channel, id) end
+  ctl_dependents(id, false, state)
+end
+
+-- Whether any job of the queue was ever enqueued after another (read once per call).
+local function ctl_uses_after()
+  if CTL.deps == nil then CTL.deps = redis.call('EXISTS', CTL.uses_after) == 1 end
+  return CTL.deps
+end
+
+-- The reason a job must end dead without running (a dependency of it failed), or nil.
+local function ctl_doom(id)
+  if not ctl_uses_after() then return nil end
+  local v = redis.call('HGET', CTL.after, id)
+  if v and string.sub(v, 1, 5) == 'dead' .. SEP then return string.sub(v, 6) end
+  return nil
 end
 
 -- The placement of an id of a fifo queue: priority, key, rank (nil: not ranked yet).
@@ -150,6 +176,54 @@ local function ctl_wait(id, keep)
   end
 end
 
+-- Dependencies: the job dep ended, ok (done) or not (state: dead, cancelled, deleted).
+-- Each job waiting for it counts one dependency less; one with none left goes to todos
+-- (ranked now on a fifo queue), in this same step. A failed dependency of a job whose
+-- policy is 'd' sends that job to todos marked to end dead (after: 'dead\31<reason>',
+-- deadline 0): the next claim, or the reaper's deadline pass, ends it dead with the
+-- reason, through the job hash keys they declare. Each pair is removed as it is
+-- counted, so a step run twice (a re-sent call) counts nothing twice.
+-- Returns how many jobs it made claimable.
+ctl_dependents = function(dep, ok, state)
+  if not ctl_uses_after() then return 0 end
+  local low, high = '[' .. dep .. SEP, '(' .. dep .. '\32'
+  local pairs_left = redis.call('ZRANGEBYLEX', CTL.dependents, low, high)
+  if #pairs_left == 0 then return 0 end
+  redis.call('ZREMRANGEBYLEX', CTL.dependents, low, high)
+  local woken = 0
+  for _, m in ipairs(pairs_left) do
+    local id = string.sub(m, #dep + 2)
+    local v = redis.call('HGET', CTL.after, id)
+    local left, policy = nil, nil
+    if v then left, policy = string.match(v, '^(%d+)' .. SEP .. '([ad])$') end
+    if left and redis.call('SISMEMBER', CTL.blocked, id) == 1 then
+      left = tonumber(left) - 1
+      if not ok and policy == 'd' then
+        redis.call('HSET', CTL.after, id,
+                   'dead' .. SEP .. 'dependency ' .. dep .. ' ended ' .. (state or 'dead'))
+        redis.call('ZADD', CTL.deadlines, 0, id)
+        left = 0
+      elseif left > 0 then
+        redis.call('HSET', CTL.after, id, left .. SEP .. policy)
+      else
+        redis.call('HDEL', CTL.after, id)
+      end
+      if left == 0 then
+        redis.call('SMOVE', CTL.blocked, CTL.todos, id)
+        ctl_wait(id, false)
+        woken = woken + 1
+      end
+    end
+  end
+  if woken > 0 and not CTL.paused then
+    local tokens = {}
+    for _ = 1, math.min(woken, 64) do tokens[#tokens + 1] = '1' end
+    redis.call('LPUSH', CTL.wake, unpack(tokens))
+    redis.call('LTRIM', CTL.wake, 0, 63)
+  end
+  return woken
+end
+
 -- The id was just taken out of todos other than by a claim (cancelled, expired,
 -- purged): drop its index entry, and its key from the round-robin when it was the key's
 -- last waiting job (a key that gets new jobs later comes back first, like a new key).
@@ -202,16 +276,24 @@ local function ctl_expired(job, now)
 end
 
 local function ctl_expire(id, job, dead, now)
-  ctl_finished(id)
-  ctl_event('dead', id, {'reason', 'expired before start'})
+  -- A job whose dependency failed ends here too, with that as its reason.
+  local reason = ctl_doom(id)
+  if reason then
+    redis.call('HDEL', CTL.after, id)
+  else
+    reason = 'expired before start'
+    redis.call('HINCRBY', CTL.meta, 'expired', 1)
+  end
   redis.call('SADD', dead, id)
-  redis.call('HSET', job, 'dead_reason', 'expired before start', 'finished_at', now)
-  redis.call('HINCRBY', CTL.meta, 'expired', 1)
+  redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
   redis.call('ZREM', CTL.deadlines, id)
+  ctl_event('dead', id, {'reason', reason})
+  ctl_finished(id, 'dead')
 end
 
 -- The job is gone for good (its hash deleted): forget its placement and deadline.
 local function ctl_forget(id)
   redis.call('HDEL', CTL.placed, id)
+  if ctl_uses_after() then redis.call('HDEL', CTL.after, id) end
   redis.call('ZREM', CTL.deadlines, id)
 end

@@ -7,10 +7,14 @@
 -- queue's default; a delay > 0 puts the id in delayed (due at now + delay), else in
 -- todos; trace (the producer's trace context, '' = none) is stored as the job's `trace`;
 -- priority and key place it in a fifo queue (0 and '' are the defaults); expires is the
--- start deadline: '' none, '+<ms>' that long from now, else Redis ms. Returns 1 when
--- the id went to todos (a worker should be woken), else 0.
+-- start deadline: '' none, '+<ms>' that long from now, else Redis ms. waits (nil: none)
+-- says what the job waits for: {failed = reason} (a dependency failed: it is created
+-- dead, in dead_key), {pending = ids, policy = 'd'|'a', deps = ...} (it
+-- waits in blocked) or {deps = ...} (they are all done: it waits for nothing); deps is
+-- the JSON list of the ids, stored as the job's `after`. Returns 1 when the id went to todos (a worker should be woken),
+-- else 0.
 local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_ms, now,
-                          todos, delayed, trace, priority, key, expires)
+                          todos, delayed, trace, priority, key, expires, waits, dead_key)
   -- One HSET of every field: a command per optional field costs a batch of a million
   -- jobs seconds of server time.
   local fields = {'task', task, 'payload', payload, 'max_attempts', max_attempts,
@@ -27,8 +31,27 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
     fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = at
     redis.call('ZADD', CTL.deadlines, at, id)
   end
+  if waits then
+    fields[#fields + 1] = 'after'; fields[#fields + 1] = waits.deps or ''
+  end
   redis.call('HSET', job, unpack(fields))
   ctl_event('enqueued', id, {'task', task})
+  if waits and waits.failed then
+    redis.call('HSET', job, 'dead_reason', waits.failed, 'finished_at', now)
+    redis.call('SADD', dead_key, id)
+    if expires ~= '' then redis.call('ZREM', CTL.deadlines, id) end
+    ctl_event('dead', id, {'reason', waits.failed})
+    return 0
+  end
+  if waits and waits.pending then
+    ctl_new(id, priority, key, false)
+    for _, dep in ipairs(waits.pending) do
+      redis.call('ZADD', CTL.dependents, 0, dep .. SEP .. id)
+    end
+    redis.call('HSET', CTL.after, id, #waits.pending .. SEP .. waits.policy)
+    redis.call('SADD', CTL.blocked, id)
+    return 0
+  end
   local delay = tonumber(delay_ms)
   ctl_new(id, priority, key, delay <= 0)
   if delay > 0 then

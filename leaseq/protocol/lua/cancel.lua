@@ -3,7 +3,7 @@
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 the job hash, 7 the lease,
 --       8.. the control block (CTL_N keys), then the reply record
 -- ARGV: 1 id, 2 reason, 3 'PUBLISH' or 'SPUBLISH' (on a cluster), 4 the cancels channel
--- Returns: 'cancelled' (it waited or was delayed: now in cancelled), 'delivered' (it
+-- Returns: 'cancelled' (it waited, was delayed or blocked: now in cancelled), 'delivered' (it
 --   runs: the cancel is bound to the lease that holds it now, and published to the
 --   workers), 'finished' (done, dead or cancelled already) or 'unknown'.
 -- A running job's cancel is bound to its lease: the lease key's value becomes
@@ -20,11 +20,12 @@ local id, reason = ARGV[1], ARGV[2]
 local job = KEYS[6]
 
 local function to_cancelled()
-  ctl_finished(id)
+  ctl_finished(id, 'cancelled')
   ctl_event('cancelled', id, {'reason', reason})
   redis.call('SADD', CTL.cancelled, id)
   redis.call('HSET', job, 'cancel_reason', reason, 'finished_at', now)
   redis.call('ZREM', CTL.deadlines, id)
+  if ctl_uses_after() then redis.call('HDEL', CTL.after, id) end
 end
 
 if redis.call('SISMEMBER', KEYS[1], id) == 1 then
@@ -33,7 +34,7 @@ if redis.call('SISMEMBER', KEYS[1], id) == 1 then
   to_cancelled()
   return answer('cancelled', true)
 end
-if redis.call('ZREM', KEYS[5], id) == 1 then
+if redis.call('ZREM', KEYS[5], id) == 1 or redis.call('SREM', CTL.blocked, id) == 1 then
   to_cancelled()
   return answer('cancelled', true)
 end

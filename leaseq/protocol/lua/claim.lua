@@ -19,7 +19,8 @@
 --   ms left on the lease, status, key, flags (1: the lease holds a concurrency slot,
 --   2: the job is placed in a fifo queue; its ack must free and forget them)
 --   status 'ok' = leased; 'dead' = the job hash was missing or corrupt, id moved to dead;
---   'expired' = its start deadline had passed, id moved to dead; 'gone' (recovery only)
+--   'expired' = its start deadline had passed, id moved to dead; 'unmet' = a job it was
+--   enqueued after failed (docs/protocol.md, "Dependencies"), id moved to dead; 'gone' (recovery only)
 --   = the lease of the recorded claim is no longer held.
 -- A call re-sent after its reply was lost (redis-py retries on connection errors) finds
 -- the record of its nonce and answers with the same leases instead of claiming more:
@@ -211,10 +212,11 @@ elseif budget > 0 then
       redis.call('ZREM', CTL.waiting, entry)
       if redis.call('SISMEMBER', KEYS[1], id) == 0 then
         -- A stale index entry (the id left todos behind the queue's back): dropped.
-      elseif ctl_expired(job, now) then
+      elseif ctl_doom(id) or ctl_expired(job, now) then
+        local status = ctl_doom(id) and 'unmet' or 'expired'
         redis.call('SREM', KEYS[1], id)
         ctl_expire(id, job, KEYS[3], now)
-        for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'expired', key, 0}) do
+        for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, status, key, 0}) do
           out[#out + 1] = v
         end
       else
@@ -260,10 +262,12 @@ for i, p in ipairs(picked) do
   local f = redis.pcall('HMGET', job, 'task', 'payload', 'max_attempts', 'lease_ms',
                         'attempts', 'expires_at')
   local wrong_type = type(f) == 'table' and f.err ~= nil
-  if not wrong_type and f[6] and tonumber(f[6]) and now >= tonumber(f[6]) then
+  local doomed = not wrong_type and ctl_doom(id)
+  if doomed or (not wrong_type and f[6] and tonumber(f[6]) and now >= tonumber(f[6])) then
     redis.call('SREM', KEYS[1], id)
     ctl_expire(id, job, KEYS[3], now)
-    for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'expired', key, 0}) do
+    for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, doomed and 'unmet' or 'expired', key,
+                        0}) do
       out[#out + 1] = v
     end
   elseif wrong_type or not f[1] or not f[2] or not is_count(f[3]) or tonumber(f[3]) < 1
@@ -274,7 +278,7 @@ for i, p in ipairs(picked) do
       if redis.call('EXISTS', job) == 1 then reason = 'job hash corrupt at claim' end
       redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
     end
-    ctl_finished(id)
+    ctl_finished(id, 'dead')
     ctl_event('dead', id, {'reason', 'job hash missing or corrupt at claim'})
     for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'dead', key, 0}) do out[#out + 1] = v end
   else

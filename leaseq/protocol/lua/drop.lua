@@ -14,7 +14,7 @@ for i, id in ipairs(ARGV) do
   if redis.call('SREM', KEYS[1], id) + redis.call('ZREM', KEYS[2], id) > 0 then
     redis.call('DEL', KEYS[2 + CTL_N + i])
     ctl_forget(id)
-    ctl_finished(id)
+    ctl_finished(id, 'deleted')
     n = n + 1
   end
 end

@@ -59,13 +59,13 @@ for i = 1, n do
         redis.call('HSET', job, 'finished_at', now)
         reason = 'cancelled'
         cancels = cancels + 1
-        ctl_finished(id)
+        ctl_finished(id, 'cancelled')
       elseif reason then
         redis.call('SMOVE', KEYS[1], KEYS[3], id)
         if hash then redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now) end
         dead = dead + 1
         dead_ids[#dead_ids + 1] = id
-        ctl_finished(id)
+        ctl_finished(id, 'dead')
       else
         redis.call('SMOVE', KEYS[1], KEYS[2], id)
         ctl_wait(id, true)  -- back to its place, not behind newer work

@@ -21,6 +21,7 @@ local function in_any_set()
   end
   return redis.call('ZSCORE', KEYS[5], id) ~= false
     or redis.call('SISMEMBER', CTL.cancelled, id) == 1
+    or redis.call('SISMEMBER', CTL.blocked, id) == 1
 end
 if kind == 'orphan_lease' then
   if redis.call('SISMEMBER', KEYS[2], id) == 0 and redis.call('EXISTS', KEYS[9]) == 1 then
@@ -51,6 +52,8 @@ elseif kind == 'missing_hash' then
     end
     if redis.call('SISMEMBER', KEYS[1], id) == 1 then ctl_unwait(id) end
     local moved = redis.call('SREM', KEYS[1], id) + redis.call('ZREM', KEYS[5], id)
+      + redis.call('SREM', CTL.blocked, id)
+    redis.call('HDEL', CTL.after, id)
     if redis.call('SISMEMBER', KEYS[2], id) == 1 and redis.call('EXISTS', KEYS[9]) == 0 then
       moved = moved + redis.call('SREM', KEYS[2], id)
     end

@@ -85,11 +85,11 @@ elseif outcome == 'delayed' then
 elseif outcome == 'cancelled' then
   redis.call('SADD', CTL.cancelled, id)
   redis.call('HSET', KEYS[2], 'finished_at', now)
-  ctl_finished(id)
+  ctl_finished(id, 'cancelled')
 else
   redis.call('SADD', KEYS[6], id)
   redis.call('HSET', KEYS[2], 'finished_at', now)
-  ctl_finished(id)
+  ctl_finished(id, 'dead')
 end
 local history = token .. ':' .. mode .. ':' .. outcome .. ';'
   .. (redis.call('HGET', KEYS[2], 'settles') or '')

@@ -6,7 +6,8 @@
 -- ARGV: none
 -- Returns: {todos, in_progress, done, dead, delayed, done in the last 60 s, epoch or
 --   false, paused (0/1), ordering, leases holding a slot, jobs waiting on a limit,
---   keys that may be served, keys parked, jobs expired before start, jobs cancelled}
+--   keys that may be served, keys parked, jobs expired before start, jobs cancelled,
+--   jobs blocked (waiting for the jobs they were enqueued after)}
 ctl_init(8)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -35,5 +36,5 @@ return {
   CTL.paused and 1 or 0, CTL.fifo and 'fifo' or 'set', holding, blocked,
   redis.call('ZCARD', CTL.active), redis.call('ZCARD', CTL.parked),
   tonumber(redis.call('HGET', KEYS[7], 'expired')) or 0,
-  redis.call('SCARD', CTL.cancelled),
+  redis.call('SCARD', CTL.cancelled), redis.call('SCARD', CTL.blocked),
 }
