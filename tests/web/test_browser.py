@@ -1,5 +1,6 @@
 """The dashboard in headless Chromium (Debian's ``chromium``, driven by Playwright): the
-counts follow the queue live, and an operator requeues a dead job with a click."""
+counts follow the queue live, an operator requeues a dead job with a click, pauses the
+queue, and cancels a running job whose progress the page shows."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from leaseq import Every, Queue, Reaper, Scheduler
+from leaseq import Every, JobContext, Queue, Reaper, Scheduler, Worker
 from leaseq.protocol import scheduling
 from leaseq.testing import RedisServer
 
@@ -158,3 +160,53 @@ async def test_pause_asks_first_then_pause_and_resume_change_the_shown_state(
     await expect(page.locator("#detail-paused")).to_be_hidden()
     await expect(tag).to_have_count(0)
     assert not await q.is_paused()
+
+
+async def test_a_running_jobs_progress_shows_and_it_is_cancelled_from_the_page(
+    start_web: Any, r: aioredis.Redis, page: Any,
+):
+    from playwright.async_api import expect
+
+    q = Queue(r, "copies", lease_timeout=60.0)
+    started = anyio.Event()
+
+    async def copy(ctx: JobContext, payload: Any) -> None:
+        await ctx.progress(0.4, "copying part 2 of 5")
+        started.set()
+        await anyio.sleep(120)  # until the cancel stops it
+
+    job_id = await q.enqueue("copy", None)
+    blocked = await q.enqueue("copy", None, after=[job_id])
+    worker = Worker(q, {"copy": copy}, reaper=False)
+    web = start_web()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: worker.run(handle_signals=False))
+        with anyio.fail_after(SLOW / 1000):
+            await started.wait()
+        await page.goto(web.url + "/#queue=copies")
+        row = page.locator(f'#leases tr[data-job="{job_id}"]')
+        await expect(row.locator("td.progress")).to_have_text("40% copying part 2 of 5",
+                                                              timeout=SLOW)
+        await expect(page.locator('#detail [data-count="blocked"]')).to_have_text("1")
+
+        # Cancel asks first; saying no leaves the job running.
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        await row.locator("button.cancel").click()
+        await page.wait_for_timeout(300)
+        assert (await q.job(job_id)).state == "in_progress"  # type: ignore[union-attr]
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        await row.locator("button.cancel").click()
+        await expect(page.locator("#toast")).to_contain_text(f"Cancel of {job_id}: delivered",
+                                                             timeout=SLOW)
+        await expect(row).to_have_count(0, timeout=SLOW)
+        await expect(page.locator('#detail [data-count="cancelled"]')).to_have_text(
+            "1", timeout=SLOW)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-cancelled.png"), full_page=True)
+        worker.stop()
+    info = await q.job(job_id)
+    assert info is not None
+    assert (info.state, info.cancel_reason) == ("cancelled", "cancelled from the dashboard")
+    await Reaper(q).sweep_report()  # ends the job after it, if no claim did yet
+    after = await q.job(blocked)
+    assert after is not None and after.dead_reason == f"dependency {job_id} ended cancelled"

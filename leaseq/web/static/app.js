@@ -122,8 +122,13 @@ function renderDetail(detail) {
     el("td", {}, seconds(l.age)),
     el("td", { class: l.time_left === null ? "bad" : "" },
       l.time_left === null ? "expired" : seconds(l.time_left)),
+    el("td", { class: "progress" }, progressText(l.progress)),
     el("td", { class: l.lease_expiries ? "bad" : "muted" },
-      l.lease_expiries ? `${l.lease_expiries}× (poison?)` : "0"))), "Nothing in progress.");
+      l.lease_expiries ? `${l.lease_expiries}× (poison?)` : "0"),
+    el("td", {}, l.cancel_pending
+      ? el("span", { class: "muted" }, "cancelling…")
+      : el("button", { type: "button", class: "cancel", onclick: () => cancelJob(l.job_id) },
+        "Cancel")))), "Nothing in progress.");
   replaceRows("dead", detail.dead.map((j) => el("tr", { "data-job": j.job_id },
     el("td", { class: "id" }, j.job_id),
     el("td", {}, j.task),
@@ -158,6 +163,13 @@ function renderDetail(detail) {
     el("td", { class: c.skipped_overlap + c.skipped_missed ? "bad" : "muted" },
       `${c.skipped_overlap} overlap, ${c.skipped_missed} missed`))),
     "No schedules: give a worker schedules= or run leaseq scheduler.");
+}
+
+// "40% copying" from a stored progress ({fraction, message, data, at}); "–" for none.
+function progressText(p) {
+  if (!p) return "–";
+  const pct = `${Math.round(p.fraction * 100)}%`;
+  return p.message ? `${pct} ${p.message}` : pct;
 }
 
 function limitsText(s) {
@@ -203,6 +215,12 @@ function requeue(ids) {
 function purge(id) {
   if (!confirm(`Delete dead job ${id} for good? This cannot be undone.`)) return;
   act(queuePath("/dead/purge"), { job_ids: [id] }, "Purged");
+}
+
+function cancelJob(id) {
+  if (!confirm(`Cancel running job ${id}? Its worker stops it, and it ends cancelled.`)) return;
+  act(queuePath("/cancel"), { job_id: id, reason: "cancelled from the dashboard" },
+    `Cancel of ${id}`).then((reply) => { if (reply) toast(`Cancel of ${id}: ${reply.outcome}`); });
 }
 
 function requeueAll() {
