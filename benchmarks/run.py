@@ -52,7 +52,23 @@ class CountingConnection(Connection):
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         CountingConnection.round_trips += 1
+        if isinstance(command, (bytes, bytearray)):  # packed by the caller, not redis-py
+            CountingConnection.commands += resp_commands(command)
         await super().send_packed_command(command, check_health)
+
+
+def resp_commands(buf: bytes | bytearray) -> int:
+    """Commands in a RESP buffer a client packed itself (leaseq's ack transaction)."""
+    n = i = 0
+    while i < len(buf):
+        end = buf.index(b"\r\n", i)
+        args = int(buf[i + 1:end])
+        i = end + 2
+        for _ in range(args):
+            end = buf.index(b"\r\n", i)
+            i = end + 2 + int(buf[i + 1:end]) + 2
+        n += 1
+    return n
 
 
 def client(url: str, counting: bool = False) -> aioredis.Redis:
