@@ -270,3 +270,14 @@ async def test_ids_with_spaces_are_kept_whole(redis: aioredis.Redis):
     info = await q.job(b)
     assert info is not None and info.after == ("order 42 / step 1",)
     assert (await q.stats()).total == 2
+
+
+async def test_a_job_may_wait_for_ten_thousand_and_not_one_more(redis: aioredis.Redis):
+    q = Queue(redis, "dep-many")
+    maps = await q.enqueue_many("map", [None] * 10_000)
+    reduce = await q.enqueue("reduce", None, after=maps)
+    info = await q.job(reduce)
+    assert info is not None and (info.state, info.waiting_for) == ("blocked", 10_000)
+    assert info.after == tuple(maps)
+    with pytest.raises(InvalidInput, match="at most 10000"):
+        await q.enqueue("reduce", None, after=[*maps, reduce])

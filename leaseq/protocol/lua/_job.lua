@@ -9,10 +9,10 @@
 -- priority and key place it in a fifo queue (0 and '' are the defaults); expires is the
 -- start deadline: '' none, '+<ms>' that long from now, else Redis ms. waits (nil: none)
 -- says what the job waits for: {failed = reason} (a dependency failed: it is created
--- dead, in dead_key), {pending = ids, policy = 'd'|'a', deps = ...} (it
--- waits in blocked) or {deps = ...} (they are all done: it waits for nothing); deps is
--- the JSON list of the ids, stored as the job's `after`. Returns 1 when the id went to todos (a worker should be woken),
--- else 0.
+-- dead, in dead_key), {pending = ids, policy = 'd'|'a', deps = ...} (it waits in
+-- blocked) or {deps = ...} (they are all done: it waits for nothing); deps is the JSON
+-- list of the ids, stored as the job's `after`. Returns 1 when the id went to todos (a
+-- worker should be woken), else 0.
 local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_ms, now,
                           todos, delayed, trace, priority, key, expires, waits, dead_key)
   -- One HSET of every field: a command per optional field costs a batch of a million

@@ -3,9 +3,10 @@
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 the job hash, 7 the lease,
 --       8.. the control block (CTL_N keys), then the reply record
 -- ARGV: 1 id, 2 reason, 3 'PUBLISH' or 'SPUBLISH' (on a cluster), 4 the cancels channel
--- Returns: 'cancelled' (it waited, was delayed or blocked: now in cancelled), 'delivered' (it
---   runs: the cancel is bound to the lease that holds it now, and published to the
---   workers), 'finished' (done, dead or cancelled already) or 'unknown'.
+-- Returns: 'cancelled' (it waited, was delayed or blocked: now in cancelled),
+--   'delivered' (it runs: the cancel is bound to the lease that holds it now, and
+--   published to the workers), 'finished' (done, dead or cancelled already) or
+--   'unknown'.
 -- A running job's cancel is bound to its lease: the lease key's value becomes
 -- '<token>!' (its expiry kept), so the holder's ack (WATCH) and extend no longer match
 -- its token and only a settle by that holder, which then ends the job cancelled, or the

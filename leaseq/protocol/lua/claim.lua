@@ -20,8 +20,8 @@
 --   2: the job is placed in a fifo queue; its ack must free and forget them)
 --   status 'ok' = leased; 'dead' = the job hash was missing or corrupt, id moved to dead;
 --   'expired' = its start deadline had passed, id moved to dead; 'unmet' = a job it was
---   enqueued after failed (docs/protocol.md, "Dependencies"), id moved to dead; 'gone' (recovery only)
---   = the lease of the recorded claim is no longer held.
+--   enqueued after failed (docs/protocol.md, "Dependencies"), id moved to dead; 'gone'
+--   (recovery only) = the lease of the recorded claim is no longer held.
 -- A call re-sent after its reply was lost (redis-py retries on connection errors) finds
 -- the record of its nonce and answers with the same leases instead of claiming more:
 -- without it the first call's leases would be held by nobody and cost their jobs an

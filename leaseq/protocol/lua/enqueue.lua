@@ -45,16 +45,23 @@ for j = 13, 12 + nd do
       local state = redis.call('SISMEMBER', KEYS[4], dep) == 1 and 'dead' or 'cancelled'
       failed = 'dependency ' .. dep .. ' ended ' .. state
     end
-  elseif redis.call('SISMEMBER', KEYS[1], dep) == 1 or redis.call('SISMEMBER', KEYS[2], dep) == 1
-      or redis.call('ZSCORE', KEYS[5], dep) or redis.call('SISMEMBER', CTL.blocked, dep) == 1 then
+  elseif redis.call('SISMEMBER', KEYS[1], dep) == 1
+      or redis.call('SISMEMBER', KEYS[2], dep) == 1 or redis.call('ZSCORE', KEYS[5], dep)
+      or redis.call('SISMEMBER', CTL.blocked, dep) == 1 then
     pending[#pending + 1] = dep
   else
     return redis.error_reply('LEASEQ_UNKNOWN_DEPENDENCY ' .. dep)
   end
 end
 local waits = nil
--- Stored with each job as a JSON list (ids may hold spaces).
-local deps = nd > 0 and cjson.encode({unpack(ARGV, 13, 12 + nd)}) or ''
+-- Stored with each job as a JSON list (ids may hold spaces). A loop, not unpack: Lua
+-- unpacks at most ~8,000 values and a job may wait for 10,000.
+local deps = ''
+if nd > 0 then
+  local ids = {}
+  for j = 13, 12 + nd do ids[#ids + 1] = ARGV[j] end
+  deps = cjson.encode(ids)
+end
 if failed then
   waits = {failed = failed, deps = deps}
 elseif #pending > 0 then
