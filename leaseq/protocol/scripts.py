@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from .resp import pack
 from .wire import AnyPipeline, AnyRedis, connection_errors, is_cluster
 
 KeyT = str | bytes
@@ -59,7 +60,9 @@ class Script:
     async def _send(
         self, client: AnyRedis, keys: Sequence[KeyT], args: Sequence[ArgT]
     ) -> Any:
-        if is_cluster(client) and keys:
+        if is_cluster(client):
+            if not keys:
+                return await client.evalsha(self.sha, 0, *args)
             # Name the node of the keys' slot: otherwise redis-py hashes every key of the
             # call to check that they share a slot (the server checks that too), which
             # for a cluster claim's candidate keys costs the worker ~10% of its CPU.
@@ -68,11 +71,36 @@ class Script:
             return await cluster.execute_command(
                 "EVALSHA", self.sha, len(keys), *keys, *args,
                 target_nodes=cluster.get_node_from_key(keys[0]))
-        return await client.evalsha(self.sha, len(keys), *keys, *args)
+        if getattr(client, "connection", None) is not None:
+            # A single-connection client: only redis-py may lend its one connection.
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        return await _evalsha(client, ("EVALSHA", self.sha, len(keys), *keys, *args))
 
     def queue(self, pipe: AnyPipeline, keys: Sequence[KeyT], args: Sequence[ArgT]) -> None:
         """Add a call to a (non-transactional) pipeline; see :func:`execute`."""
         pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def _evalsha(client: AnyRedis, command: tuple[Any, ...]) -> Any:
+    """One script call on a pooled connection of a plain or Sentinel client, packed by
+    :func:`~leaseq.protocol.resp.pack` (a claim names some thirty keys: redis-py's packer
+    and command path cost the worker more CPU than the script costs Redis).
+
+    Re-sent after a connection error exactly as redis-py's own ``execute_command`` does
+    it, with the client's ``Retry``: the scripts are written to be safe when re-sent
+    after they ran (reply records, the claim's nonce, idempotent writes)."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    packed = pack([command], conn.encoder)
+
+    async def exchange() -> Any:
+        await conn.send_packed_command(packed)
+        return await conn.read_response()
+
+    try:
+        return await conn.retry.call_with_retry(exchange, lambda _: conn.disconnect())
+    finally:
+        await pool.release(conn)
 
 
 async def execute(

@@ -101,9 +101,13 @@ async def on_pool_connection(redis: AnyRedis, talk: Callable[[Any], Awaitable[T]
         clean = True
         return result
     finally:
-        if not clean:
-            await conn.disconnect()
-        await pool.release(conn)
+        try:
+            if not clean:
+                await conn.disconnect()
+        finally:
+            # Back to the pool whatever happened: a connection the pool no longer lends
+            # out would stay open until collected.
+            await pool.release(conn)
 
 
 async def on_slot_node(cluster: Any, key: str, talk: Callable[[Any], Awaitable[T]]) -> T:

@@ -499,6 +499,14 @@ class Worker:
                     raise
                 log.warning("release_failed", queue=lease.queue, job_id=lease.job_id,
                             error=repr(exc))
+            else:
+                # Claimed but never started (the worker stopped first): counted and
+                # logged as for a job whose handler was stopped.
+                self.count("claimed", lease.queue)
+                self.count("released", lease.queue)
+                log.info("job_released", queue=lease.queue, job_id=lease.job_id,
+                         attempt=lease.attempt, token=lease.token, task=lease.task,
+                         stage="unstarted")
 
     async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
         try:
