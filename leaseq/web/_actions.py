@@ -8,21 +8,18 @@ from typing import Any
 import structlog
 from fastapi import APIRouter
 
-from ._context import Ctx
-from ._params import BODY_ERRORS, QueueName
-from ._schemas import (
-    Cancelled,
+from ._bodies import (
     CancelRequest,
-    Enqueued,
     EnqueueRequest,
     JobIds,
-    Moved,
-    Paused,
     PauseRequest,
     PurgeWaiting,
     RequeueAll,
     ResumeRequest,
 )
+from ._context import Ctx
+from ._params import BODY_ERRORS, QueueName
+from ._schemas import Cancelled, Enqueued, Moved, Paused
 
 # Named after the app module: one logger name for every line the app writes.
 log = structlog.get_logger("leaseq.web._app")

@@ -14,7 +14,7 @@ from ..exceptions import InvalidInput
 from ..protocol.codec import Serializer
 from ..protocol.keys import validate_queue_name
 from ..protocol.wire import AnyRedis
-from . import _actions, _dashboard, _queries
+from . import _actions, _dashboard, _jobs, _queries
 from ._context import Context, attach
 from ._errors import HANDLERS
 from ._guard import TokenGuard
@@ -53,7 +53,7 @@ def create_app(
     )
     attach(app, Context(redis, fixed, serializer))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for part in (_dashboard, _queries, _actions):
+    for part in (_dashboard, _queries, _jobs, _actions):
         app.include_router(part.router)
     if token is not None:
         _document_bearer(app)

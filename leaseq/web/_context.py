@@ -14,6 +14,7 @@ from ..protocol.keys import QUEUES_KEY
 from ..protocol.queue import Queue
 from ..protocol.wire import AnyRedis
 from . import _reads as reads
+from ._rates import FailureCounts
 
 
 @dataclasses.dataclass
@@ -24,6 +25,9 @@ class Context:
     fixed: Sequence[str] | None
     """The queues served when fixed; ``None`` serves every registered queue."""
     serializer: Serializer | None = None
+    failures: FailureCounts = dataclasses.field(default_factory=FailureCounts, init=False,
+                                                repr=False)
+    """The chart's failure counts, shared by every page the app serves."""
     _queues: dict[str, Queue] = dataclasses.field(default_factory=dict, init=False,
                                                   repr=False)
 

@@ -15,6 +15,7 @@ from sse_starlette import EventSourceResponse
 from ..protocol.queue import Queue
 from ..protocol.wire import RETRYABLE
 from ._context import Context, Ctx
+from ._errors import redis_problem
 from ._page import dashboard_page
 from ._schemas import QUEUE_NAME_PATTERN
 from ._snapshots import detail, overview
@@ -36,7 +37,8 @@ async def live(
     interval: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
 ) -> EventSourceResponse:
     """Server-sent events: a ``snapshot`` (the overview and, with ``queue``, that
-    queue's detail) every ``interval`` seconds."""
+    queue's detail) every ``interval`` seconds; a ``problem`` (``{"detail"}``, why
+    Redis failed) instead while Redis does not answer."""
     q = None if queue is None else await ctx.known(queue)
     return EventSourceResponse(_stream(ctx, q, interval), ping=15)
 
@@ -50,5 +52,7 @@ async def _stream(ctx: Context, q: Queue | None,
                 data["detail"] = await detail(ctx, q, seen=data["overview"])
             yield {"event": "snapshot", "data": json.dumps(data)}
         except (RedisError, *RETRYABLE) as exc:
-            yield {"event": "problem", "data": json.dumps({"detail": repr(exc)})}
+            # The same words as the API's 503 (errors.redis_down), so the page says one
+            # thing whichever of the two told it.
+            yield {"event": "problem", "data": json.dumps({"detail": redis_problem(exc)})}
         await anyio.sleep(interval)

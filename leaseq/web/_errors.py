@@ -41,10 +41,16 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
                         headers=headers)
 
 
+def redis_problem(exc: BaseException) -> str:
+    """Why a Redis call failed, in one line (``Redis error: ...``)."""
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    return f"Redis error: {said}"
+
+
 async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
     """A Redis failure as a 503."""
     log.warning("web_redis_error", path=request.url.path, error=repr(exc))
-    return JSONResponse({"detail": f"Redis error: {exc}"}, status_code=503)
+    return JSONResponse({"detail": redis_problem(exc)}, status_code=503)
 
 
 async def bad_request(request: Request, exc: RequestValidationError) -> Response:

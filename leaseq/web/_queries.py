@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from ..exceptions import JobDead, JobNotFound, WaitTimeout
+from ..exceptions import JobCancelled, JobDead, JobNotFound, WaitTimeout
 from ..protocol.admin import health, server_ms
 from ..protocol.taskstats import json_ready
 from . import _reads as reads
@@ -108,20 +108,20 @@ async def check_queue(ctx: Ctx, name: QueueName) -> dict[str, Any]:
 
 # Before the job's own route: its path would take ``/result`` as part of the job id.
 @router.get("/queues/{name}/jobs/{job_id:path}/result", responses={
-    **ERRORS, 409: {"model": Problem, "description": "The job ended dead"}})
+    **ERRORS, 409: {"model": Problem, "description": "The job ended dead or cancelled"}})
 async def job_result(
     ctx: Ctx, name: QueueName, job_id: JobIdPath,
     timeout: Annotated[float, Query(ge=0, le=5)] = 0.0,
 ) -> dict[str, Any]:
     """The job's result once it is done, waiting up to ``timeout`` seconds for it (a
     long poll, as ``leaseq enqueue --wait``): ``finished`` is false when it is not
-    done by then. 409 when it ended dead."""
+    done by then. 409 when it ended dead or cancelled."""
     q = await ctx.known(name)
     try:
         result = await q.wait(job_id, timeout=timeout or 0.001)
     except JobNotFound:
         raise HTTPException(404, f"queue {name!r} has no job {job_id!r}") from None
-    except JobDead as exc:
+    except (JobDead, JobCancelled) as exc:
         raise HTTPException(409, str(exc)) from None
     except WaitTimeout:
         return {"queue": name, "job_id": job_id, "finished": False, "result": None}

@@ -118,8 +118,13 @@ async def throughput(q: Queue, minutes: int, now_ms: int) -> list[int]:
 
 async def events(q: Queue, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` lease expiries the reaper recorded, newest first."""
+    return parse_events(await q.redis.lrange(q.keys.events, 0, limit - 1))
+
+
+def parse_events(entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """Entries of the reaper's ``events`` list as data (others left out)."""
     out = []
-    for raw in await q.redis.lrange(q.keys.events, 0, limit - 1):
+    for raw in entries:
         try:
             event = json.loads(raw)
         except ValueError:
@@ -141,7 +146,7 @@ def job_view(q: Queue, info: Any) -> dict[str, Any]:
         "lease_expiries": info.lease_expiries, "result": jsonable(info.result),
         "error": info.error, "dead_reason": info.dead_reason,
         "enqueued_at": info.enqueued_at, "finished_at": info.finished_at,
-        "lease_ttl": info.lease_ttl, "owner": info.owner,
+        "lease_token": info.lease_token, "lease_ttl": info.lease_ttl, "owner": info.owner,
         "priority": info.priority, "key": info.key, "expires_at": info.expires_at,
         "cancel_reason": info.cancel_reason, "progress": info.progress,
         "after": list(info.after), "waiting_for": info.waiting_for,

@@ -10,6 +10,12 @@ from ..protocol.admin import server_ms
 from ..protocol.queue import Queue
 from . import _reads as reads
 from ._context import Context
+from ._rates import rates
+
+EXPIRIES = 200
+"""Lease expiries read for the chart: every one the reaper keeps."""
+WORKERS = 50
+"""Workers listed in a snapshot (all of them are counted)."""
 
 
 async def overview(ctx: Context) -> dict[str, Any]:
@@ -22,17 +28,25 @@ async def overview(ctx: Context) -> dict[str, Any]:
 async def detail(ctx: Context, q: Queue, leases: int = 50, dead: int = 50,
                  minutes: int = 15, events: int = 20, *, seen: dict[str, Any] | None = None,
                  ) -> dict[str, Any]:
-    """One queue: its summary, acks per minute, in-flight leases, dead jobs, lease
-    expiries and periodic schedules. ``seen``: an :func:`overview` just read, whose
-    clock and summary of ``q`` serve here rather than being read again."""
+    """One queue: its summary, acks per minute, the chart's rates, in-flight leases, dead
+    jobs, lease expiries, periodic schedules and live workers. ``seen``: an
+    :func:`overview` just read, whose clock and summary of ``q`` serve here rather than
+    being read again."""
     now = await server_ms(ctx.redis) if seen is None else seen["server_time_ms"]
     known_summaries = [] if seen is None else seen["queues"]
     summary = next((s for s in known_summaries if s["name"] == q.name), None)
+    # One read of the expiries serves both the table (its newest) and the chart.
+    expiries = await reads.events(q, max(events, EXPIRIES))
+    workers = await q.workers()
     return {
         "summary": summary or await reads.summary(q), "server_time_ms": now,
         "throughput": await reads.throughput(q, minutes, now),
+        "rates": await rates(q, now, minutes, expiries, ctx.failures,
+                             recorded=max(events, EXPIRIES)),
         "leases": await reads.leases(q, leases, now),
         "dead": await reads.dead(q, dead),
-        "events": await reads.events(q, events),
+        "events": expiries[:events],
         "schedules": [dataclasses.asdict(s) for s in await q.schedules()],
+        "workers": [dataclasses.asdict(w) for w in workers[:WORKERS]],
+        "workers_total": len(workers),
     }

@@ -4,9 +4,6 @@ queue, and cancels a running job whose progress the page shows."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -15,47 +12,11 @@ import redis.asyncio as aioredis
 
 from leaseq import Every, JobContext, Queue, Reaper, Scheduler, Worker
 from leaseq.protocol import scheduling
-from leaseq.testing import RedisServer
 
 from ..test_protocol import expire_lease
-from .conftest import ARTIFACTS
+from .conftest import ARTIFACTS, SLOW
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.browser]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-HAVE_CHROMIUM = os.path.exists(CHROMIUM)
-# Without the background-networking flags Chromium keeps trying to reach Google's hosts,
-# which a machine without network refuses, many at a time.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-SLOW = 20_000  # ms: a bound for the page to catch up, never a measure of speed
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Any]:
-    if not HAVE_CHROMIUM:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is required in CI (Debian: apt-get install chromium)")
-        pytest.skip("Chromium not installed (Debian: apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield await browser.new_page(viewport={"width": 1280, "height": 1000})
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-async def r(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushall()
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_the_page_follows_the_queue_and_requeues_a_dead_job(
@@ -150,6 +111,7 @@ async def test_pause_asks_first_then_pause_and_resume_change_the_shown_state(
     await expect(tag).to_have_text("paused")
     await expect(page.locator('#detail [data-count="waiting_on_limits"]')).to_have_text(
         "3", timeout=SLOW)
+    await expect(page.locator("#limits")).to_contain_text("3 jobs held back by the pause")
     assert await q.is_paused()
     await page.screenshot(path=str(ARTIFACTS / "dashboard-paused.png"), full_page=True)
 

@@ -1,59 +1,22 @@
-// The leaseq dashboard: one EventSource stream of snapshots, rendered with DOM nodes
-// (never innerHTML: job ids, task names and reasons are user data).
-"use strict";
+// The leaseq dashboard: one EventSource stream of snapshots (the queues' counts and the
+// shown queue's detail), the job search and view, and the lists by state. The place on
+// the page is the URL's fragment, so every view can be bookmarked and has a JSON twin.
+import { renderChart, watchChartSize } from "./chart.js";
+import {
+  closeJob, currentList, hideList, hideMatches, openJob, refreshJob, renderTabs, search,
+  showList, showMatches,
+} from "./jobs.js";
+import { renderTrace } from "./trace.js";
+import {
+  act, ago, api, el, go, jobLink, localTime, moment, problemText, queuePath,
+  readRoute, redisAnswered, redisFailed, renderBanner, replaceRows, seconds, state, toast,
+} from "./util.js";
 
-const state = { selected: null, source: null, lastSnapshot: null };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) {
-    node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
-  }
-  return node;
-}
-
-function seconds(value) {
-  if (value === null || value === undefined) return "–";
-  if (value < 1) return `${Math.round(value * 1000)} ms`;
-  if (value < 120) return `${value.toFixed(1)} s`;
-  return `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
-}
-
-function ago(ms, nowMs) {
-  if (ms === null || ms === undefined) return "never";
-  return `${seconds(Math.max(0, nowMs - ms) / 1000)} ago`;
-}
-
-function clock(ms) {
-  return new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC";
-}
-
-function replaceRows(table, rows, empty) {
-  const body = document.querySelector(`#${table} tbody`);
-  if (rows.length === 0 && empty) {
-    const columns = document.querySelectorAll(`#${table} thead th`).length;
-    rows = [el("tr", { class: "empty" }, el("td", { colspan: columns, class: "muted" }, empty))];
-  }
-  body.replaceChildren(...rows);
-}
-
-function toast(message, bad = false) {
-  const node = document.getElementById("toast");
-  node.textContent = message;
-  node.className = bad ? "bad" : "";
-  node.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { node.hidden = true; }, 4000);
-}
+const stream = { source: null, queue: undefined, retry: 1000, timer: null, last: null };
 
 function renderOverview(overview) {
   const now = overview.server_time_ms;
-  document.getElementById("clock").textContent = `Redis time ${clock(now)}`;
+  document.getElementById("clock").textContent = `Redis time ${localTime(now)}`;
   document.getElementById("no-queues").hidden = overview.queues.length > 0;
   replaceRows("queues", overview.queues.map((q) => {
     // A reaper sweeps every second by default; a minute of silence means none is running.
@@ -61,41 +24,21 @@ function renderOverview(overview) {
     return el("tr", {
       "data-queue": q.name,
       class: q.name === state.selected ? "selected" : "",
-      onclick: () => select(q.name),
+      onclick: (ev) => { if (!ev.target.closest("a, button")) go({ queue: q.name }); },
     },
-      el("td", {}, el("a", { href: `#queue=${encodeURIComponent(q.name)}` }, q.name),
-        q.paused ? el("span", { class: "paused-tag" }, "paused") : ""),
-      el("td", { "data-col": "todos" }, q.todos),
-      el("td", { "data-col": "in_progress" }, q.in_progress),
-      el("td", { "data-col": "delayed" }, q.delayed),
-      el("td", { "data-col": "done" }, q.done),
-      el("td", { "data-col": "dead", class: q.dead ? "bad" : "" }, q.dead),
-      el("td", { "data-col": "done_last_minute" }, q.done_last_minute),
-      el("td", { class: reaperLate ? "bad" : "muted" }, ago(q.reaper_seen_ms, now)));
+    el("td", {}, el("a", { href: `#queue=${encodeURIComponent(q.name)}` }, q.name),
+      q.paused ? el("span", { class: "paused-tag" }, "paused") : ""),
+    el("td", { "data-col": "todos" }, q.todos),
+    el("td", { "data-col": "in_progress" }, q.in_progress),
+    el("td", { "data-col": "delayed" }, q.delayed),
+    el("td", { "data-col": "done" }, q.done),
+    el("td", { "data-col": "dead", class: q.dead ? "bad" : "" }, q.dead),
+    el("td", { "data-col": "done_last_minute" }, q.done_last_minute),
+    el("td", { class: reaperLate ? "bad" : "muted" }, ago(q.reaper_seen_ms, now)));
   }));
-  if (state.selected === null && overview.queues.length > 0) select(overview.queues[0].name);
-}
-
-function renderChart(counts) {
-  const svg = document.getElementById("chart");
-  const ns = "http://www.w3.org/2000/svg";
-  const max = Math.max(1, ...counts);
-  const width = 600 / counts.length;
-  const bars = counts.map((count, i) => {
-    const h = (count / max) * 100;
-    const bar = document.createElementNS(ns, "rect");
-    bar.setAttribute("x", String(i * width + 2));
-    bar.setAttribute("y", String(110 - h));
-    bar.setAttribute("width", String(width - 4));
-    bar.setAttribute("height", String(Math.max(h, 0.5)));
-    const title = document.createElementNS(ns, "title");
-    title.textContent = `${counts.length - i} min ago: ${count} acks`;
-    bar.append(title);
-    return bar;
-  });
-  svg.replaceChildren(...bars);
-  document.getElementById("chart-max").textContent =
-    `${counts[counts.length - 1]} in the last minute, peak ${Math.max(...counts)}`;
+  if (state.selected === null && overview.queues.length > 0) {
+    go({ ...readRoute(), queue: overview.queues[0].name }, { replace: true });
+  }
 }
 
 function renderDetail(detail) {
@@ -103,6 +46,7 @@ function renderDetail(detail) {
   const now = detail.server_time_ms;
   document.getElementById("detail").hidden = false;
   document.getElementById("detail-name").textContent = s.name;
+  document.getElementById("detail-json").href = queuePath("", s.name);
   for (const node of document.querySelectorAll("#detail [data-count]")) {
     node.textContent = s[node.dataset.count];
   }
@@ -111,11 +55,13 @@ function renderDetail(detail) {
   toggle.textContent = s.paused ? "Resume" : "Pause";
   toggle.dataset.paused = String(s.paused);
   document.getElementById("limits").textContent = limitsText(s);
-  renderChart(detail.throughput);
+  renderTabs(s);
+  renderChart(detail.rates);
+  renderWorkers(detail, now);
   document.getElementById("leases-note").textContent =
     s.in_progress > detail.leases.length ? `(showing ${detail.leases.length} of ${s.in_progress})` : "";
   replaceRows("leases", detail.leases.map((l) => el("tr", { "data-job": l.job_id },
-    el("td", { class: "id" }, l.job_id),
+    el("td", {}, jobLink(s.name, l.job_id)),
     el("td", {}, l.task),
     el("td", {}, `${l.attempt}${l.max_attempts ? ` / ${l.max_attempts}` : ""}`),
     el("td", {}, l.owner),
@@ -123,19 +69,19 @@ function renderDetail(detail) {
     el("td", { class: l.time_left === null ? "bad" : "" },
       l.time_left === null ? "expired" : seconds(l.time_left)),
     el("td", { class: "progress" }, progressText(l.progress)),
-    el("td", { class: l.lease_expiries ? "bad" : "muted" },
+    el("td", { class: l.lease_expiries ? "bad" : "" },
       l.lease_expiries ? `${l.lease_expiries}× (poison?)` : "0"),
     el("td", {}, l.cancel_pending
       ? el("span", { class: "muted" }, "cancelling…")
       : el("button", { type: "button", class: "cancel", onclick: () => cancelJob(l.job_id) },
         "Cancel")))), "Nothing in progress.");
   replaceRows("dead", detail.dead.map((j) => el("tr", { "data-job": j.job_id },
-    el("td", { class: "id" }, j.job_id),
+    el("td", {}, jobLink(s.name, j.job_id)),
     el("td", {}, j.task),
     el("td", {}, j.attempts),
-    el("td", { class: "reason" }, j.dead_reason),
+    el("td", { class: "reason" }, renderTrace(j.dead_reason)),
     el("td", {}, j.finished_at ? ago(j.finished_at * 1000, now) : "–"),
-    el("td", {},
+    el("td", { class: "actions" },
       el("button", { type: "button", class: "requeue", onclick: () => requeue([j.job_id]) },
         "Requeue"),
       el("button", { type: "button", class: "purge", onclick: () => purge(j.job_id) },
@@ -143,13 +89,13 @@ function renderDetail(detail) {
   document.getElementById("requeue-all").disabled = s.dead === 0;
   replaceRows("events", detail.events.map((e) => el("tr", { "data-job": e.job_id },
     el("td", {}, ago(e.at, now)),
-    el("td", { class: "id" }, e.job_id),
+    el("td", {}, jobLink(s.name, e.job_id)),
     el("td", {}, e.task),
     el("td", {}, e.attempt),
     el("td", {}, e.owner),
-    el("td", { class: e.outcome === "dead" ? "bad" : "" },
-      e.outcome === "dead" ? `dead: ${e.reason}` : "requeued"))),
-    "No lease has expired (among the last 200 the reaper recorded).");
+    el("td", { class: e.outcome === "requeued" ? "" : "bad" },
+      e.outcome === "requeued" ? "requeued" : `${e.outcome}: ${e.reason}`))),
+  "No lease has expired (among the last 200 the reaper recorded).");
   replaceRows("schedules", detail.schedules.map((c) => el("tr", { "data-schedule": c.name },
     el("td", { class: "id" }, c.name),
     el("td", {}, c.task),
@@ -157,12 +103,29 @@ function renderDetail(detail) {
     el("td", { class: c.stale ? "bad" : "" },
       c.stale ? "stale: no scheduler runs it" : c.next_tick === null ? "–"
         : `in ${seconds(Math.max(0, c.next_tick - now / 1000))}`),
-    el("td", { class: "id" }, c.last_job || "–"),
+    el("td", {}, c.last_job ? jobLink(s.name, c.last_job) : "–"),
     el("td", {}, c.last_job_state || "–"),
     el("td", {}, c.enqueued),
-    el("td", { class: c.skipped_overlap + c.skipped_missed ? "bad" : "muted" },
+    el("td", { class: c.skipped_overlap + c.skipped_missed ? "bad" : "" },
       `${c.skipped_overlap} overlap, ${c.skipped_missed} missed`))),
-    "No schedules: give a worker schedules= or run leaseq scheduler.");
+  "No schedules: give a worker schedules= or run leaseq scheduler.");
+}
+
+function renderWorkers(detail, now) {
+  const shown = detail.workers.length;
+  document.getElementById("workers-note").textContent = detail.workers_total > shown
+    ? `(showing ${shown} of ${detail.workers_total})` : `(${detail.workers_total} live)`;
+  replaceRows("workers", detail.workers.map((w) => el("tr", { "data-worker": w.id, "data-pid": w.pid },
+    el("td", { class: "id" }, `${w.host}:${w.pid}`),
+    el("td", {}, w.queues.join(", ")),
+    el("td", {}, `${w.in_flight} / ${w.concurrency}`),
+    el("td", {}, ago(w.last_seen * 1000, now)),
+    el("td", {}, moment(w.started_at * 1000, now)),
+    el("td", {}, `${w.counters.acked ?? 0} acked, ${w.counters.failed ?? 0} failed, ` +
+      `${w.counters.lease_lost ?? 0} leases lost`),
+    el("td", {}, w.version))),
+  "No live worker: nothing claims this queue's jobs (a worker that died drops out once " +
+    "its heartbeat expires).");
 }
 
 // "40% copying" from a stored progress ({fraction, message, data, at}); "–" for none.
@@ -183,28 +146,9 @@ function limitsText(s) {
     `key rate ${limit(s.key_rate)}`,
   ];
   if (s.ordering === "fifo") parts.push(`keys ${s.keys_waiting} ready, ${s.keys_parked} parked`);
+  parts.push(`${s.waiting_on_limits} job${s.waiting_on_limits === 1 ? "" : "s"} held back` +
+    (s.paused ? " by the pause" : " by a limit"));
   return `Limits: ${parts.join(" · ")}`;
-}
-
-// Resolves to the reply on success, null on failure (said in a toast either way). A
-// reply with a count says how many jobs moved; others (pause, resume) just what happened.
-async function act(path, body, what) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const reply = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    toast(`${what} failed: ${reply.detail ? JSON.stringify(reply.detail) : response.status}`, true);
-    return null;
-  }
-  toast(typeof reply.count === "number" ? `${what}: ${reply.count} job(s)` : what);
-  return reply;
-}
-
-function queuePath(suffix) {
-  return `/queues/${encodeURIComponent(state.selected)}${suffix}`;
 }
 
 function requeue(ids) {
@@ -247,7 +191,7 @@ async function togglePause() {
 // Show the state a pause or resume reply gave at once, not a second later with the
 // next snapshot.
 function showPaused(name, paused) {
-  const snapshot = state.lastSnapshot;
+  const snapshot = stream.last;
   if (!snapshot) return;
   for (const q of snapshot.overview.queues) if (q.name === name) q.paused = paused;
   renderOverview(snapshot.overview);
@@ -257,14 +201,7 @@ function showPaused(name, paused) {
   }
 }
 
-function select(name) {
-  if (name === state.selected) return;
-  state.selected = name;
-  if (location.hash !== `#queue=${encodeURIComponent(name)}`) {
-    history.replaceState(null, "", `#queue=${encodeURIComponent(name)}`);
-  }
-  connect();
-}
+// -- the live stream --------------------------------------------------------------
 
 function setStatus(kind, text) {
   const node = document.getElementById("status");
@@ -272,29 +209,124 @@ function setStatus(kind, text) {
   node.textContent = text;
 }
 
-function connect() {
-  if (state.source) state.source.close();
-  const query = state.selected ? `?queue=${encodeURIComponent(state.selected)}` : "";
+function connect(queue) {
+  if (stream.source && stream.queue === queue && stream.source.readyState !== EventSource.CLOSED) {
+    return;
+  }
+  if (stream.source) stream.source.close();
+  clearTimeout(stream.timer);
+  stream.queue = queue;
+  const query = queue ? `?queue=${encodeURIComponent(queue)}` : "";
   const source = new EventSource(`/live${query}`);
-  state.source = source;
+  stream.source = source;
   source.addEventListener("snapshot", (ev) => {
     const data = JSON.parse(ev.data);
-    state.lastSnapshot = data;
+    stream.last = data;
+    stream.retry = 1000;
+    state.serverOffset = data.overview.server_time_ms - Date.now();
+    redisAnswered();
     setStatus("live", "live");
     renderOverview(data.overview);
     if (data.detail) renderDetail(data.detail);
+    refreshJob();
   });
   source.addEventListener("problem", (ev) => {
-    setStatus("problem", `Redis problem: ${JSON.parse(ev.data).detail}`);
+    const { detail } = JSON.parse(ev.data);
+    redisFailed(detail);
+    setStatus("problem", "Redis down");
   });
-  // EventSource reconnects by itself; say so meanwhile.
-  source.onerror = () => setStatus("problem", "reconnecting…");
+  source.onerror = () => {
+    if (source.readyState === EventSource.CONNECTING) {
+      // The browser reconnects by itself (the dashboard's server went away).
+      setStatus("problem", "reconnecting…");
+      return;
+    }
+    // Closed: the server refused the stream (Redis down when it began: a 503). Ask the
+    // API why, and try again, less and less often.
+    setStatus("problem", "reconnecting…");
+    api("/queues").then((reply) => {
+      // A 503 shows the banner (api() does); anything else (a token gone stale) is
+      // not Redis's doing, and is said where the status is.
+      if (!reply.ok && reply.status !== 503) {
+        setStatus("problem", problemText(reply.body.detail, reply.status));
+      }
+    });
+    stream.timer = setTimeout(() => connect(stream.queue), stream.retry);
+    stream.retry = Math.min(stream.retry * 2, 15000);
+  };
+}
+
+// -- the route --------------------------------------------------------------------
+
+// What each part of the page last showed, so a change of one part of the route does not
+// read the others again.
+const shown = { search: null, list: null };
+
+function applyRoute() {
+  const route = readRoute();
+  const queue = route.queue ?? null;
+  if (queue !== state.selected) {
+    state.selected = queue;
+    document.getElementById("detail").hidden = true;
+    for (const row of document.querySelectorAll("#queues tbody tr[data-queue]")) {
+      row.classList.toggle("selected", row.dataset.queue === queue);
+    }
+  }
+  connect(queue);
+  if (queue !== null && route.job) openJob(queue, route.job);
+  else closeJob();
+  const searchKey = queue !== null && route.search ? JSON.stringify([queue, route.search]) : null;
+  if (searchKey === null) hideMatches();
+  else if (searchKey !== shown.search) showMatches(queue, route.search);
+  shown.search = searchKey;
+  const listKey = queue !== null && route.state
+    ? JSON.stringify([queue, route.state, route.task, route.page, route.cursor]) : null;
+  if (listKey === null) {
+    hideList();
+  } else if (listKey !== shown.list) {
+    const page = Number.parseInt(route.page ?? "0", 10) || 0;
+    showList(queue, route.state, route.task ?? "", { page, cursor: route.cursor ?? null });
+  }
+  shown.list = listKey;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  renderChart();  // the empty axes at once: no blank frame before the first snapshot
+  watchChartSize();
   document.getElementById("requeue-all").addEventListener("click", requeueAll);
   document.getElementById("pause-toggle").addEventListener("click", togglePause);
-  const match = location.hash.match(/^#queue=(.+)$/);
-  if (match) state.selected = decodeURIComponent(match[1]);
-  connect();
+  document.getElementById("search").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    search(document.getElementById("search-text").value);
+  });
+  document.getElementById("job-close").addEventListener("click", () => {
+    const { job, ...rest } = readRoute();
+    go(rest);
+  });
+  document.getElementById("found-close").addEventListener("click", () => {
+    const { search: _, ...rest } = readRoute();
+    go(rest);
+  });
+  for (const tab of document.querySelectorAll("#state-tabs button")) {
+    tab.addEventListener("click", () => go({ queue: state.selected, state: tab.dataset.state,
+      task: document.getElementById("task-filter").value.trim() }));
+  }
+  document.getElementById("task-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const wanted = currentList().state ?? "todo";
+    go({ queue: state.selected, state: wanted,
+      task: document.getElementById("task-filter").value.trim() });
+  });
+  document.getElementById("jobs-first").addEventListener("click", () => {
+    const { state: wanted, task } = currentList();
+    go({ queue: state.selected, state: wanted, task });
+  });
+  document.getElementById("jobs-refresh").addEventListener("click", () => {
+    const { state: wanted, task, page, cursors } = currentList();
+    if (wanted) showList(state.selected, wanted, task, { page, cursor: cursors[page] });
+  });
+  window.addEventListener("hashchange", applyRoute);
+  // The banner's "last answered ... ago" keeps counting while Redis stays down.
+  setInterval(() => { if (state.outage !== null) renderBanner(); }, 1000);
+  applyRoute();
 });
