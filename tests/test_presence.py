@@ -48,11 +48,12 @@ async def test_a_running_worker_is_listed_with_what_it_is_doing(redis: aioredis.
 
 
 async def test_a_sigkilled_worker_drops_out_of_the_list(redis_server: RedisServer):
-    """No goodbye from a killed process: its entry expires (five presence intervals)."""
+    """No goodbye from a killed process: its entry expires (five presence intervals, a
+    second here)."""
     client = aioredis.Redis.from_url(redis_server.url)
     try:
         q = Queue(client, "killed")
-        proc = WorkerProcess(redis_server.url, "tests.helpers.tasks:HANDLERS", "killed",
+        proc = WorkerProcess(redis_server.url, "tests.helpers.tasks:quick_presence", "killed",
                              record=False)
         proc.start()
         try:

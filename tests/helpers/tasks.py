@@ -29,4 +29,10 @@ def make_worker(queue: Queue) -> Worker:
     return Worker(queue, HANDLERS, concurrency=3, reaper=False)
 
 
+def quick_presence(queue: Queue) -> Worker:
+    """A worker whose entry in the list of live workers is renewed every 0.2 s, so it
+    expires (five intervals) a second after the worker died."""
+    return Worker(queue, HANDLERS, reaper=False, presence_interval=0.2)
+
+
 NOT_HANDLERS = 42
