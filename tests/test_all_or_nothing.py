@@ -63,6 +63,8 @@ async def test_wait_for_a_job_acked_and_trimmed_between_polls_raises_not_found(
             await trimmed.wait()  # once the job was done and trimmed meanwhile
 
     monkeypatch.setattr(_wait, "_check_known", spy)
+    # The existence check runs every FALLBACK seconds; a shorter one keeps the test short.
+    monkeypatch.setattr(_wait, "FALLBACK", 0.5)
     async with anyio.create_task_group() as tg:
         async def finish_and_trim() -> None:
             await checked.wait()
