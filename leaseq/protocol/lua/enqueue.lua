@@ -91,5 +91,6 @@ for i = 13 + nd, #ARGV, 2 do
     out[#out + 1] = 1
   end
 end
+flush_jobs(KEYS[1])
 wake(KEYS[6], woken)
 return out

@@ -57,8 +57,10 @@ if redis.call('EXISTS', job) == 1
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-wake(KEYS[7], create_job(job, id, ARGV[5], ARGV[6], ARGV[7], '0', ARGV[8], now, KEYS[2],
-  KEYS[4], '', '0', '', ''))
+local woken = create_job(job, id, ARGV[5], ARGV[6], ARGV[7], '0', ARGV[8], now, KEYS[2],
+  KEYS[4], '', '0', '', '')
+flush_jobs(KEYS[2])
+wake(KEYS[7], woken)
 redis.call('HSET', state, 'last_tick', tick, 'last_job', id)
 redis.call('HINCRBY', state, 'enqueued', 1)
 return 'enqueued'
