@@ -15,6 +15,8 @@ ROOT = Path(__file__).parent.parent
 @pytest.mark.real_redis
 @pytest.mark.timeout(300)
 def test_benchmark_runner_smoke(tmp_path: Path):
+    """``python -m benchmarks --quick`` runs the floor, leaseq's drains and the small
+    cases in leaseq's own environment (no peers, no Node, no network)."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--only", "floor", "drain", "enqueue",
          "reaper", "recovery", "--dir", str(tmp_path)],
@@ -22,8 +24,18 @@ def test_benchmark_runner_smoke(tmp_path: Path):
     assert result.returncode == 0, result.stdout + result.stderr
     doc = json.loads((tmp_path / "quick.json").read_text())
     assert set(doc["results"]) == {"floor", "drain", "enqueue", "reaper", "recovery"}
-    assert doc["results"]["drain"]["jobs"] == 2000
-    assert "## Targets" in (tmp_path / "quick.md").read_text()
+    floor, drain = doc["results"]["floor"]["rows"], doc["results"]["drain"]["rows"]
+    # The floor is the bare loop at its best of four concurrencies, each reported.
+    assert [r["concurrency"] for r in floor] == [1, 10, 50, 100]
+    assert doc["results"]["floor"]["best"] in (1, 10, 50, 100)
+    # leaseq's default worker (concurrency 10) and three larger concurrencies.
+    assert [r["concurrency"] for r in drain] == [10, 50, 100, 200]
+    for row in floor + drain:
+        assert "error" not in row, row
+        assert row["jobs"] == 2000 and row["jobs_per_s"] > 0
+        assert row["worker_cpu_us_per_job"] > 0 and row["commands_per_job"] > 0
+    text = (tmp_path / "quick.md").read_text()
+    assert "## Targets" in text and "| bare loop | 100 |" in text
 
 
 @pytest.mark.real_redis

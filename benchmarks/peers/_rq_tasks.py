@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
+from _clock import start
 
-from _clock import Clock
+args = start()
+clock = args.clock()
 
-clock = Clock(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
 
-
-def noop() -> None:
-    clock.tick()
+def noop(stamp: int) -> None:
+    clock.tick(stamp)
