@@ -99,7 +99,7 @@ class Producing(QueueCore):
         All or nothing: the batch is one script call, which Redis runs whole or refuses
         whole (at ``maxmemory`` it is refused before its first write; once started it
         finishes even past the limit). The cost is that the server runs the whole batch
-        at once, about 4 µs per job (9 on a fifo queue), while other clients wait:
+        at once, about 4 µs per job (7 on a fifo queue), while other clients wait:
         split batches of more than ~100,000 jobs into several calls (each then all or
         nothing on its own).
         """
