@@ -99,6 +99,16 @@ class Fleet:
         victim.kill()
         return victim
 
+    async def maybe_kill(self, kills: int, size: Size) -> int:
+        """SIGKILL a random worker (and restart the dead) three times in ten while
+        fewer than ``size.kills`` were killed; return the new count of kills."""
+        if kills < size.kills and random.random() < 0.3:
+            self.kill_random()
+            await anyio.sleep(0.05)
+            self.restart_dead()
+            return kills + 1
+        return kills
+
     def terminate(self) -> list[int]:
         """SIGTERM all at once (they shut down in parallel), then wait for each."""
         for w in self.workers:
@@ -806,11 +816,7 @@ async def cancel_storm(server: RedisServer, size: Size, logdir: Path) -> Outcome
                     break
                 for job_id in random.sample(ids, 5):
                     said[await queue.cancel(job_id, reason="storm")] += 1
-                if kills < size.kills and random.random() < 0.3:
-                    fleet.kill_random()
-                    kills += 1
-                    await anyio.sleep(0.05)
-                    fleet.restart_dead()
+                kills = await fleet.maybe_kill(kills, size)
                 await anyio.sleep(0.05)
         report = await _check(server.url, q, ids)
         k = queue.keys
@@ -859,11 +865,7 @@ async def reduce_after_map(server: RedisServer, size: Size, logdir: Path) -> Out
             # Kills only while the reduce waits: a kill of its own worker would explain a
             # second run of it.
             while (await queue.stats()).blocked:
-                if kills < size.kills and random.random() < 0.3:
-                    fleet.kill_random()
-                    kills += 1
-                    await anyio.sleep(0.05)
-                    fleet.restart_dead()
+                kills = await fleet.maybe_kill(kills, size)
                 await anyio.sleep(0.05)
         report = await _check(server.url, q, [*ids, reduce_id])
         maps = await queue.jobs(ids)
