@@ -389,3 +389,18 @@ def test_acl_user_in_the_url():
         assert result.returncode == 0, result.stderr
         denied = cli(f"redis://worker:bad@127.0.0.1:{server.port}/0", "stats", "-q", "acl")
         assert denied.returncode == 3
+
+
+@pytest.mark.parametrize("asked", ["", "asyncio"], ids=["default", "LEASEQ_EVENT_LOOP=asyncio"])
+def test_the_worker_runs_on_uvloop_when_it_is_installed_unless_told_not_to(
+        url: str, asked: str):
+    pytest.importorskip("uvloop")  # the fast extra (in the dev extra too)
+    cli(url, "enqueue", "-q", "loop", "echo", "1")
+    result = cli(url, "--log-format", "json", "worker", "tests.helpers.tasks:HANDLERS",
+                 "-q", "loop", "--burst", env={"LEASEQ_EVENT_LOOP": asked})
+    assert result.returncode == 0, result.stderr
+    (started,) = [json.loads(line) for line in result.stderr.splitlines()
+                  if line.startswith("{") and json.loads(line)["event"] == "worker_started"]
+    assert started["event_loop"] == ("asyncio" if asked else "uvloop")
+    done = [line for line in result.stderr.splitlines() if '"job_acked"' in line]
+    assert len(done) == 1

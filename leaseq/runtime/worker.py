@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import signal
@@ -303,6 +304,7 @@ class Worker:
                                 runners.start_soon(self._runner, receive.clone())
                             log.info("worker_started", queue=",".join(self._names),
                                      concurrency=self.concurrency,
+                                     event_loop=_loop_name(),
                                      tasks=sorted({t for s in self.served.values()
                                                    for t in s.tasks}))
                             task_status.started()
@@ -528,3 +530,9 @@ class Worker:
                 else:
                     log.warning("signal_received", signal=name, action="immediate stop")
                     self.kill()
+
+
+def _loop_name() -> str:
+    """The running event loop's kind (``asyncio`` or ``uvloop``), for the start line."""
+    loop = type(asyncio.get_running_loop())
+    return loop.__module__.split(".")[0]
