@@ -125,3 +125,30 @@ def test_the_dashboard_shows_what_the_demo_did(start_web: Any, redis_server: Red
     expired = [e for e in detail["events"] if e["owner"].endswith(f":{pid}")]
     assert len(expired) >= held
     assert {e["outcome"] for e in expired} <= {"requeued"}
+
+
+def test_a_queue_with_a_lifecycle_stream_pushes_a_snapshot_when_an_event_arrives(
+    start_web: Any, redis_server: RedisServer, r: syncredis.Redis,
+):
+    """With ``events=``, the stream's next event (here: an enqueue) sends a snapshot at
+    once, not after the interval (30 s here; the read gives up well before that)."""
+    assert cli(redis_server.url, "enqueue", "-q", "pushed", "t", "1").returncode == 0
+    r.hset("leaseq:{pushed}:settings", "events", 1000)  # what Queue(events=1000) stores
+    web = start_web()
+    seen: list[dict[str, Any]] = []
+    with httpx.stream("GET", f"{web.url}/live?queue=pushed&interval=30", timeout=10) as reply:
+        assert reply.status_code == 200
+        event = None
+        for line in reply.iter_lines():
+            if line.startswith("event:"):
+                event = line.partition(":")[2].strip()
+            elif line.startswith("data:") and event == "snapshot":
+                seen.append(json.loads(line.partition(":")[2]))
+                if len(seen) == 1:
+                    assert seen[0]["detail"]["summary"]["todos"] == 1
+                    posted = httpx.post(web.url + "/queues/pushed/jobs",
+                                        json={"task": "t", "payload": 2})
+                    assert posted.status_code == 201
+                else:
+                    break
+    assert seen[1]["detail"]["summary"]["todos"] == 2
