@@ -80,6 +80,17 @@ end
 -- Set below (it needs the fifo helpers): a job ended, tell the jobs waiting for it.
 local ctl_dependents
 
+-- One wake token per job that just became claimable, capped: idle workers block on the
+-- wake list. A paused queue wakes nobody (resume does).
+local function ctl_wake(n)
+  if n > 0 and not CTL.paused then
+    local tokens = {}
+    for _ = 1, math.min(n, 64) do tokens[#tokens + 1] = '1' end
+    redis.call('LPUSH', CTL.wake, unpack(tokens))
+    redis.call('LTRIM', CTL.wake, 0, 63)
+  end
+end
+
 -- A job ended (state: 'dead', 'cancelled' or 'deleted', its hash gone): tell the
 -- waiters (Queue.wait) on the queue's finished channel (a shard channel on a cluster:
 -- meta.publish, written by the first client that prepared the queue, names the
@@ -144,13 +155,20 @@ local function ctl_activate(key)
   end
 end
 
+-- A waiting id of a fifo queue ranked now: its placed value and its waiting member (the
+-- key is activated). ctl_rank writes them; a batch of new jobs writes them in bulk.
+local function ctl_ranked(id, priority, key)
+  local rank = (1000 - tonumber(priority)) * 1e12 + ctl_seq()
+  ctl_activate(key)
+  return priority .. SEP .. key .. SEP .. string.format('%.0f', rank),
+    ctl_member(key, rank, id)
+end
+
 -- Index a waiting id of a fifo queue under its priority and key, ranked now.
 local function ctl_rank(id, priority, key)
-  local rank = (1000 - priority) * 1e12 + ctl_seq()
-  redis.call('HSET', CTL.placed, id,
-             priority .. SEP .. key .. SEP .. string.format('%.0f', rank))
-  redis.call('ZADD', CTL.waiting, 0, ctl_member(key, rank, id))
-  ctl_activate(key)
+  local placed, member = ctl_ranked(id, priority, key)
+  redis.call('HSET', CTL.placed, id, placed)
+  redis.call('ZADD', CTL.waiting, 0, member)
 end
 
 -- A new job's placement (fifo queues): ranked now when it waits, else when it does.
@@ -215,12 +233,7 @@ ctl_dependents = function(dep, ok, state)
       end
     end
   end
-  if woken > 0 and not CTL.paused then
-    local tokens = {}
-    for _ = 1, math.min(woken, 64) do tokens[#tokens + 1] = '1' end
-    redis.call('LPUSH', CTL.wake, unpack(tokens))
-    redis.call('LTRIM', CTL.wake, 0, 63)
-  end
+  ctl_wake(woken)
   return woken
 end
 
@@ -275,9 +288,10 @@ local function ctl_expired(job, now)
   return at and now >= at
 end
 
-local function ctl_expire(id, job, dead, now)
-  -- A job whose dependency failed ends here too, with that as its reason.
-  local reason = ctl_doom(id)
+-- doom: the reason a failed dependency gave (ctl_doom, read by the caller), or nil for
+-- a start deadline that passed.
+local function ctl_expire(id, job, dead, now, doom)
+  local reason = doom
   if reason then
     redis.call('HDEL', CTL.after, id)
   else

@@ -3,16 +3,16 @@
 -- job's hash and placing its id, the one way a job comes into being (enqueue.lua,
 -- tick.lua); a caller runs flush_jobs(todos_key) after its last create_job.
 -- create_job(job_key, id, task, payload, max_attempts, delay_ms, lease_ms, now,
---            todos_key, delayed_key, trace, priority, key, expires): lease_ms '' is the
--- queue's default; a delay > 0 puts the id in delayed (due at now + delay), else in
--- todos; trace (the producer's trace context, '' = none) is stored as the job's `trace`;
--- priority and key place it in a fifo queue (0 and '' are the defaults); expires is the
--- start deadline: '' none, '+<ms>' that long from now, else Redis ms. waits (nil: none)
--- says what the job waits for: {failed = reason} (a dependency failed: it is created
--- dead, in dead_key), {pending = ids, policy = 'd'|'a', deps = ...} (it waits in
--- blocked) or {deps = ...} (they are all done: it waits for nothing); deps is the JSON
--- list of the ids, stored as the job's `after`. Returns 1 when the id went to todos (a
--- worker should be woken), else 0.
+--            delayed_key, trace, priority, key, expires, waits, dead_key): lease_ms ''
+-- is the queue's default; a delay > 0 puts the id in delayed (due at now + delay), else
+-- in todos (at flush_jobs); trace (the producer's trace context, '' = none) is stored
+-- as the job's `trace`; priority and key place it in a fifo queue (0 and '' are the
+-- defaults); expires is the start deadline: '' none, '+<ms>' that long from now, else
+-- Redis ms. waits (nil: none) says what the job waits for: {failed = reason} (a
+-- dependency failed: it is created dead, in dead_key), {pending = ids, policy = 'd'|'a',
+-- deps = ...} (it waits in blocked) or {deps = ...} (they are all done: it waits for
+-- nothing); deps is the JSON list of the ids, stored as the job's `after`. Returns 1
+-- when the id went to todos (a worker should be woken), else 0.
 -- What create_job adds to todos and to the fifo index is sent in bulk by flush_jobs, which
 -- every caller runs before it returns: one SADD, HSET and ZADD per 1,000 jobs instead of
 -- one each per job (Redis's cost per call, not per member, was half of a batch's time).
@@ -35,7 +35,7 @@ local function flush_jobs(todos)
 end
 
 local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_ms, now,
-                          todos, delayed, trace, priority, key, expires, waits, dead_key)
+                          delayed, trace, priority, key, expires, waits, dead_key)
   -- One HSET of every field: a command per optional field costs a batch of a million
   -- jobs seconds of server time.
   local fields = {'task', task, 'payload', payload, 'max_attempts', max_attempts,
@@ -80,25 +80,11 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
     return 0
   end
   if CTL.fifo then  -- ctl_rank's writes, in bulk
-    local rank = (1000 - tonumber(priority)) * 1e12 + ctl_seq()
+    local placed, member = ctl_ranked(id, priority, key)
     local n = #JOBS.placed
-    JOBS.placed[n + 1] = id
-    JOBS.placed[n + 2] = priority .. SEP .. key .. SEP .. string.format('%.0f', rank)
-    JOBS.waiting[n + 1] = 0
-    JOBS.waiting[n + 2] = ctl_member(key, rank, id)
-    ctl_activate(key)
+    JOBS.placed[n + 1], JOBS.placed[n + 2] = id, placed
+    JOBS.waiting[n + 1], JOBS.waiting[n + 2] = 0, member
   end
   JOBS.todos[#JOBS.todos + 1] = id
   return 1
-end
-
--- wake(wake_key, n): one wake token per new waiting job, capped: idle workers block on
--- this list. A paused queue wakes nobody (resume does).
-local function wake(key, n)
-  if n > 0 and not CTL.paused then
-    local tokens = {}
-    for _ = 1, math.min(n, 64) do tokens[#tokens + 1] = '1' end
-    redis.call('LPUSH', key, unpack(tokens))
-    redis.call('LTRIM', key, 0, 63)
-  end
 end

@@ -210,13 +210,14 @@ elseif budget > 0 then
         break  -- not a named candidate: the caller names more and calls again
       end
       redis.call('ZREM', CTL.waiting, entry)
+      local doom = ctl_doom(id)
       if redis.call('SISMEMBER', KEYS[1], id) == 0 then
         -- A stale index entry (the id left todos behind the queue's back): dropped.
-      elseif ctl_doom(id) or ctl_expired(job, now) then
-        local status = ctl_doom(id) and 'unmet' or 'expired'
+      elseif doom or ctl_expired(job, now) then
         redis.call('SREM', KEYS[1], id)
-        ctl_expire(id, job, KEYS[3], now)
-        for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, status, key, 0}) do
+        ctl_expire(id, job, KEYS[3], now, doom)
+        for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, doom and 'unmet' or 'expired', key,
+                            0}) do
           out[#out + 1] = v
         end
       else
@@ -265,7 +266,7 @@ for i, p in ipairs(picked) do
   local doomed = not wrong_type and ctl_doom(id)
   if doomed or (not wrong_type and f[6] and tonumber(f[6]) and now >= tonumber(f[6])) then
     redis.call('SREM', KEYS[1], id)
-    ctl_expire(id, job, KEYS[3], now)
+    ctl_expire(id, job, KEYS[3], now, doomed or nil)
     for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, doomed and 'unmet' or 'expired', key,
                         0}) do
       out[#out + 1] = v

@@ -1,5 +1,5 @@
 -- enqueue: create jobs that do not exist yet; an existing id is left untouched (dedup).
--- (controls prelude; job-creation prelude: create_job, wake)
+-- (controls prelude: ctl_wake; job-creation prelude: create_job, flush_jobs)
 -- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 wake, 7..18 the control
 --       block; on a cluster also one job hash per job, in ARGV order
 -- ARGV: 1 '1' when the ids were freshly generated (random), '0' for caller-given ids;
@@ -87,10 +87,10 @@ for i = 13 + nd, #ARGV, 2 do
     out[#out + 1] = 0
   else
     woken = woken + create_job(job, id, ARGV[4], ARGV[i + 1], ARGV[5], ARGV[6], ARGV[7],
-      now, KEYS[1], KEYS[5], ARGV[2], ARGV[8], ARGV[9], ARGV[10], waits, KEYS[4])
+      now, KEYS[5], ARGV[2], ARGV[8], ARGV[9], ARGV[10], waits, KEYS[4])
     out[#out + 1] = 1
   end
 end
 flush_jobs(KEYS[1])
-wake(KEYS[6], woken)
+ctl_wake(woken)
 return out

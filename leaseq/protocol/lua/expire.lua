@@ -24,8 +24,9 @@ for i, id in ipairs(ARGV) do
       redis.call('SREM', KEYS[1], id)
     end
     if waiting or redis.call('ZREM', KEYS[2], id) == 1 then
-      if ctl_doom(id) then unmet = unmet + 1 else n = n + 1 end
-      ctl_expire(id, job, KEYS[3], now)
+      local doom = ctl_doom(id)
+      if doom then unmet = unmet + 1 else n = n + 1 end
+      ctl_expire(id, job, KEYS[3], now, doom)
     else
       redis.call('ZREM', CTL.deadlines, id)
     end

@@ -1,5 +1,5 @@
 -- tick: one tick of a periodic schedule, at most once whatever the number of schedulers.
--- (controls prelude; job-creation prelude: create_job, wake)
+-- (controls prelude: ctl_wake; job-creation prelude: create_job, flush_jobs)
 -- KEYS: 1 the schedule's state (schedule:<name>), 2 todos, 3 in_progress, 4 delayed,
 --       5 done, 6 dead, 7 wake, 8 the tick's job hash, 9.. the control block (CTL_N keys)
 -- ARGV: 1 the state's last tick as the caller read it ('' = none yet), 2 mode:
@@ -57,10 +57,10 @@ if redis.call('EXISTS', job) == 1
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local woken = create_job(job, id, ARGV[5], ARGV[6], ARGV[7], '0', ARGV[8], now, KEYS[2],
-  KEYS[4], '', '0', '', '')
+local woken = create_job(job, id, ARGV[5], ARGV[6], ARGV[7], '0', ARGV[8], now, KEYS[4],
+  '', '0', '', '')
 flush_jobs(KEYS[2])
-wake(KEYS[7], woken)
+ctl_wake(woken)
 redis.call('HSET', state, 'last_tick', tick, 'last_job', id)
 redis.call('HINCRBY', state, 'enqueued', 1)
 return 'enqueued'
