@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -27,20 +28,26 @@ def r(redis_server: RedisServer) -> Any:
     client.close()
 
 
+def snapshot_events(reply: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The ``snapshot`` events of a live stream, as they arrive."""
+    event = None
+    for line in reply.iter_lines():
+        if line.startswith("event:"):
+            event = line.partition(":")[2].strip()
+        elif line.startswith("data:") and event == "snapshot":
+            yield json.loads(line.partition(":")[2])
+
+
 def snapshots(base: str, query: str, count: int, **kw: Any) -> list[dict[str, Any]]:
     """The first ``count`` snapshots of the live stream."""
     out: list[dict[str, Any]] = []
     with httpx.stream("GET", f"{base}/live{query}", timeout=30, **kw) as reply:
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/event-stream")
-        event = None
-        for line in reply.iter_lines():
-            if line.startswith("event:"):
-                event = line.partition(":")[2].strip()
-            elif line.startswith("data:") and event == "snapshot":
-                out.append(json.loads(line.partition(":")[2]))
-                if len(out) == count:
-                    break
+        for snapshot in snapshot_events(reply):
+            out.append(snapshot)
+            if len(out) == count:
+                break
     return out
 
 
@@ -135,20 +142,10 @@ def test_a_queue_with_a_lifecycle_stream_pushes_a_snapshot_when_an_event_arrives
     assert cli(redis_server.url, "enqueue", "-q", "pushed", "t", "1").returncode == 0
     r.hset("leaseq:{pushed}:settings", "events", 1000)  # what Queue(events=1000) stores
     web = start_web()
-    seen: list[dict[str, Any]] = []
     with httpx.stream("GET", f"{web.url}/live?queue=pushed&interval=30", timeout=10) as reply:
         assert reply.status_code == 200
-        event = None
-        for line in reply.iter_lines():
-            if line.startswith("event:"):
-                event = line.partition(":")[2].strip()
-            elif line.startswith("data:") and event == "snapshot":
-                seen.append(json.loads(line.partition(":")[2]))
-                if len(seen) == 1:
-                    assert seen[0]["detail"]["summary"]["todos"] == 1
-                    posted = httpx.post(web.url + "/queues/pushed/jobs",
-                                        json={"task": "t", "payload": 2})
-                    assert posted.status_code == 201
-                else:
-                    break
-    assert seen[1]["detail"]["summary"]["todos"] == 2
+        stream = snapshot_events(reply)
+        assert next(stream)["detail"]["summary"]["todos"] == 1
+        posted = httpx.post(web.url + "/queues/pushed/jobs", json={"task": "t", "payload": 2})
+        assert posted.status_code == 201
+        assert next(stream)["detail"]["summary"]["todos"] == 2
