@@ -20,6 +20,7 @@ from ..protocol.queue import Queue
 from ..protocol.validate import MAX_SECONDS
 from . import exits, util
 from .params import QUEUE, Command
+from .signals import stop_signals
 
 _BATCH_LINES = 500
 """Stdin lines enqueued in one round trip at most."""
@@ -99,7 +100,8 @@ def enqueue(settings: util.Settings, queue: str, task: str, payload: str | None,
             exits.notice("reading one JSON payload per line until Ctrl-D "
                          "(Ctrl-C enqueues the lines entered and stops)")
         feed = _StdinFeed(Queue(client, queue), task, placing, show)
-        _, interrupted = await util.until_signal(feed.run, signal.SIGINT)
+        with stop_signals(signal.SIGINT) as signals:
+            _, interrupted = await signals.until(feed.run)
         if interrupted is not None:
             exits.notice(f"interrupted: {_jobs(feed.enqueued)} enqueued")
             return exits.EXIT_INTERRUPTED

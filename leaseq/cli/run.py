@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +27,7 @@ from ..runtime.worker import Worker
 from . import exits, targets, util
 from .params import QUEUES, Command, queue_name
 from .schedules import load_schedules
+from .signals import Signals, stop_signals
 from .supervisor import Supervisor
 
 log = structlog.get_logger(__name__)
@@ -137,8 +137,13 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
         raise click.UsageError("a Worker factory serves one --queue")
     if processes > 1:
         # Children would each hit (and the supervisor restart) an error that cannot heal.
-        code = util.run(settings, lambda client: util.await_redis(
-            client, [Queue(client, name) for name in queues], settings.redis_url))
+        async def check(client: aioredis.Redis) -> int | None:
+            with stop_signals() as signals:
+                return await util.await_redis(
+                    client, [Queue(client, name) for name in queues], settings.redis_url,
+                    signals)
+
+        code = util.run(settings, check)
         if code is not None:
             sys.exit(code)
         sys.exit(_supervise(settings, processes, metrics_port, burst))
@@ -148,9 +153,13 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
         metrics.serve(metrics_port, metrics_host)
 
     async def go(client: aioredis.Redis) -> int:
+        with stop_signals() as signals:
+            return await serve(client, signals)
+
+    async def serve(client: aioredis.Redis, signals: Signals) -> int:
         qs = [Queue(client, name, lease_timeout=lease_timeout, max_attempts=max_attempts,
                     done_ttl=done_ttl, done_max=done_max) for name in queues]
-        code = await util.await_redis(client, qs, settings.redis_url)
+        code = await util.await_redis(client, qs, settings.redis_url, signals)
         if code is not None:
             return code
         if isinstance(handlers, Mapping):
@@ -170,7 +179,7 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
                                         "its own: drop --schedules", exits.EXIT_USAGE)
                 w.scheduler = Scheduler(w.queue, periodic)
         if os.environ.get("LEASEQ_WORKER_INDEX") is None:
-            await w.run(burst=burst)
+            await signals.run_worker(w, burst=burst)
             return exits.EXIT_OK
         # A child of `leaseq worker -p N`: if the supervisor dies (SIGKILL, OOM killer),
         # nothing would stop this process; it stops gracefully by itself instead.
@@ -179,7 +188,7 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
             parent = os.environ.get("LEASEQ_SUPERVISOR_PID", "")
             tg.start_soon(_stop_when_orphaned, w,
                           int(parent) if parent.isdigit() else os.getppid())
-            await w.run(burst=burst)
+            await signals.run_worker(w, burst=burst)
             tg.cancel_scope.cancel()
         return exits.EXIT_OK
 
@@ -264,18 +273,17 @@ def reaper(settings: util.Settings, queues: tuple[str, ...], interval: float,
     async def go(client: aioredis.Redis) -> int:
         qs = [Queue(client, name, lease_timeout=lease_timeout, done_ttl=done_ttl,
                     done_max=done_max) for name in queues]
-        code = await util.await_redis(client, qs, settings.redis_url)
-        if code is not None:
-            return code
-        r = Reaper(*qs, interval=interval, metrics=metrics)
         # Signals first, so the reaper is stoppable by the time it says it started.
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with stop_signals() as signals:
+            code = await util.await_redis(client, qs, settings.redis_url, signals)
+            if code is not None:
+                return code
+            r = Reaper(*qs, interval=interval, metrics=metrics)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(r.run)
                 if metrics is not None:
                     tg.start_soon(metrics.watch, qs)
-                async for _ in signals:
-                    break
+                await signals.next()
                 tg.cancel_scope.cancel()
         return exits.EXIT_OK
 

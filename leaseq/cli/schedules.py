@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from ..protocol.schedule import Schedule
 from ..runtime.scheduler import Scheduler
 from . import exits, targets, util
 from .params import QUEUE, Command
+from .signals import stop_signals
 
 
 def load_schedules(spec: str) -> list[Schedule]:
@@ -47,15 +47,14 @@ def scheduler(settings: util.Settings, queue: str, schedules_spec: str, grace: f
 
     async def go(client: aioredis.Redis) -> int:
         q = Queue(client, queue)
-        code = await util.await_redis(client, [q], settings.redis_url)
-        if code is not None:
-            return code
-        s = Scheduler(q, schedules, grace=grace)
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with stop_signals() as signals:
+            code = await util.await_redis(client, [q], settings.redis_url, signals)
+            if code is not None:
+                return code
+            s = Scheduler(q, schedules, grace=grace)
             async with anyio.create_task_group() as tg:
                 await tg.start(s.run)
-                async for _ in signals:
-                    break
+                await signals.next()
                 tg.cancel_scope.cancel()
         return exits.EXIT_OK
 

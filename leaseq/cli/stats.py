@@ -23,6 +23,7 @@ from ..models import JobInfo
 from ..protocol.admin import registered_queues, server_ms
 from ..protocol.queue import Queue
 from . import util
+from .signals import stop_signals
 
 _COLUMNS = ("todos", "in_progress", "delayed", "done", "dead")
 _CONTROLS = ("paused", "ordering", "holding", "waiting_on_limits", "keys_waiting",
@@ -182,7 +183,8 @@ async def show(client: aioredis.Redis, names: Sequence[str], watch: bool, interv
                 shown.update(_table(rows, rates, shown.console))
                 await anyio.sleep(interval)
 
-    await util.until_signal(live, signal.SIGINT)
+    with stop_signals(signal.SIGINT) as signals:
+        await signals.until(live)
 
 
 # -- inspect --------------------------------------------------------------------------------

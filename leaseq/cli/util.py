@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from ..runtime.outage import Outage
 
 if TYPE_CHECKING:
     from ..protocol.queue import Queue
+    from .signals import Signals
 
 from .connect import close_client, make_client
 from .errors import describe, first_line, hint, permanent, single
@@ -106,38 +106,11 @@ def broken_pipe() -> NoReturn:
     sys.exit(EXIT_BROKEN_PIPE)
 
 
-async def until_signal(body: Callable[[], Awaitable[T]],
-                       *signums: signal.Signals) -> tuple[T | None, int | None]:
-    """Run ``body()``; the first of ``signums`` to arrive cancels it. Returns
-    ``(result, None)``, or ``(None, signum)`` when a signal ended it. Exceptions of the
-    body come out as themselves, not in an exception group."""
-    received: list[int] = []
-    results: list[T] = []
-    errors: list[Exception] = []
-    with anyio.open_signal_receiver(*signums) as signals:
-        async with anyio.create_task_group() as tg:
-
-            async def watch() -> None:
-                async for signum in signals:
-                    received.append(signum)
-                    tg.cancel_scope.cancel()
-                    return
-
-            tg.start_soon(watch)
-            try:
-                results.append(await body())
-            except Exception as exc:  # re-raised below, outside the task group
-                errors.append(exc)
-            tg.cancel_scope.cancel()
-    if errors:
-        raise errors[0]
-    return (results[0] if results else None), (received[0] if received else None)
-
-
 _PROBE_SCRIPT = "return 1"
 
 
-async def await_redis(client: aioredis.Redis, queues: Sequence[Queue], url: str) -> int | None:
+async def await_redis(client: aioredis.Redis, queues: Sequence[Queue], url: str,
+                      signals: Signals) -> int | None:
     """The start-up round trip of ``worker`` and ``reaper``: PING, then prepare each queue
     (registry, epoch marker: key permissions) and run a no-op script on its keys the way
     leaseq runs its own (SCRIPT LOAD, EVALSHA: scripting permission).
@@ -146,7 +119,7 @@ async def await_redis(client: aioredis.Redis, queues: Sequence[Queue], url: str)
     is printed as the one line other commands print, and its exit code returned; one
     that can (connection refused, timeout, a loading server) is logged once
     (``redis_unavailable``, component ``startup``) and retried with a backoff up to 5 s.
-    SIGTERM/SIGINT while waiting return :data:`EXIT_OK`.
+    A signal from ``signals`` while waiting returns :data:`EXIT_OK`.
     """
     outage = Outage("startup", queues=[q.name for q in queues])
 
@@ -171,7 +144,7 @@ async def await_redis(client: aioredis.Redis, queues: Sequence[Queue], url: str)
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    error, signum = await until_signal(probe, signal.SIGTERM, signal.SIGINT)
+    error, signum = await signals.until(probe)
     if signum is not None:
         return EXIT_OK
     if error is None:

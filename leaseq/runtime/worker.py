@@ -252,6 +252,18 @@ class Worker:
                 self._claim_shield.deadline, anyio.current_time() + RELEASE_TIMEOUT,
                 self._cleanup_by)
 
+    def on_signal(self, signum: int) -> None:
+        """Act on SIGTERM or SIGINT as :meth:`run` does by itself: the first stops
+        gracefully (:meth:`stop`), a second at once (:meth:`kill`). For an application
+        that owns its signals (``run(handle_signals=False)``) and passes them on."""
+        name = signal.Signals(signum).name
+        if not self._stop_requested:
+            log.info("signal_received", signal=name, action="graceful stop")
+            self.stop()
+        else:
+            log.warning("signal_received", signal=name, action="immediate stop")
+            self.kill()
+
     def kill(self) -> None:
         """Stop now: cancel running handlers at once (their leases are still released,
         each within a few seconds at most)."""
@@ -523,13 +535,7 @@ class Worker:
         with receiver:
             task_status.started()
             async for signum in signals:
-                name = signal.Signals(signum).name
-                if not self._stop_requested:
-                    log.info("signal_received", signal=name, action="graceful stop")
-                    self.stop()
-                else:
-                    log.warning("signal_received", signal=name, action="immediate stop")
-                    self.kill()
+                self.on_signal(signum)
 
 
 def _loop_name() -> str:
