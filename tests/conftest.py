@@ -4,9 +4,12 @@ real server (the lane that proves Redis semantics) and on the cluster."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import fakeredis
 import pytest
@@ -15,6 +18,39 @@ from redis.asyncio.cluster import RedisCluster
 
 from leaseq.testing import RedisServer
 from leaseq.testing._cluster import RedisClusterServers
+
+
+def _leaseq_children() -> set[int]:
+    """This process's running children that are ``python -m leaseq`` processes."""
+    found = set()
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        for pid in Path(path).read_text().split():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+            except OSError:
+                continue  # exited meanwhile
+            if state != "Z" and b"-m" in argv and argv[argv.index(b"-m") + 1] == b"leaseq":
+                found.add(int(pid))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """SIGKILL the leaseq processes a test started and left running (a worker that missed
+    its stop): one left behind would register itself on the shared server and fail
+    later tests that count workers or queues."""
+    before = _leaseq_children()
+    yield
+    left = sorted(_leaseq_children() - before)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    if left:
+        pytest.fail(f"the test left leaseq processes running (killed): {left}")
 
 
 def _require_redis_server() -> None:

@@ -11,6 +11,7 @@ import datetime
 import json
 import random
 import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -110,10 +111,23 @@ class Fleet:
         return kills
 
     def terminate(self) -> list[int]:
-        """SIGTERM all at once (they shut down in parallel), then wait for each."""
+        """SIGTERM all at once (they shut down in parallel), then wait for each; one still
+        running after 60 s is killed and fails the scenario with its last log lines."""
         for w in self.workers:
             w.send(signal.SIGTERM)
-        return [w.wait(timeout=60) if w.process is not None else 0 for w in self.workers]
+        codes, hung = [], []
+        for w in self.workers:
+            try:
+                codes.append(w.wait(timeout=60) if w.process is not None else 0)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                hung.append(w)
+        if hung:
+            tails = "\n".join(line for w in hung
+                              for line in w.log_path.read_text().splitlines()[-10:])
+            raise AssertionError(f"{len(hung)} worker(s) still ran 60 s after SIGTERM; "
+                                 f"their last log lines:\n{tails}")
+        return codes
 
     def kill_all(self) -> None:
         for w in self.workers:
@@ -405,9 +419,9 @@ async def reaper_processes(server: RedisServer, size: Size, logdir: Path) -> Out
                 r.start()
         report = await _check(server.url, q, ids)
     finally:
-        fleet.terminate()
         for r in reapers:
             r.terminate()
+        fleet.terminate()
     return Outcome("reapers killed and restarted, two at once", len(ids), faults, report,
                    time.monotonic() - start)
 
