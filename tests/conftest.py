@@ -24,7 +24,11 @@ def _leaseq_children() -> set[int]:
     """This process's running children that are ``python -m leaseq`` processes."""
     found = set()
     for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        for pid in Path(path).read_text().split():
+        try:
+            children = Path(path).read_text().split()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        for pid in children:
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
