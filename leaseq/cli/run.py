@@ -23,7 +23,7 @@ from ..runtime.policy import Policy, Priority, Weighted
 from ..runtime.reaper import Reaper
 from ..runtime.scheduler import Scheduler
 from ..runtime.task import normalise_handlers
-from ..runtime.worker import Worker
+from ..runtime.worker import DEFAULT_CONCURRENCY, Worker
 from . import exits, targets, util
 from .params import QUEUES, Command, queue_name
 from .schedules import load_schedules
@@ -74,8 +74,9 @@ _RETENTION_MAX = click.option(
               show_default=True, help="How several queues share the slots.")
 @click.option("--weight", "weights", multiple=True, metavar="QUEUE=N",
               help="Weight of a queue under --policy weighted (default 1).")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Handlers running at once per process.")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None,
+              help=f"Handlers running at once per process (default {DEFAULT_CONCURRENCY}, "
+                   "or 10 when every handler is a plain def: its threads).")
 @click.option("--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes to run and supervise (one core each).")
 @click.option("--reaper/--no-reaper", default=True, show_default=True,
@@ -104,7 +105,7 @@ _RETENTION_MAX = click.option(
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.pass_obj
 def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy: str,
-           weights: tuple[str, ...], concurrency: int, processes: int, reaper: bool,
+           weights: tuple[str, ...], concurrency: int | None, processes: int, reaper: bool,
            lease_timeout: float | None, max_attempts: int | None, done_ttl: Any,
            done_max: Any, job_timeout: float | None, grace_period: float, burst: bool,
            lifespan_spec: str | None, schedules_spec: str | None, metrics_port: int | None,
@@ -193,7 +194,8 @@ def worker(settings: util.Settings, target: str, queues: tuple[str, ...], policy
         return exits.EXIT_OK
 
     # Room for every handler to use the client once, plus the worker's own connections.
-    sys.exit(util.run(settings, go, max_connections=2 * concurrency + 64))
+    slots = DEFAULT_CONCURRENCY if concurrency is None else concurrency
+    sys.exit(util.run(settings, go, max_connections=2 * slots + 64))
 
 
 async def _stop_when_orphaned(worker: Worker, parent: int) -> None:

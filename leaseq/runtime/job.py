@@ -121,8 +121,11 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
-    """Run one claimed job to its end: acked, failed, dead, lost or released."""
+async def run_job(worker: JobHost, served: Served, lease: Lease,
+                  handler_done: Callable[[], None] = lambda: None) -> None:
+    """Run one claimed job to its end: acked, failed, dead, lost or released.
+    ``handler_done()`` is called once its handler has returned a result, as the ack
+    goes out (not for a failure: that may put the job back in todos)."""
     queue = served.queue
     job = RunningJob(served, lease)
     # Log context as plain keyword arguments: binding a logger per job costs more than
@@ -176,6 +179,7 @@ async def run_job(worker: JobHost, served: Served, lease: Lease) -> None:
             settling = time.time_ns()
             if ok:
                 crash.point("before_ack")
+                handler_done()
                 outcome = await _ack(worker, job, fields, value, started, task)
             else:
                 outcome = await _fail(worker, job, fields, value, task)

@@ -41,7 +41,7 @@ from .taskstats import TaskStats
 from .typed import HandlerSpec
 from .wake import wait_for_work
 
-__all__ = ["Worker"]
+__all__ = ["DEFAULT_CONCURRENCY", "Worker"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,9 +51,15 @@ _MAX_CLAIM_BATCH = 100
 _SHORT_WAIT = 0.25
 
 
+DEFAULT_CONCURRENCY = 50
+"""Jobs a worker runs at once unless told (:class:`Worker`'s ``concurrency``)."""
+
+
 class Worker:
     """Runs the handlers of one queue — or of several — with at most ``concurrency``
-    jobs at once.
+    jobs at once (default :data:`DEFAULT_CONCURRENCY`, or ``sync_concurrency`` when every
+    handler is a plain ``def``: a job claimed to wait for a thread would only hold its
+    lease from other workers).
 
     ``Worker(queue, handlers)`` serves one queue; ``handlers`` maps task names to
     ``async def handler(ctx, payload)`` functions or to :class:`~leaseq.Task` values with
@@ -92,7 +98,7 @@ class Worker:
         handlers: Mapping[str, HandlerSpec] | None = None,
         *,
         policy: Policy | None = None,
-        concurrency: int = 10,
+        concurrency: int | None = None,
         reaper: bool = True,
         reaper_interval: float = 1.0,
         job_timeout: float | None = None,
@@ -117,6 +123,10 @@ class Worker:
         """The handlers of the (first) served queue."""
         self.policy: Policy = policy if policy is not None else Priority()
         self._names = list(self.served)
+        if concurrency is None:
+            every_sync = all(t.sync for served in self.served.values()
+                             for t in served.tasks.values())
+            concurrency = sync_concurrency if every_sync else DEFAULT_CONCURRENCY
         self.concurrency = validate.positive_int(concurrency, "concurrency")
         self.metrics = metrics
         self.reaper = (Reaper(*self.queues, interval=reaper_interval, metrics=metrics)
@@ -131,6 +141,7 @@ class Worker:
         self.heartbeat_fraction = heartbeat_fraction
         self._counts: Counter[str] = Counter()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
+        self._acking = 0  # jobs whose handler returned and whose slot went to the next claim
         # The worker's own per-job Redis calls (heartbeats, fails, releases) share a few
         # connections, so a thousand running jobs do not need a thousand connections.
         self.redis_slots = anyio.CapacityLimiter(REDIS_SLOTS)
@@ -312,7 +323,7 @@ class Worker:
                     with anyio.CancelScope() as drain:
                         self._drain_scope = drain
                         async with anyio.create_task_group() as runners:
-                            for _ in range(self.concurrency):
+                            for _ in range(2 * self.concurrency):
                                 runners.start_soon(self._runner, receive.clone())
                             log.info("worker_started", queue=",".join(self._names),
                                      concurrency=self.concurrency,
@@ -386,11 +397,26 @@ class Worker:
             async for lease, slot in leases:
                 self.taskstats.server_offset = lease.server_offset
                 self._in_flight += 1
+                freed = False
+
+                def handler_done() -> None:
+                    nonlocal freed
+                    # The slot goes to the next claim while this ack is on its way, so
+                    # the two overlap instead of taking turns; at most `concurrency`
+                    # acks wait that way (runners: twice the slots).
+                    if self._acking < self.concurrency:
+                        self._acking += 1
+                        self._limiter.release_on_behalf_of(slot)  # noqa: B023 - called now
+                        freed = True
+
                 try:
-                    await run_job(self, self.served[lease.queue], lease)
+                    await run_job(self, self.served[lease.queue], lease, handler_done)
                 finally:
                     self._in_flight -= 1
-                    self._limiter.release_on_behalf_of(slot)
+                    if freed:
+                        self._acking -= 1
+                    else:
+                        self._limiter.release_on_behalf_of(slot)
                     self._finished += 1
                     if self._job_finished is not None:
                         self._job_finished.set()

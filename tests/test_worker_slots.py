@@ -1,0 +1,90 @@
+"""A worker's slots: the default concurrency, and a slot handed to the next claim while
+the ack of the job that held it is on its way (at most ``concurrency`` acks wait so)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from leaseq import Backoff, JobContext, Queue, Worker
+from leaseq.runtime.worker import DEFAULT_CONCURRENCY
+
+pytestmark = pytest.mark.real_redis
+
+
+async def job(ctx: JobContext, payload: Any) -> None:
+    return None
+
+
+def sync_job(ctx: JobContext, payload: Any) -> None:
+    return None
+
+
+async def test_the_default_concurrency_follows_the_handlers(real_redis: aioredis.Redis):
+    q = Queue(real_redis, "defaults")
+    assert Worker(q, {"a": job}).concurrency == DEFAULT_CONCURRENCY == 50
+    assert Worker(q, {"a": job, "s": sync_job}).concurrency == DEFAULT_CONCURRENCY
+    # Only threads run: more slots than threads would hold leases idle.
+    assert Worker(q, {"s": sync_job}).concurrency == 10
+    assert Worker(q, {"s": sync_job}, sync_concurrency=4).concurrency == 4
+    assert Worker(q, {"s": sync_job}, concurrency=7).concurrency == 7
+
+
+async def test_the_next_job_starts_while_the_last_ack_is_on_its_way(
+        real_redis: aioredis.Redis):
+    q = Queue(real_redis, "overlap")
+    await q.enqueue_many("t", list(range(3)))
+    started: list[int] = []
+    gate = anyio.Event()
+    acking = anyio.Event()
+    original = q.ack_many
+
+    async def held_ack(items: Any) -> Any:
+        acking.set()
+        await gate.wait()
+        return await original(items)
+
+    q.ack_many = held_ack  # type: ignore[method-assign]
+
+    async def handler(ctx: JobContext, payload: Any) -> None:
+        started.append(payload)
+
+    worker = Worker(q, {"t": handler}, concurrency=1, reaper=False)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: worker.run(burst=True, handle_signals=False))
+            await acking.wait()
+            # The first ack is held: its slot went on to a second job, whose handler
+            # ran. A third waits, since one held ack per slot is the bound.
+            while len(started) < 2:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.2)
+            assert len(started) == 2
+            assert (await q.stats()).in_progress == 2
+            gate.set()
+    stats = await q.stats()
+    assert sorted(started) == [0, 1, 2]
+    assert (stats.done, stats.in_progress, stats.todos) == (3, 0, 0)
+
+
+async def test_a_failed_job_keeps_its_slot_until_its_failure_is_stored(
+        real_redis: aioredis.Redis):
+    q = Queue(real_redis, "fails", max_attempts=2)
+    await q.enqueue("t", None)
+    runs = 0
+
+    async def flaky(ctx: JobContext, payload: Any) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise RuntimeError("first attempt fails")
+
+    worker = Worker(q, {"t": flaky}, concurrency=1, reaper=False, backoff=Backoff(base=0))
+    with anyio.fail_after(30):
+        await worker.run(burst=True, handle_signals=False)
+    # A burst run waits for the retry it caused: the failure held the slot until stored.
+    assert runs == 2
+    assert (await q.stats()).done == 1
