@@ -140,11 +140,20 @@ def opt_int(value: Any) -> int | None:
         return None
 
 
+_CLUSTER_TYPES: dict[type, bool] = {}
+
+
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` is redis-py's (asyncio) ``RedisCluster``."""
-    from redis.asyncio.cluster import RedisCluster
+    # By type, remembered: RedisCluster derives from typing.Protocol, whose isinstance
+    # costs a microsecond, and every script call asks.
+    kind = type(client)
+    known = _CLUSTER_TYPES.get(kind)
+    if known is None:
+        from redis.asyncio.cluster import RedisCluster
 
-    return isinstance(client, RedisCluster)
+        known = _CLUSTER_TYPES[kind] = issubclass(kind, RedisCluster)
+    return known
 
 
 async def close_pubsub(pubsub: Any) -> None:
