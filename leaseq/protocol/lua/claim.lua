@@ -293,16 +293,20 @@ for i, p in ipairs(picked) do
       lease_ms = tonumber(f[4])
     end
     local max_attempts = f[3]
+    -- One HSET for the attempt count and the lease's fields (f[5] was checked a count).
+    local attempt = (tonumber(f[5]) or 0) + 1
+    local token = (fence + i) .. '-' .. nonce
     local cap = caps[f[1]]
+    redis.call('SMOVE', KEYS[1], KEYS[2], id)
+    redis.call('PSETEX', lease, lease_ms, token)
     if cap and cap < tonumber(max_attempts) then
       max_attempts = cap
-      redis.call('HSET', job, 'max_attempts', cap)
+      redis.call('HSET', job, 'attempts', attempt, 'token', token, 'owner', ARGV[5],
+                 'claimed_at', now, 'max_attempts', cap)
+    else
+      redis.call('HSET', job, 'attempts', attempt, 'token', token, 'owner', ARGV[5],
+                 'claimed_at', now)
     end
-    redis.call('SMOVE', KEYS[1], KEYS[2], id)
-    local attempt = redis.call('HINCRBY', job, 'attempts', 1)
-    local token = (fence + i) .. '-' .. nonce
-    redis.call('PSETEX', lease, lease_ms, token)
-    redis.call('HSET', job, 'token', token, 'owner', ARGV[5], 'claimed_at', now)
     if f[6] then redis.call('ZREM', CTL.deadlines, id) end
     local held = 0
     if CTL.holding then
