@@ -88,3 +88,33 @@ async def test_a_failed_job_keeps_its_slot_until_its_failure_is_stored(
     # A burst run waits for the retry it caused: the failure held the slot until stored.
     assert runs == 2
     assert (await q.stats()).done == 1
+
+
+async def test_a_burst_run_waits_for_the_ack_that_releases_a_dependent(
+        real_redis: aioredis.Redis):
+    q = Queue(real_redis, "after")
+    first = await q.enqueue("t", "first")
+    await q.enqueue("t", "then", after=[first])
+    gate = anyio.Event()
+    original = q.ack_many
+    ran: list[str] = []
+
+    async def held_ack(items: Any) -> Any:
+        await gate.wait()
+        return await original(items)
+
+    q.ack_many = held_ack  # type: ignore[method-assign]
+
+    async def handler(ctx: JobContext, payload: str) -> None:
+        ran.append(payload)
+
+    worker = Worker(q, {"t": handler}, concurrency=1, reaper=False)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: worker.run(burst=True, handle_signals=False))
+            while not ran:
+                await anyio.sleep(0.01)
+            # Nothing waits in todos while the ack is held: the run must not end here.
+            await anyio.sleep(0.2)
+            gate.set()
+    assert ran == ["first", "then"]

@@ -93,6 +93,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # As `leaseq worker` configures it (cli/logsetup.py): a logger resolved once, not at
+    # every call (each of structlog's lazy proxies binds anew per call otherwise).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+                        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+                        cache_logger_on_first_use=True)
     anyio.run(main)

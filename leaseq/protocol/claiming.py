@@ -207,20 +207,19 @@ class Claiming(Settling):
             (job_id, token, attempt, task, payload, max_attempts, lease_ms, ttl_ms,
              status, key, holds) = reply[i:i + 11]
             jid = text(job_id)
-            if text(status) == "gone":
-                gone += 1
-                continue
-            if text(status) == "expired":
-                log.info("job_expired", queue=self.name, job_id=jid,
-                         reason="expired before start")
-                continue
-            if text(status) == "unmet":
-                log.info("job_dead", queue=self.name, job_id=jid,
-                         reason="a job it was enqueued after did not succeed")
-                continue
-            if text(status) != "ok":
-                log.warning("job_dead", queue=self.name, job_id=jid,
-                            reason="job hash missing or corrupt at claim")
+            state = text(status)
+            if state != "ok":
+                if state == "gone":
+                    gone += 1
+                elif state == "expired":
+                    log.info("job_expired", queue=self.name, job_id=jid,
+                             reason="expired before start")
+                elif state == "unmet":
+                    log.info("job_dead", queue=self.name, job_id=jid,
+                             reason="a job it was enqueued after did not succeed")
+                else:
+                    log.warning("job_dead", queue=self.name, job_id=jid,
+                                reason="job hash missing or corrupt at claim")
                 continue
             tok = text(token)
             left_s = int(ttl_ms) / 1000

@@ -488,9 +488,10 @@ class Worker:
                     continue
                 if burst:
                     # Done only if nothing ran since the claim began: a job that finished
-                    # meanwhile may have gone back to todos (a retry).
-                    # Borrowed slots: jobs running plus leases on their way to a runner.
-                    busy = self._limiter.borrowed_tokens
+                    # meanwhile may have gone back to todos (a retry), or its ack may have
+                    # released the jobs enqueued after it. Busy: jobs running, leases on
+                    # their way to a runner, and acks on their way to Redis.
+                    busy = self._limiter.borrowed_tokens + self._acking
                     if busy == 0 and self._finished == finished_before:
                         return
                     if busy == 0:
