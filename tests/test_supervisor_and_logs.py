@@ -268,8 +268,14 @@ def test_sigkilled_child_is_restarted_and_counted(
     again = fleet.wait_for("worker_process_started", index=0, restarts=1)
     assert again["child_pid"] != first["child_pid"]
     fleet.child_ready(again["child_pid"])
-    enqueue(url, "crash", "chatty", list(range(1, 21)))
-    fleet.wait_for("job_acked", pid=again["child_pid"])
+    # The other child frozen meanwhile: it could claim every job in one go otherwise.
+    other = fleet.wait_for("worker_process_started", index=1)["child_pid"]
+    os.kill(other, signal.SIGSTOP)
+    try:
+        enqueue(url, "crash", "chatty", list(range(1, 21)))
+        fleet.wait_for("job_acked", pid=again["child_pid"])
+    finally:
+        os.kill(other, signal.SIGCONT)
     assert fleet.stop() == 0
     events = parse(fleet.log.read_text())
     assert [e["index"] for e in events if e["event"] == "worker_process_died"] == [0]
