@@ -407,7 +407,8 @@ def render(doc: dict[str, Any]) -> str:
               f"{'/'.join(f'{x:.2f}' for x in r['loadavg_end'])}."), "",
              (f"Drain: {r['jobs']:,} no-op jobs enqueued first, then one `Worker(queue, "
               f"handlers)` at its defaults (concurrency "
-              f"{_first(drains, 'concurrency')}, reaper on) drains them in burst mode, in "
+              f"{_first({'default': drains['default']}, 'concurrency')}, reaper on) drains "
+              "them in burst mode (the base checkout at its own defaults), in "
               f"a fresh process per run; {r['rounds']} rounds, all cases one after the "
               "other in each round. Redis µs/job is `used_cpu_sys+used_cpu_user` over the "
               "drain; commands/job is `total_commands_processed` over the drain (commands "
