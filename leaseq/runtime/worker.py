@@ -207,7 +207,8 @@ class Worker:
     @property
     def in_flight(self) -> int:
         """Jobs running (or settling) right now; slots the claim loop holds for a claim in
-        progress do not count."""
+        progress do not count. Up to twice ``concurrency`` for an instant: a job whose ack
+        is on its way has handed its slot to the next claim."""
         return self._in_flight
 
     @property
