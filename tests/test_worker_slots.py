@@ -33,13 +33,9 @@ async def test_the_default_concurrency_follows_the_handlers(real_redis: aioredis
     assert Worker(q, {"s": sync_job}, concurrency=7).concurrency == 7
 
 
-async def test_the_next_job_starts_while_the_last_ack_is_on_its_way(
-        real_redis: aioredis.Redis):
-    q = Queue(real_redis, "overlap")
-    await q.enqueue_many("t", list(range(3)))
-    started: list[int] = []
-    gate = anyio.Event()
-    acking = anyio.Event()
+def hold_acks(q: Queue) -> tuple[anyio.Event, anyio.Event]:
+    """Make ``q``'s acks wait for the first event; the second is set once one waits."""
+    gate, acking = anyio.Event(), anyio.Event()
     original = q.ack_many
 
     async def held_ack(items: Any) -> Any:
@@ -48,6 +44,15 @@ async def test_the_next_job_starts_while_the_last_ack_is_on_its_way(
         return await original(items)
 
     q.ack_many = held_ack  # type: ignore[method-assign]
+    return gate, acking
+
+
+async def test_the_next_job_starts_while_the_last_ack_is_on_its_way(
+        real_redis: aioredis.Redis):
+    q = Queue(real_redis, "overlap")
+    await q.enqueue_many("t", list(range(3)))
+    started: list[int] = []
+    gate, acking = hold_acks(q)
 
     async def handler(ctx: JobContext, payload: Any) -> None:
         started.append(payload)
@@ -95,15 +100,8 @@ async def test_a_burst_run_waits_for_the_ack_that_releases_a_dependent(
     q = Queue(real_redis, "after")
     first = await q.enqueue("t", "first")
     await q.enqueue("t", "then", after=[first])
-    gate = anyio.Event()
-    original = q.ack_many
+    gate, _ = hold_acks(q)
     ran: list[str] = []
-
-    async def held_ack(items: Any) -> Any:
-        await gate.wait()
-        return await original(items)
-
-    q.ack_many = held_ack  # type: ignore[method-assign]
 
     async def handler(ctx: JobContext, payload: str) -> None:
         ran.append(payload)
