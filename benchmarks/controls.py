@@ -57,7 +57,7 @@ ENQUEUE_CASES = [
 # Runs in a child process, so that each case (and the base checkout) imports its own
 # leaseq into a fresh interpreter. Only the "default" case may run against the base
 # checkout: it uses nothing the controls added.
-CHILD = r"""
+_CHILD = r"""
 import json, logging, random, sys, time
 import anyio, redis.asyncio as aioredis, structlog
 from redis.asyncio.connection import Connection
@@ -68,18 +68,7 @@ mode, url, case, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 KEYS = 1000
 
 
-def resp_commands(buf):
-    # Commands in a RESP buffer a client packed itself (leaseq's ack transaction).
-    n = i = 0
-    while i < len(buf):
-        end = buf.index(b"\r\n", i)
-        args = int(buf[i + 1:end])
-        i = end + 2
-        for _ in range(args):
-            end = buf.index(b"\r\n", i)
-            i = end + 2 + int(buf[i + 1:end]) + 2
-        n += 1
-    return n
+#RESP_COMMANDS
 
 
 class Counting(Connection):
@@ -275,6 +264,9 @@ TIMEOUT = float(sys.argv[5])
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 anyio.run({"drain": drain, "claim": claim, "enqueue": enqueue}[mode])
 """
+CHILD = _CHILD.replace(
+    "#RESP_COMMANDS\n", (Path(__file__).parent / "peers" / "_resp_count.py").read_text())
+"""What a measurement runs, with the RESP command counter the leaseq adapter uses."""
 
 
 def child(mode: str, url: str, case: str, n: int, base: str | None, timeout: float

@@ -21,6 +21,7 @@ from redis.asyncio.connection import Connection
 from leaseq import JobContext, Queue, Worker
 
 from _clock import produce, ready, start
+from _resp_count import resp_commands
 
 
 class CountingConnection(Connection):
@@ -38,20 +39,6 @@ class CountingConnection(Connection):
         if isinstance(command, (bytes, bytearray)):  # packed by the caller, not redis-py
             CountingConnection.commands += resp_commands(command)
         await super().send_packed_command(command, check_health)
-
-
-def resp_commands(buf: bytes | bytearray) -> int:
-    """Commands in a RESP buffer a client packed itself (leaseq's ack transaction)."""
-    n = i = 0
-    while i < len(buf):
-        end = buf.index(b"\r\n", i)
-        args = int(buf[i + 1:end])
-        i = end + 2
-        for _ in range(args):
-            end = buf.index(b"\r\n", i)
-            i = end + 2 + int(buf[i + 1:end]) + 2
-        n += 1
-    return n
 
 
 args = start()
