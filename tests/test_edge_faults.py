@@ -125,7 +125,7 @@ async def test_at_maxmemory_the_sweep_still_trims():
 
 async def test_stored_settings_beyond_the_bounds_are_ignored(redis: aioredis.Redis):
     """A lease length written behind the queue's back (10**17 ms) would fail every claim
-    halfway at PSETEX: it is not applied."""
+    halfway at SET PX: it is not applied."""
     q = Queue(redis, "bounds")
     await redis.hset(q.keys.settings, mapping={"lease_ms": str(10**17), "done_max": "-1"})
     job = await q.enqueue("t", 1)

@@ -83,7 +83,7 @@ async def test_reaper_refuses_bad_arguments(redis: aioredis.Redis):
 @pytest.mark.parametrize("value", [1e15, 10**400, 10 * 365 * 86_400 + 1, -(10**400)])
 async def test_durations_beyond_what_redis_takes_are_refused(redis: aioredis.Redis, value):
     """Every duration is bounded (ten years) before anything is written: 1e15 s used to
-    reach PSETEX as '1e+17' and fail a claim halfway; 10**400 raised OverflowError."""
+    reach SET PX as '1e+17' and fail a claim halfway; 10**400 raised OverflowError."""
     with pytest.raises(InvalidInput, match="lease_timeout"):
         Queue(redis, "q", lease_timeout=value)
     q = Queue(redis, "q")

@@ -2,7 +2,7 @@
 
 Bounds follow what Redis and its Lua scripts can take: scripts see numbers as doubles and
 hand them to Redis formatted with ``%.14g``, so a millisecond count must stay well below
-10^14 to reach ``PSETEX``/``ZADD`` as a plain integer; counts stay in the range where a
+10^14 to reach ``SET PX``/``ZADD`` as a plain integer; counts stay in the range where a
 double is exact.
 """
 

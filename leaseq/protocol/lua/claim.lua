@@ -298,7 +298,9 @@ for i, p in ipairs(picked) do
     local token = (fence + i) .. '-' .. nonce
     local cap = caps[f[1]]
     redis.call('SMOVE', KEYS[1], KEYS[2], id)
-    redis.call('PSETEX', lease, lease_ms, token)
+    -- SET PX, not PSETEX: the same on Redis, and fakeredis rounds PSETEX's expiry down
+    -- to a whole second (a 1 s lease could last 1 ms there).
+    redis.call('SET', lease, token, 'PX', lease_ms)
     if cap and cap < tonumber(max_attempts) then
       max_attempts = cap
       redis.call('HSET', job, 'attempts', attempt, 'token', token, 'owner', ARGV[5],
