@@ -12,7 +12,16 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from leaseq import InvalidInput, JobContext, JobDead, LeaseLost, Queue, Worker
+from leaseq import (
+    InvalidInput,
+    JobContext,
+    JobDead,
+    JobNotFound,
+    LeaseLost,
+    Queue,
+    WaitTimeout,
+    Worker,
+)
 
 from .conftest import wait_for
 
@@ -88,7 +97,8 @@ async def test_a_stale_holders_progress_is_refused(redis: aioredis.Redis) -> Non
     {"fraction": 1.5}, {"fraction": -0.1}, {"fraction": float("nan")}, {"fraction": True},
     {"fraction": 0.5, "message": 3}, {"fraction": 0.5, "blob": object()},
     {"fraction": 0.5, "big": "x" * 70_000},
-], ids=repr)
+], ids=["over-1", "negative", "nan", "bool", "message-not-text", "blob-not-json",
+        "over-64k"])
 async def test_bad_progress_is_refused_before_anything_is_written(
         redis: aioredis.Redis, bad: dict[str, Any]) -> None:
     q = Queue(redis, "bad-progress")
@@ -172,6 +182,25 @@ async def test_ten_thousand_waiters_share_one_subscription_and_few_commands(
     assert calls.get("exists", 0) <= 10_000 // 2, calls
     clients = await real_redis.client_list()
     assert len(clients) < 50, len(clients)
+
+
+async def test_a_zero_timeout_still_looks_once(redis: aioredis.Redis) -> None:
+    """However short the timeout, the first look is made: a done job gives its result,
+    an unknown id fails as unknown, and only a job still running times out. (A 1 ms
+    timeout used to expire during the first round trips on a busy machine, and the
+    dashboard answered 200 "not finished" for an id it should have called unknown.)"""
+    q = Queue(redis, "once")
+    await q.enqueue("t", None, job_id="done")
+    lease = await q.claim()
+    assert lease is not None
+    await q.ack(lease, result=[1, 2])
+    await q.enqueue("t", None, job_id="running")
+    assert await q.claim() is not None
+    assert await q.wait("done", timeout=0) == [1, 2]
+    with pytest.raises(JobNotFound):
+        await q.wait("nope", timeout=0)
+    with pytest.raises(WaitTimeout):
+        await q.wait("running", timeout=0)
 
 
 async def test_wait_raises_at_once_when_the_job_ends_dead(redis: aioredis.Redis) -> None:

@@ -159,7 +159,10 @@ class Reading(QueueCore):
         Raises :class:`JobDead` with the recorded reason if it ends in ``dead``,
         :class:`JobNotFound` if the queue does not know the id (never enqueued, or done
         and forgotten by the retention before a poll saw it), :class:`JobCancelled` if it
-        was cancelled, and :class:`WaitTimeout` after ``timeout`` seconds.
+        was cancelled, and :class:`WaitTimeout` after ``timeout`` seconds. The job is
+        looked at once whatever the timeout (that look may take up to a second more
+        than a shorter timeout), so ``timeout=0`` returns the result of a job that is
+        done and raises :class:`JobNotFound` for an unknown id.
 
         Does not poll: the step that ends a job publishes its id on the queue's
         ``finished`` channel, and one subscription per queue object wakes every waiter of

@@ -5,6 +5,7 @@ a slow fallback check covers a lost message."""
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,10 @@ process, or Redis was away): the jobs may end meanwhile unheard."""
 # Seconds between looks while Redis does not answer, doubling.
 _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
+_FIRST_LOOK = 1.0
+"""Seconds the first look at the jobs may take past a shorter timeout: it is always made,
+so a job already done is returned and an id the queue does not know fails as unknown,
+not as not finished yet, however short the timeout and slow the round trips."""
 
 
 async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | None) -> list[Any]:
@@ -34,10 +39,12 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
     poke = Poke()
     names = list(pending)
     watch.register(names, poke)
-    next_known = anyio.current_time() + FALLBACK
+    start = anyio.current_time()
+    next_known = start + FALLBACK
+    end = math.inf if timeout is None else start + timeout
     backoff = _FIRST_BACKOFF
     try:
-        with anyio.fail_after(timeout):
+        with anyio.CancelScope(deadline=max(end, start + _FIRST_LOOK)) as scope:
             look = names
             first = True
             while pending:
@@ -58,6 +65,7 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
                     continue
                 backoff = _FIRST_BACKOFF
                 first = False
+                scope.deadline = end  # the first look was made
                 if not pending:
                     break
                 interval = FALLBACK if watch.subscribed.is_set() else _UNSUBSCRIBED_POLL
@@ -73,12 +81,11 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
                         next_known = anyio.current_time() + FALLBACK
                 else:
                     look = [i for i in heard if i in pending]
-    except TimeoutError:
-        left = sum(len(v) for v in pending.values())
-        raise WaitTimeout(
-            f"{left} of {len(job_ids)} jobs in queue {queue.name!r} not finished "
-            f"after {timeout} s"
-        ) from None
+        if scope.cancelled_caught:
+            left = sum(len(v) for v in pending.values())
+            raise WaitTimeout(
+                f"{left} of {len(job_ids)} jobs in queue {queue.name!r} not finished "
+                f"after {timeout} s")
     finally:
         watch.unregister(names, poke)
     return results
