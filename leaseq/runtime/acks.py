@@ -8,10 +8,10 @@ under load batches grow by themselves.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -34,14 +34,19 @@ class AckNotConfirmed(LeaseqError):
     redone."""
 
 
-@dataclass(eq=False)
 class PendingAck:
-    """One ack waiting for its batch; ``outcome`` is set before ``done`` fires."""
+    """One ack waiting for its batch; ``done`` resolves with the outcome.
 
-    current_lease: Callable[[], Lease]
-    result: Any
-    done: anyio.Event = field(default_factory=anyio.Event)
-    outcome: bool | BaseException | None = None
+    A plain future, not an ``anyio.Event``: one is made per job, and the event costs
+    several times as much to make and to wait on."""
+
+    __slots__ = ("current_lease", "done", "result")
+
+    def __init__(self, current_lease: Callable[[], Lease], result: Any) -> None:
+        self.current_lease = current_lease
+        self.result = result
+        self.done: asyncio.Future[bool | BaseException] = (
+            asyncio.get_running_loop().create_future())
 
 
 class AckBatcher:
@@ -70,10 +75,11 @@ class AckBatcher:
         item = PendingAck(current_lease, result)
         self._pending.append(item)
         self._wakeup.set()
-        await item.done.wait()
-        if isinstance(item.outcome, BaseException):
-            raise item.outcome
-        return bool(item.outcome)
+        # A cancelled wait cancels the future too; the flusher skips it then.
+        outcome = await item.done
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     async def run(self) -> None:
         """Flush batches until cancelled."""
@@ -91,7 +97,7 @@ class AckBatcher:
                 self._scope = None
                 if scope.cancelled_caught:
                     for item in batch:
-                        if not item.done.is_set():
+                        if not item.done.done():
                             self._resolve(item, AckNotConfirmed(
                                 "the worker stopped before Redis confirmed the ack"))
 
@@ -132,5 +138,5 @@ class AckBatcher:
 
     @staticmethod
     def _resolve(item: PendingAck, outcome: bool | BaseException) -> None:
-        item.outcome = outcome
-        item.done.set()
+        if not item.done.done():
+            item.done.set_result(outcome)

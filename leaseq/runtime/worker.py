@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import structlog
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._version import VERSION
 from ..exceptions import InvalidInput, LeaseLost, LeaseqError
@@ -27,6 +26,7 @@ from ..protocol.schedule import Schedule
 from ..protocol.wire import error_text, redis_failure
 from .cancels import listen_for_cancels
 from .claims import Claims
+from .handoff import Handoff
 from .heartbeat import Heartbeat
 from .job import RELEASE_TIMEOUT, RunTracer, run_job
 from .metrics import Metrics
@@ -312,9 +312,8 @@ class Worker:
         self._stop_requested = False
         self._stop_at = None
         self._cleanup_by = math.inf
-        # Claimed leases go to `concurrency` long-lived runner tasks: no task per job.
-        send, receive = anyio.create_memory_object_stream[tuple[Lease, object]](
-            self.concurrency)
+        # Claimed leases go to long-lived runner tasks: no task per job.
+        handoff = Handoff[tuple[Lease, object]]()
         try:
             async with AsyncExitStack() as lived:
                 if self.lifespan is not None:
@@ -325,26 +324,27 @@ class Worker:
                         self._drain_scope = drain
                         async with anyio.create_task_group() as runners:
                             for _ in range(2 * self.concurrency):
-                                runners.start_soon(self._runner, receive.clone())
+                                runners.start_soon(self._runner, handoff)
                             log.info("worker_started", queue=",".join(self._names),
                                      concurrency=self.concurrency,
                                      event_loop=_loop_name(),
                                      tasks=sorted({t for s in self.served.values()
                                                    for t in s.tasks}))
                             task_status.started()
-                            async with send:
-                                await self._claim_loop(send, burst)
+                            try:
+                                await self._claim_loop(handoff, burst)
+                            finally:
+                                handoff.close()
                             # Running handlers get the grace period; then the scope cancels
                             # them and each releases its lease on the way out.
                             # (counted from the stop: a claim that met a frozen Redis used
                             # part of it already).
                             drain.deadline = (self._stop_at if self._stop_at is not None
                                               else anyio.current_time()) + self.grace_period
-                    await self._clean_up(drain.deadline, receive)
+                    await self._clean_up(drain.deadline, handoff)
                     root.cancel_scope.cancel()
         finally:
-            send.close()  # already closed unless the lifespan failed to start
-            receive.close()
+            handoff.close()  # already closed unless the lifespan failed to start
             self._running = False
             self.state = None
             self._drain_scope = self._claim_scope = self._claim_shield = None
@@ -380,7 +380,7 @@ class Worker:
             root.start_soon(self.metrics.watch, self.queues)
 
     async def _clean_up(
-        self, drained_by: float, receive: MemoryObjectReceiveStream[tuple[Lease, object]],
+        self, drained_by: float, handoff: Handoff[tuple[Lease, object]],
     ) -> None:
         """After the grace period: bounded, since a stop must end even while Redis does
         not answer (leases that could not be released expire and the reaper requeues
@@ -391,53 +391,49 @@ class Worker:
         for served in self.served.values():
             served.acks.limit(end - anyio.current_time())
         with anyio.CancelScope(shield=True, deadline=end):
-            await self._release_unstarted(receive)
+            await self._release_unstarted(handoff)
 
-    async def _runner(self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]) -> None:
-        async with leases:
-            async for lease, slot in leases:
-                self.taskstats.server_offset = lease.server_offset
-                self._in_flight += 1
-                freed = False
+    async def _runner(self, leases: Handoff[tuple[Lease, object]]) -> None:
+        async for lease, slot in leases:
+            self.taskstats.server_offset = lease.server_offset
+            self._in_flight += 1
+            freed = False
 
-                def handler_done() -> None:
-                    nonlocal freed
-                    # The slot goes to the next claim while this ack is on its way, so
-                    # the two overlap instead of taking turns; at most `concurrency`
-                    # acks wait that way (runners: twice the slots).
-                    if self._acking < self.concurrency:
-                        self._acking += 1
-                        self._limiter.release_on_behalf_of(slot)  # noqa: B023 - called now
-                        freed = True
+            def handler_done() -> None:
+                nonlocal freed
+                # The slot goes to the next claim while this ack is on its way, so
+                # the two overlap instead of taking turns; at most `concurrency`
+                # acks wait that way (runners: twice the slots).
+                if self._acking < self.concurrency:
+                    self._acking += 1
+                    self._limiter.release_on_behalf_of(slot)  # noqa: B023 - called now
+                    freed = True
 
-                try:
-                    await run_job(self, self.served[lease.queue], lease, handler_done)
-                finally:
-                    self._in_flight -= 1
-                    if freed:
-                        self._acking -= 1
-                    else:
-                        self._limiter.release_on_behalf_of(slot)
-                    self._finished += 1
-                    if self._job_finished is not None:
-                        self._job_finished.set()
+            try:
+                await run_job(self, self.served[lease.queue], lease, handler_done)
+            finally:
+                self._in_flight -= 1
+                if freed:
+                    self._acking -= 1
+                else:
+                    self._limiter.release_on_behalf_of(slot)
+                self._finished += 1
+                if self._job_finished is not None:
+                    self._job_finished.set()
 
     async def _release_unstarted(
-        self, leases: MemoryObjectReceiveStream[tuple[Lease, object]]
+        self, leases: Handoff[tuple[Lease, object]]
     ) -> None:
         """Leases claimed but never picked up (the runners were cancelled first)."""
         unstarted = []
-        while True:
-            try:
-                lease, slot = leases.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                break
+        while (item := leases.take_nowait()) is not None:
+            lease, slot = item
             unstarted.append(lease)
             self._limiter.release_on_behalf_of(slot)
         await self._release_all(unstarted)
 
     async def _claim_loop(
-        self, runners: MemoryObjectSendStream[tuple[Lease, object]], burst: bool
+        self, runners: Handoff[tuple[Lease, object]], burst: bool
     ) -> None:
         with anyio.CancelScope() as scope:
             self._claim_scope = scope
@@ -472,9 +468,7 @@ class Worker:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 for lease, slot in zip(leases, slots, strict=False):
-                    # Never blocks: the buffer holds `concurrency` items and every item
-                    # holds one of `concurrency` slots.
-                    runners.send_nowait((lease, slot))
+                    runners.put((lease, slot))
                 self._give_back(slots[len(leases):])
                 if leases:
                     continue
