@@ -67,6 +67,27 @@ async def test_enqueue_claim_ack_moves_the_id_todos_in_progress_done(redis: aior
     assert await q.claim() is None
 
 
+async def test_ack_many_stores_each_result_even_with_the_script_cache_flushed(
+    redis: aioredis.Redis,
+):
+    """A batch's results are stored by one script in the ack's MULTI, sent with its
+    source: a server that lost its scripts (a restart, SCRIPT FLUSH) still stores each
+    job's own result and settled token in the same EXEC."""
+    q = Queue(redis, "results")
+    await q.enqueue_many("t", [{"n": n} for n in range(5)])
+    leases = await q.claim_many(5)
+    assert len(leases) == 5
+    await redis.script_flush()
+    acked = await q.ack_many([(lease, {"double": 2 * lease.payload["n"]}) for lease in leases])
+    assert acked == [True] * 5
+    for lease in leases:
+        info = await q.job(lease.job_id)
+        assert info is not None
+        assert (info.state, info.result) == ("done", {"double": 2 * lease.payload["n"]})
+        settled = await redis.hmget(q.keys.job(lease.job_id), ["settled", "settled_by"])
+        assert settled == [lease.token.encode(), b"ack"]
+
+
 async def test_enqueue_with_a_known_job_id_is_a_no_op_in_every_state(redis: aioredis.Redis):
     q = Queue(redis, "urls")
     assert await q.enqueue("fetch", {"v": 1}, job_id="https://x/1") == "https://x/1"

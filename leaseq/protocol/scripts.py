@@ -160,6 +160,8 @@ REINDEX = Script("reindex", reply_record=True, controls=True)
 CANCEL = Script("cancel", reply_record=True, controls=True)
 PROGRESS = Script("progress", controls=True)
 RESOLVE = Script("resolve", controls=True)
+RESULTS = Script("results")
+"""Sent as ``EVAL`` with its source inside the ack's ``MULTI`` (see ``lua/results.lua``)."""
 ALL = (ENQUEUE, CLAIM, CANDIDATES, EXTEND, SETTLE, REAP, PROMOTE, EXPIRE, TRIM, STATS,
        REVIVE, PURGE, REPAIR, PRESENCE, DROP, TASKSTATS, TICK, CONFIGURE, REINDEX, CANCEL,
        PROGRESS, RESOLVE)

@@ -252,15 +252,18 @@ def _ack_commands(
 ) -> list[tx.Command]:
     """The MULTI/EXEC body acking ``acked`` (leases whose keys still hold their tokens,
     with their encoded results)."""
-    out: list[tx.Command] = []
     done_at: list[Any] = []
     ids = []
+    results: list[Any] = []
     for lease, data in acked:
         ms = int(lease.server_now() * 1000)
         done_at += [ms, lease.job_id]
         ids.append(lease.job_id)
-        out.append(("HSET", k.job(lease.job_id), "result", data,
-                    "finished_at", ms, "settled", lease.token, "settled_by", "ack"))
+        results += [data, ms, lease.token]
+    # Each job's result, finished_at and settled token: one script for the batch (one
+    # QUEUED reply to read instead of one HSET's per job), sent with its source.
+    out: list[tx.Command] = [("EVAL", scripts.RESULTS.source, len(ids),
+                              *(k.job(i) for i in ids), *results)]
     # The ids are in in_progress: the watched lease keys still hold our tokens, and a
     # lease exists only while its id is in in_progress. So SREM + SADD here is the
     # batched form of SMOVE in_progress done.
