@@ -116,3 +116,27 @@ async def test_a_burst_run_waits_for_the_ack_that_releases_a_dependent(
             await anyio.sleep(0.2)
             gate.set()
     assert ran == ["first", "then"]
+
+
+@pytest.mark.parametrize(("concurrency", "largest"), [(10, 10), (50, 16), (120, 40),
+                                                      (600, 100)])
+async def test_a_claim_takes_at_most_a_third_of_the_slots(
+        real_redis: aioredis.Redis, concurrency: int, largest: int):
+    """With every slot in one claim the worker would run that claim's jobs and then wait
+    for the next claim with nothing to run: a claim asks for a third of the slots at
+    most (16 at least, 100 at most), and the queue still drains."""
+    q = Queue(real_redis, f"third-{concurrency}")
+    await q.enqueue_many("t", [None] * 400)
+    worker = Worker(q, {"t": job}, concurrency=concurrency, reaper=False)
+    asked: list[int] = []
+    claim = worker._claims.claim
+
+    async def counted(free: int) -> Any:
+        asked.append(free)
+        return await claim(free)
+
+    worker._claims.claim = counted  # type: ignore[method-assign]
+    with anyio.fail_after(30):
+        await worker.run(burst=True, handle_signals=False)
+    assert worker.counters["acked"] == 400
+    assert max(asked) == largest, asked
