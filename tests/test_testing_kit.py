@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import anyio
@@ -94,3 +95,28 @@ async def test_worker_process_can_be_frozen_killed_and_restarted(
         proc.wait_ready()
     finally:
         assert proc.terminate() == 0
+
+
+@pytest.mark.real_redis
+@pytest.mark.parametrize("cluster", [False, True], ids=["plain", "cluster-bus"])
+def test_a_picked_port_taken_before_the_server_binds_it_is_replaced(
+        monkeypatch: pytest.MonkeyPatch, cluster: bool):
+    """Another process (a parallel test run) may take the port picked for a server, or a
+    cluster node's bus port (+10000), before redis-server binds it: the server starts on
+    another port instead of failing."""
+    from leaseq.testing import _server
+
+    real_free_port = _server.free_port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1] - (10_000 if cluster else 0)
+        if cluster and busy < 1024:
+            pytest.skip("the occupied port is too low to be a bus port")
+        picks = iter([busy])
+        monkeypatch.setattr(_server, "free_port",
+                            lambda *, bus=False: next(picks, None) or real_free_port(bus=bus))
+        extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        with RedisServer(extra_args=extra if cluster else []) as server:
+            assert server.port != busy
+            assert server.ping()

@@ -8,17 +8,9 @@ import subprocess
 import time
 from types import TracebackType
 
-from ._server import RedisServer, RedisServerError, free_port
+from ._server import RedisServer, RedisServerError
 
 __all__ = ["RedisClusterServers"]
-
-
-def _cluster_port() -> int:
-    # The cluster bus listens on port + 10000, so the port must stay below 55536.
-    while True:
-        port = free_port()
-        if port <= 55535:
-            return port
 
 
 class RedisClusterServers:
@@ -32,7 +24,7 @@ class RedisClusterServers:
         self.masters = masters
         self.replicas = replicas
         self.servers = [
-            RedisServer(port=_cluster_port(), extra_args=[
+            RedisServer(extra_args=[
                 "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
                 "--cluster-config-file", "nodes.conf",
                 # Redis 7 waits 5 s before a diskless full sync by default; a master

@@ -30,11 +30,32 @@ class RedisServerError(LeaseqError):
     """Raised by :class:`RedisServer` when redis-server is missing or does not start."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+_BUS_OFFSET = 10_000
+"""A cluster node's bus listens on its port + 10000."""
+_PORT_TRIES = 5
+"""Ports tried when the one picked was taken before the server bound it."""
+
+
+def free_port(*, bus: bool = False) -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago; with ``bus``, one whose
+    cluster bus port (port + 10000) was free too."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not bus:
+            return port
+        if port + _BUS_OFFSET <= 65535 and _is_free(port + _BUS_OFFSET):
+            return port
+
+
+def _is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class RedisServer:
@@ -60,7 +81,12 @@ class RedisServer:
                 "redis-server not found on PATH; install it (Debian/Ubuntu: "
                 "sudo apt-get install redis-server)")
         self.executable = exe
-        self.port = port or free_port()
+        self._bus = "--cluster-enabled" in extra_args
+        # A port leaseq picked may be taken by another process before the server binds it
+        # (tests running in parallel): then start() picks another, once per start.
+        self._pick_port = port is None
+        self._log_from = 0
+        self.port = port or free_port(bus=self._bus)
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.extra_args = list(extra_args)
@@ -88,17 +114,37 @@ class RedisServer:
         ]
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers PING. A port it picked itself that
+        another process took first is replaced by another one (a restart keeps its
+        port)."""
         if self.process is not None and self.process.poll() is None:
             return
+        for _ in range(_PORT_TRIES):
+            try:
+                self._start_once(timeout)
+                return
+            except RedisServerError as exc:
+                if not (self._pick_port and "Address already in use" in str(exc)):
+                    raise
+                self.port = free_port(bus=self._bus)
+                (self.dir / "nodes.conf").unlink(missing_ok=True)
+        self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> None:
+        try:  # a failure is told by this start's lines of the log, not an earlier one's
+            self._log_from = (self.dir / "redis.log").stat().st_size
+        except OSError:
+            self._log_from = 0
         self.process = subprocess.Popen(  # noqa: S603 - argv from a resolved executable
             self._argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RedisServerError(
-                    f"redis-server exited with {self.process.returncode}: {self.log_tail()}")
+                    f"redis-server exited with {self.process.returncode}: "
+                    f"{self._log_since_start()}")
             if self.ping():
+                self._pick_port = False  # started: a restart keeps this port
                 return
             time.sleep(0.01)
         self.kill()
@@ -120,6 +166,15 @@ class RedisServer:
             return "\n".join((self.dir / "redis.log").read_text().splitlines()[-lines:])
         except OSError:
             return ""
+
+    def _log_since_start(self, lines: int = 20) -> str:
+        try:
+            with (self.dir / "redis.log").open("rb") as f:
+                f.seek(self._log_from)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def signal(self, sig: int) -> None:
         """Send a signal to the server (SIGSTOP/SIGCONT to freeze it, for example)."""
@@ -155,7 +210,11 @@ class RedisServer:
         self._tmp.cleanup()
 
     def __enter__(self) -> RedisServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # its directory too, not left to the garbage collector
+            raise
         return self
 
     def __exit__(
