@@ -120,3 +120,26 @@ def test_a_picked_port_taken_before_the_server_binds_it_is_replaced(
         with RedisServer(extra_args=extra if cluster else []) as server:
             assert server.port != busy
             assert server.ping()
+
+
+@pytest.mark.real_redis
+def test_a_cluster_that_fails_to_start_leaves_no_node_running(
+        monkeypatch: pytest.MonkeyPatch):
+    """A node that cannot start fails the cluster's start; the nodes already running are
+    killed with it (they used to be left behind)."""
+    from leaseq.testing import RedisServerError
+    from leaseq.testing._cluster import RedisClusterServers
+    from leaseq.testing._server import RedisServer as Server
+
+    cluster = RedisClusterServers(3)
+    last = cluster.servers[-1]
+
+    def fail(self: Server, timeout: float = 10.0) -> None:
+        raise RedisServerError("this node does not start")
+
+    monkeypatch.setattr(last, "start", fail.__get__(last))
+    with pytest.raises(RedisServerError, match="does not start"), cluster:
+        pass
+    started = [s for s in cluster.servers if s.process is not None]
+    assert len(started) == 2
+    assert all(s.process is not None and s.process.poll() is not None for s in started)

@@ -122,7 +122,11 @@ class RedisClusterServers:
             server.close()
 
     def __enter__(self) -> RedisClusterServers:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # the processes already started too, not left running
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

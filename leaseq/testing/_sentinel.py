@@ -79,7 +79,11 @@ class RedisSentinelGroup:
         self._tmp.cleanup()
 
     def __enter__(self) -> RedisSentinelGroup:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # the processes already started too, not left running
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
