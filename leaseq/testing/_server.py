@@ -82,8 +82,8 @@ class RedisServer:
                 "sudo apt-get install redis-server)")
         self.executable = exe
         self._bus = "--cluster-enabled" in extra_args
-        # A port leaseq picked may be taken by another process before the server binds it
-        # (tests running in parallel): then start() picks another, once per start.
+        # A port picked here may be taken by another process before the server binds it
+        # (tests running in parallel): the first start() then picks another.
         self._pick_port = port is None
         self._log_from = 0
         self.port = port or free_port(bus=self._bus)
