@@ -65,7 +65,8 @@ async def wait_all(queue: QueueCore, job_ids: Sequence[str], timeout: float | No
                     continue
                 backoff = _FIRST_BACKOFF
                 first = False
-                scope.deadline = end  # the first look was made
+                if scope.deadline != end:
+                    scope.deadline = end  # the first look was made
                 if not pending:
                     break
                 interval = FALLBACK if watch.subscribed.is_set() else _UNSUBSCRIBED_POLL
