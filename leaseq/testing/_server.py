@@ -119,16 +119,16 @@ class RedisServer:
         port)."""
         if self.process is not None and self.process.poll() is None:
             return
-        for _ in range(_PORT_TRIES):
+        for tries_left in reversed(range(_PORT_TRIES)):
             try:
                 self._start_once(timeout)
                 return
             except RedisServerError as exc:
-                if not (self._pick_port and "Address already in use" in str(exc)):
+                taken = self._pick_port and "Address already in use" in str(exc)
+                if not taken or not tries_left:
                     raise
                 self.port = free_port(bus=self._bus)
                 (self.dir / "nodes.conf").unlink(missing_ok=True)
-        self._start_once(timeout)
 
     def _start_once(self, timeout: float) -> None:
         try:  # a failure is told by this start's lines of the log, not an earlier one's
@@ -142,7 +142,7 @@ class RedisServer:
             if self.process.poll() is not None:
                 raise RedisServerError(
                     f"redis-server exited with {self.process.returncode}: "
-                    f"{self._log_since_start()}")
+                    f"{self.log_tail(since=self._log_from)}")
             if self.ping():
                 self._pick_port = False  # started: a restart keeps this port
                 return
@@ -160,17 +160,12 @@ class RedisServer:
         except OSError:
             return False
 
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server's log file."""
-        try:
-            return "\n".join((self.dir / "redis.log").read_text().splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def _log_since_start(self, lines: int = 20) -> str:
+    def log_tail(self, lines: int = 20, *, since: int = 0) -> str:
+        """The last lines of the server's log file (of what it wrote after byte
+        ``since``)."""
         try:
             with (self.dir / "redis.log").open("rb") as f:
-                f.seek(self._log_from)
+                f.seek(since)
                 text = f.read().decode(errors="replace")
         except OSError:
             return ""
