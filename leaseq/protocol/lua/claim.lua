@@ -301,13 +301,11 @@ for i, p in ipairs(picked) do
     -- SET PX, not PSETEX: the same on Redis, and fakeredis rounds PSETEX's expiry down
     -- to a whole second (a 1 s lease could last 1 ms there).
     redis.call('SET', lease, token, 'PX', lease_ms)
+    redis.call('HSET', job, 'attempts', attempt, 'token', token, 'owner', ARGV[5],
+               'claimed_at', now)
     if cap and cap < tonumber(max_attempts) then
       max_attempts = cap
-      redis.call('HSET', job, 'attempts', attempt, 'token', token, 'owner', ARGV[5],
-                 'claimed_at', now, 'max_attempts', cap)
-    else
-      redis.call('HSET', job, 'attempts', attempt, 'token', token, 'owner', ARGV[5],
-                 'claimed_at', now)
+      redis.call('HSET', job, 'max_attempts', cap)
     end
     if f[6] then redis.call('ZREM', CTL.deadlines, id) end
     local held = 0
