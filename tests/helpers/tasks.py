@@ -16,7 +16,13 @@ async def echo(ctx: JobContext, payload: Any) -> Any:
 
 
 async def sleep(ctx: JobContext, payload: Any) -> dict[str, Any]:
-    """Sleep ``payload["s"]`` seconds; return the pid that ran it."""
+    """Sleep ``payload["s"]`` seconds; return the pid that ran it.
+
+    With ``payload["mark"]``, first create that file, so a test can tell the handler has
+    started: a claimed job is in ``in_progress`` before its handler runs.
+    """
+    if "mark" in payload:
+        await anyio.Path(payload["mark"]).touch()
     await anyio.sleep(payload.get("s", 0))
     return {"pid": os.getpid()}
 
