@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import anyio
@@ -31,6 +32,11 @@ async def assert_each_id_in_one_place(r: aioredis.Redis, name: str, ids: list[st
     for job_id in ids:
         holders = [label for label, members in places.items() if job_id in members]
         assert len(holders) == 1, (job_id, holders)
+
+
+async def server_ms(r: aioredis.Redis) -> int:
+    seconds, micros = await r.time()
+    return seconds * 1000 + micros // 1000
 
 
 async def expire_lease(r: aioredis.Redis, q: Queue, job_id: str) -> None:
@@ -401,6 +407,25 @@ async def test_done_retention_trims_oldest_beyond_max_count(redis: aioredis.Redi
     assert all([await redis.exists(q.keys.job(i)) for i in remaining])
     trimmed = set(ids) - remaining
     assert not any([await redis.exists(q.keys.job(i)) for i in trimmed])
+
+
+async def test_an_ack_stamps_redis_time_not_the_workers_estimate(redis: aioredis.Redis):
+    # The worker estimates Redis's clock from its claim; an estimate an hour out (a
+    # stalled process, a bad round trip) must not reach finished_at or done_at, or a job
+    # would seem to end after the start of a job that waited for it.
+    q = Queue(redis, "stamp")
+    await q.enqueue_many("t", [1, 2, 3])
+    leases = [dataclasses.replace(x, server_offset=x.server_offset + 3600)
+              for x in await q.claim_many(3)]
+    before = await server_ms(redis)
+    assert all(await q.ack_many([(x, x.payload) for x in leases]))
+    after = await server_ms(redis)
+    for x in leases:
+        info = await q.job(x.job_id)
+        assert info is not None and info.finished_at is not None
+        assert before <= info.finished_at * 1000 <= after
+        score = await redis.zscore(q.keys.done_at, x.job_id)
+        assert score is not None and before <= score <= after
 
 
 async def test_done_retention_trims_by_age(redis: aioredis.Redis):

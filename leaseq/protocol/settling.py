@@ -252,23 +252,20 @@ def _ack_commands(
 ) -> list[tx.Command]:
     """The MULTI/EXEC body acking ``acked`` (leases whose keys still hold their tokens,
     with their encoded results)."""
-    done_at: list[Any] = []
     ids = []
     results: list[Any] = []
     for lease, data in acked:
-        ms = int(lease.server_now() * 1000)
-        done_at += [ms, lease.job_id]
         ids.append(lease.job_id)
-        results += [data, ms, lease.token]
-    # Each job's result, finished_at and settled token: one script for the batch (one
-    # QUEUED reply to read instead of one HSET's per job), sent with its source.
-    out: list[tx.Command] = [("EVAL", scripts.RESULTS.source, len(ids),
+        results += [lease.job_id, data, lease.token]
+    # Each job's result, settled token, finished_at and done_at entry: one script for the
+    # batch (one QUEUED reply to read instead of one per command), sent with its source.
+    out: list[tx.Command] = [("EVAL", scripts.RESULTS.source, len(ids) + 1, k.done_at,
                               *(k.job(i) for i in ids), *results)]
     # The ids are in in_progress: the watched lease keys still hold our tokens, and a
     # lease exists only while its id is in in_progress. So SREM + SADD here is the
     # batched form of SMOVE in_progress done.
     out += [("SREM", k.in_progress, *ids), ("SADD", k.done, *ids),
-            ("DEL", *[k.lease(i) for i in ids]), ("ZADD", k.done_at, *done_at)]
+            ("DEL", *[k.lease(i) for i in ids])]
     # Waiters (Queue.wait) hear of the batch in the step that ends it: one message.
     out.append((publish, k.finished, " ".join(ids)))
     if events is not None:

@@ -1,15 +1,28 @@
 -- results: store the results of a batch of acks; a command of the ack's MULTI.
--- KEYS: 1.. the acked jobs' hashes
--- ARGV: per job three values, in KEYS order: its encoded result, finished_at (ms, Redis
--- time), the token of the lease it was acked with
+-- KEYS: 1 done_at, 2.. the acked jobs' hashes
+-- ARGV: per job three values, in KEYS order: its id, its encoded result, the token of the
+-- lease it was acked with
 -- Returns: the number of job hashes written.
 -- One command for the batch, so the client reads one QUEUED reply, not one per job.
+-- finished_at and the done_at score are Redis's clock, read here: an estimate made by the
+-- worker could put a job's end after the start of a job that waited for it.
 -- Sent as EVAL with its source, never EVALSHA: inside MULTI a NOSCRIPT comes back in the
 -- EXEC reply after the rest of the ack committed, which would leave done jobs without
 -- their results (and a waiter woken by the same EXEC reading none).
-for i = 1, #KEYS do
-  local a = 3 * i
-  redis.call('HSET', KEYS[i], 'result', ARGV[a - 2], 'finished_at', ARGV[a - 1],
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local scored = {}
+for i = 2, #KEYS do
+  local a = 3 * (i - 1)
+  redis.call('HSET', KEYS[i], 'result', ARGV[a - 1], 'finished_at', now,
              'settled', ARGV[a], 'settled_by', 'ack')
+  scored[#scored + 1] = now
+  scored[#scored + 1] = ARGV[a - 2]
+  -- unpack() is bounded by Lua's C stack (8,000 values): ZADD in slices.
+  if #scored == 2000 then
+    redis.call('ZADD', KEYS[1], unpack(scored))
+    scored = {}
+  end
 end
-return #KEYS
+if #scored > 0 then redis.call('ZADD', KEYS[1], unpack(scored)) end
+return #KEYS - 1
