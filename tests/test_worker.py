@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from structlog.testing import capture_logs
 
 from leaseq import Backoff, JobContext, Queue, Reaper, Task, Worker
@@ -359,6 +361,29 @@ async def test_several_workers_with_embedded_reapers_run_each_job_once(
     assert sum(w.counters["acked"] for w in workers) == 600
     assert (await q.stats()).done == 600
     assert len(ids) == 600
+
+
+async def test_logging_configured_between_runs_applies_to_the_next_run(redis: aioredis.Redis):
+    # The worker resolves its job logger once per run (structlog's lazy proxy would
+    # rebuild it for every line), so what is configured before a run is what it uses.
+    q = Queue(redis, "relog")
+    worker = Worker(q, {"echo": echo}, reaper=False)
+    await q.enqueue("echo", 1)
+    await run_until_done(worker)
+    job_id = await q.enqueue("echo", 2)
+    seen: list[MutableMapping[str, Any]] = []
+
+    def keep(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        seen.append(event)
+        raise structlog.DropEvent
+
+    before = structlog.get_config()
+    structlog.configure(processors=[keep])  # a new list, not capture_logs' in-place edit
+    try:
+        await run_until_done(worker)
+    finally:
+        structlog.configure(**before)
+    assert [e["job_id"] for e in seen if e["event"] == "job_acked"] == [job_id]
 
 
 async def test_every_job_logs_one_canonical_line_with_its_context(redis: aioredis.Redis):

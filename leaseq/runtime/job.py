@@ -62,6 +62,8 @@ class JobHost(Protocol):
     """Traces each run and settlement, when set."""
     sync_limiter: anyio.CapacityLimiter
     """Bounds the threads running plain ``def`` handlers."""
+    job_log: Any
+    """The logger of the job runner's lines (:func:`job_logger`, resolved per run)."""
 
     @property
     def middleware(self) -> Sequence[Middleware]:
@@ -93,7 +95,17 @@ class RunningJob(Renewable):
         self.settled = False
 
 
-log = structlog.get_logger("leaseq.worker")
+_log = structlog.get_logger("leaseq.worker")
+
+
+def job_logger() -> Any:
+    """The logger the job runner writes to (``leaseq.worker``), resolved now.
+
+    A worker resolves it once per run (:attr:`JobHost.job_log`): structlog's lazy proxy
+    rebuilds its logger on every call unless ``cache_logger_on_first_use`` is set, which
+    costs a no-op job a twentieth of its time for the one line it logs. Logging
+    configured while a worker runs applies from its next run."""
+    return _log.bind()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -142,6 +154,7 @@ async def run_job(worker: JobHost, served: Served, lease: Lease,
     """Run one claimed job to its end: acked, failed, dead, lost or released.
     ``handler_done()`` is called once its handler has returned a result, as the ack
     goes out (not for a failure: that may put the job back in todos)."""
+    log = worker.job_log
     queue = served.queue
     job = RunningJob(served, lease)
     # Log context as plain keyword arguments: binding a logger per job costs more than
@@ -179,7 +192,7 @@ async def run_job(worker: JobHost, served: Served, lease: Lease,
                 else:
                     stored = await _trace_of(worker, job)
                     with ExitStack() as traced:
-                        run = _start_tracing(traced, worker.tracer, ctx, stored, fields)
+                        run = _start_tracing(traced, worker.tracer, ctx, stored, fields, log)
                         ok, value = await _execute(worker, task, ctx, lease.payload)
             if scope.cancelled_caught and job.cancel_requested:
                 await _cancelled(worker, job, fields)
@@ -220,7 +233,7 @@ async def run_job(worker: JobHost, served: Served, lease: Lease,
 
 def _start_tracing(
     stack: ExitStack, tracer: RunTracer, ctx: JobContext, stored: str | None,
-    fields: dict[str, Any],
+    fields: dict[str, Any], log: Any,
 ) -> Any:
     """Enter the tracer's run span on ``stack``; a tracer that fails runs the job
     untraced rather than failing it."""
@@ -313,6 +326,7 @@ async def _ack(
 ) -> str:
     """Ack the result; return the outcome (``acked``, or what :func:`_fail` returns for a
     result that cannot be encoded, or ``lease_lost``)."""
+    log = worker.job_log
     try:
         acked = await job.acks.ack(job.current, result)
     except SerializationError as exc:
@@ -356,6 +370,8 @@ async def _ack(
 async def _cancelled(worker: JobHost, job: RunningJob, fields: dict[str, Any]) -> None:
     """The handler was stopped by a cancel (:meth:`Queue.cancel`): settle the job
     cancelled (fenced by the lease, which the cancel marked)."""
+    log = worker.job_log
+
     async def settle() -> bool:
         await job.queue.settle_cancelled(job.current())
         return True
@@ -370,6 +386,7 @@ async def _fail(
 ) -> str:
     """Record the failed attempt; return the outcome (``failed``, ``dead`` or
     ``lease_lost``)."""
+    log = worker.job_log
     backoff = task.backoff or worker.backoff
     retry_in = backoff.delay(job.lease.attempt)
     state: JobState | None = await _settle(
@@ -396,6 +413,7 @@ async def _release(worker: JobHost, job: RunningJob, fields: dict[str, Any]) -> 
     """Give the lease back (shutdown); connection errors and refusals are retried until
     the caller's deadline, after which the lease simply expires and the reaper requeues
     the job."""
+    log = worker.job_log
     delay = 0.02
     outage = worker.outages["release"]
     while True:
@@ -439,6 +457,7 @@ async def _settle(
     Returns the call's value, or None when the lease was lost or the server answered
     with an error retrying cannot fix (logged; the lease expires and the job is redone
     or goes dead then)."""
+    log = worker.job_log
     delay = 0.05
     outage = worker.outages["settle"]
     while True:

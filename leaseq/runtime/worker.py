@@ -28,7 +28,7 @@ from .cancels import listen_for_cancels
 from .claims import Claims
 from .handoff import Handoff
 from .heartbeat import Heartbeat
-from .job import RELEASE_TIMEOUT, RunTracer, run_job
+from .job import RELEASE_TIMEOUT, RunTracer, job_logger, run_job
 from .metrics import Metrics
 from .outage import Outage
 from .policy import Policy, Priority
@@ -188,6 +188,8 @@ class Worker:
         """Traces each run and settlement (see :class:`leaseq.otel.Tracing`)."""
         self.sync_limiter = anyio.CapacityLimiter(
             validate.positive_int(sync_concurrency, "sync_concurrency"))
+        self.job_log: Any = job_logger()
+        """The logger of each job's lines, resolved again at every :meth:`run`."""
         self.scheduler = Scheduler(self.queue, schedules) if schedules else None
         """The worker's :class:`~leaseq.Scheduler`, when it was given schedules."""
         self.presence = Presence(
@@ -321,6 +323,7 @@ class Worker:
         self._stop_requested = False
         self._stop_at = None
         self._cleanup_by = math.inf
+        self.job_log = job_logger()  # the logging configured by now
         # Claimed leases go to long-lived runner tasks: no task per job.
         handoff = Handoff[tuple[Lease, object]]()
         try:
