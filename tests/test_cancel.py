@@ -234,6 +234,63 @@ async def test_a_running_job_is_told_at_once_its_handler_is_cancelled_and_it_end
     assert (stats.cancelled, stats.in_progress, stats.done) == (1, 0, 0)
 
 
+async def test_runners_go_on_running_jobs_after_cancels_and_a_lost_lease(
+        redis: aioredis.Redis):
+    # A runner keeps one cancel scope from job to job and takes a new one after a job's
+    # own cancel was delivered in it: cancelled and lost jobs, one after another, must
+    # leave the next jobs running and acked, on the same two runners (concurrency 1).
+    q = Queue(redis, "c-again", lease_timeout=1.5)
+    started: dict[str, anyio.Event] = {}
+    stopped: list[str] = []
+
+    async def hold(ctx: JobContext, payload: Any) -> None:
+        started[ctx.job_id].set()
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            stopped.append(ctx.job_id)
+            raise
+
+    async def quick(ctx: JobContext, payload: Any) -> Any:
+        return payload
+
+    async def held() -> str:
+        job_id = await q.enqueue("hold", None)
+        started[job_id] = anyio.Event()
+        with anyio.fail_after(5):
+            await started[job_id].wait()
+        return job_id
+
+    async def two_quick_ones_run() -> None:
+        ids = await q.enqueue_many("quick", [1, 2])
+        for i in ids:
+            await ends(q, i, "done")
+
+    worker = Worker(q, {"hold": hold, "quick": quick}, concurrency=1, reaper=False)
+    async with serving(worker):
+        await listening(redis, q)
+        cancelled = []
+        for _ in range(3):
+            job_id = await held()
+            assert await q.cancel(job_id) == "delivered"
+            await ends(q, job_id, "cancelled")
+            cancelled.append(job_id)
+            await two_quick_ones_run()
+        lost = await held()
+        await redis.delete(q.keys.lease(lost))  # the heartbeat finds it gone
+
+        async def lease_lost() -> bool:
+            return worker.counters["lease_lost"] == 1
+
+        await wait_for(lease_lost)
+        await two_quick_ones_run()
+        assert worker.in_flight == 0
+    assert stopped == [*cancelled, lost]
+    counters = worker.counters
+    assert (counters["cancelled"], counters["lease_lost"], counters["acked"],
+            counters["released"]) == (3, 1, 8, 0)
+
+
 async def test_a_cancel_whose_message_nobody_heard_is_found_by_the_heartbeat(
         redis: aioredis.Redis):
     # lease_timeout=1.5 s: the heartbeat renews every ~0.5 s and finds the cancel there.

@@ -28,7 +28,7 @@ from .cancels import listen_for_cancels
 from .claims import Claims
 from .handoff import Handoff
 from .heartbeat import Heartbeat
-from .job import RELEASE_TIMEOUT, RunTracer, job_logger, run_job
+from .job import RELEASE_TIMEOUT, RunnerScope, RunTracer, finish_stopped, job_logger, run_job
 from .metrics import Metrics
 from .outage import Outage
 from .policy import Policy, Priority
@@ -406,32 +406,55 @@ class Worker:
             await self._release_unstarted(handoff)
 
     async def _runner(self, leases: Handoff[tuple[Lease, object]]) -> None:
-        async for lease, slot in leases:
-            self.taskstats.server_offset = lease.server_offset
-            self._in_flight += 1
-            freed = False
-
-            def handler_done() -> None:
-                nonlocal freed
-                # The slot goes to the next claim while this ack is on its way, so
-                # the two overlap instead of taking turns; at most `concurrency`
-                # acks wait that way (runners: twice the slots).
-                if self._acking < self.concurrency:
-                    self._acking += 1
-                    self._limiter.release_on_behalf_of(slot)  # noqa: B023 - called now
-                    freed = True
-
+        # One cancel scope for many jobs (see RunnerScope): a new one only after a job's
+        # own cancel was delivered in it.
+        while True:
+            runner = RunnerScope()
             try:
-                await run_job(self, self.served[lease.queue], lease, handler_done)
+                with runner.scope:
+                    async for lease, slot in leases:
+                        await self._run_one(lease, slot, runner)
             finally:
-                self._in_flight -= 1
-                if freed:
-                    self._acking -= 1
-                else:
-                    self._limiter.release_on_behalf_of(slot)
-                self._finished += 1
-                if self._job_finished is not None:
-                    self._job_finished.set()
+                if (stopped := runner.stopped) is not None:
+                    try:
+                        await finish_stopped(self, stopped)
+                    finally:
+                        self._job_done(stopped.slot, freed=False)
+            if not runner.scope.cancelled_caught:
+                return  # no more leases
+
+    async def _run_one(self, lease: Lease, slot: object, runner: RunnerScope) -> None:
+        self.taskstats.server_offset = lease.server_offset
+        self._in_flight += 1
+        freed = False
+
+        def handler_done() -> None:
+            nonlocal freed
+            # The slot goes to the next claim while this ack is on its way, so the two
+            # overlap instead of taking turns; at most `concurrency` acks wait that way
+            # (runners: twice the slots).
+            if self._acking < self.concurrency:
+                self._acking += 1
+                self._limiter.release_on_behalf_of(slot)
+                freed = True
+
+        try:
+            await run_job(self, self.served[lease.queue], lease, runner, handler_done)
+        finally:
+            if runner.stopped is not None:
+                runner.stopped.slot = slot  # busy until the runner has settled it
+            else:
+                self._job_done(slot, freed)
+
+    def _job_done(self, slot: object, freed: bool) -> None:
+        self._in_flight -= 1
+        if freed:
+            self._acking -= 1
+        else:
+            self._limiter.release_on_behalf_of(slot)
+        self._finished += 1
+        if self._job_finished is not None:
+            self._job_finished.set()
 
     async def _release_unstarted(
         self, leases: Handoff[tuple[Lease, object]]
