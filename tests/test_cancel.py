@@ -291,6 +291,43 @@ async def test_runners_go_on_running_jobs_after_cancels_and_a_lost_lease(
             counters["released"]) == (3, 1, 8, 0)
 
 
+async def test_a_handler_that_catches_its_cancel_and_returns_still_ends_cancelled(
+        redis: aioredis.Redis):
+    # The cancel stays delivered in the runner's scope after the handler swallowed it: it
+    # stops the ack of the handler's result, and the job ends as a cancelled one does.
+    q = Queue(redis, "c-swallow", lease_timeout=30)
+    started = anyio.Event()
+
+    async def stubborn(ctx: JobContext, payload: Any) -> str:
+        started.set()
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            return "ignored the cancel"
+        return "slept"
+
+    async def quick(ctx: JobContext, payload: Any) -> Any:
+        return payload
+
+    worker = Worker(q, {"stubborn": stubborn, "quick": quick}, concurrency=1, reaper=False)
+    with capture_logs() as logs:
+        async with serving(worker):
+            await listening(redis, q)
+            job_id = await q.enqueue("stubborn", None)
+            with anyio.fail_after(5):
+                await started.wait()
+            assert await q.cancel(job_id) == "delivered"
+            await ends(q, job_id, "cancelled")
+            for i in await q.enqueue_many("quick", [1, 2]):
+                await ends(q, i, "done")
+    info = await q.job(job_id)
+    assert info is not None and (info.state, info.result) == ("cancelled", None)
+    counters = worker.counters
+    assert (counters["cancelled"], counters["acked"], counters["released"],
+            counters["lease_lost"]) == (1, 2, 0, 0)
+    assert [e.get("stage") for e in logs if e["event"] == "job_cancelled"] == ["running"]
+
+
 async def test_a_cancel_whose_message_nobody_heard_is_found_by_the_heartbeat(
         redis: aioredis.Redis):
     # lease_timeout=1.5 s: the heartbeat renews every ~0.5 s and finds the cancel there.

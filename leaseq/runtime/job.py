@@ -137,7 +137,7 @@ class Stopped:
     """A job whose handler its own cancel stopped (lease lost, :meth:`Queue.cancel`),
     for its runner to settle once out of the scope the cancel was delivered in."""
 
-    __slots__ = ("fields", "job", "slot", "started", "task")
+    __slots__ = ("fields", "freed", "job", "slot", "started", "task")
 
     def __init__(self, job: RunningJob, task: Task, fields: dict[str, Any],
                  started: float) -> None:
@@ -146,7 +146,9 @@ class Stopped:
         self.fields = fields
         self.started = started
         self.slot: object = None
-        """The worker's concurrency slot, given back once the job is settled."""
+        """The worker's concurrency slot, given back once the job is settled..."""
+        self.freed = False
+        """... unless it was given back already, as the handler's result went out."""
 
 
 class RunnerScope:
@@ -240,6 +242,13 @@ async def run_job(worker: JobHost, served: Served, lease: Lease, runner: RunnerS
             if not stopped:
                 worker.heartbeat.discard(job)
     except anyio.get_cancelled_exc_class():
+        if (not stopped and task is not None and not job.settled
+                and runner.scope.cancel_called):
+            # Its own cancel (only this job held the scope since the runner took it),
+            # delivered after the handler caught it and returned: the job ends as if the
+            # handler had let it through.
+            runner.stopped = Stopped(job, task, fields, started)
+            stopped = True
         if not stopped:
             await _release_cancelled(worker, job, task, fields)
         raise

@@ -419,7 +419,7 @@ class Worker:
                     try:
                         await finish_stopped(self, stopped)
                     finally:
-                        self._job_done(stopped.slot, freed=False)
+                        self._job_done(stopped.slot, stopped.freed)
             if not runner.scope.cancelled_caught:
                 return  # no more leases
 
@@ -441,8 +441,8 @@ class Worker:
         try:
             await run_job(self, self.served[lease.queue], lease, runner, handler_done)
         finally:
-            if runner.stopped is not None:
-                runner.stopped.slot = slot  # busy until the runner has settled it
+            if runner.stopped is not None:  # busy until the runner has settled it
+                runner.stopped.slot, runner.stopped.freed = slot, freed
             else:
                 self._job_done(slot, freed)
 
