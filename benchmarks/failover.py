@@ -29,6 +29,7 @@ import structlog
 from redis.asyncio.cluster import RedisCluster
 
 from leaseq import JobContext, Queue, Worker
+from leaseq.testing import RedisServerError
 from leaseq.testing._cluster import RedisClusterServers
 from tests.helpers.failover import FailoverProducer, run_through_fault
 
@@ -73,10 +74,19 @@ async def one_run(cluster: RedisClusterServers, jobs: int, knob: bool,
     master = client.get_node_from_key(q.keys.todos)
 
     async def kill_master() -> None:
-        # The slot's master as the nodes see it now: under load a node may have been
-        # failed over already since the client read its slot map.
-        port = cluster.master_now(master.port)
-        replica = cluster.replica_of(port)
+        # The slot's master as the nodes see it now, and its replica: under load a node
+        # may have been failed over since the client read its slot map, or be failing
+        # over now (the promoted replica is a master before the old master says it is
+        # one's replica), so the pair is looked up again until it agrees.
+        deadline = time.monotonic() + 20
+        while True:
+            port = cluster.master_now(master.port)
+            try:
+                replica = cluster.replica_of(port, timeout=2.0)
+                break
+            except RedisServerError:
+                if time.monotonic() > deadline:
+                    raise
         if lag:
             # Frozen and cut off: the master's later writes stay in its backlog (a
             # frozen replica alone would still find them in its socket buffer).

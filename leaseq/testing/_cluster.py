@@ -113,8 +113,26 @@ class RedisClusterServers:
                 if role and role[0] == "slave" and int(role[2]) == master_port:
                     return server
             if time.monotonic() >= deadline:
-                raise RedisServerError(f"no replica of the master on port {master_port}")
+                raise RedisServerError(f"no replica of the master on port {master_port} "
+                                       f"(roles now: {self._roles()})")
             time.sleep(0.1)
+
+    def _roles(self) -> str:
+        """Each live node's ``ROLE`` in short (``port master`` or ``port slave of P``),
+        for an error that says what the cluster looked like."""
+        roles = []
+        for server in self.servers:
+            if server.process is None or server.process.poll() is not None:
+                roles.append(f"{server.port} down")
+                continue
+            try:
+                role = self._cli(server.port, "role").split()
+            except (subprocess.SubprocessError, OSError):
+                roles.append(f"{server.port} not answering")
+                continue
+            roles.append(f"{server.port} slave of {role[2]}" if role and role[0] == "slave"
+                         else f"{server.port} {role[0] if role else '?'}")
+        return ", ".join(roles)
 
     def close(self) -> None:
         """Kill every node and delete their directories."""
