@@ -217,11 +217,6 @@ async def run_job(worker: JobHost, served: Served, lease: Lease, runner: RunnerS
                     with ExitStack() as traced:
                         run = _start_tracing(traced, worker.tracer, ctx, stored, fields, log)
                         ok, value = await _execute(worker, task, ctx, lease.payload)
-            except anyio.get_cancelled_exc_class():
-                if scope.cancel_called:  # this job's own cancel: settled by the runner
-                    runner.stopped = Stopped(job, task, fields, started)
-                    stopped = True
-                raise
             finally:
                 job.scope = None
             worker.observe(lease.task, time.perf_counter() - started, queue.name)
@@ -238,17 +233,18 @@ async def run_job(worker: JobHost, served: Served, lease: Lease, runner: RunnerS
                 except Exception as exc:  # tracing is advice: it never fails a job
                     log.warning("tracing_failed", stage="settle", error=error_text(exc),
                                 **fields)
+        except anyio.get_cancelled_exc_class():
+            # This job's own cancel (only this job has held the runner's scope since the
+            # runner took it), in its handler or, when the handler caught it and
+            # returned, in what came after: the runner settles the job out of the scope.
+            if scope.cancel_called and not job.settled:
+                runner.stopped = Stopped(job, task, fields, started)
+                stopped = True
+            raise
         finally:
             if not stopped:
                 worker.heartbeat.discard(job)
     except anyio.get_cancelled_exc_class():
-        if (not stopped and task is not None and not job.settled
-                and runner.scope.cancel_called):
-            # Its own cancel (only this job held the scope since the runner took it),
-            # delivered after the handler caught it and returned: the job ends as if the
-            # handler had let it through.
-            runner.stopped = Stopped(job, task, fields, started)
-            stopped = True
         if not stopped:
             await _release_cancelled(worker, job, task, fields)
         raise
