@@ -94,11 +94,17 @@ class RedisClusterServers:
         """The node listening on ``port``."""
         return next(s for s in self.servers if s.port == port)
 
+    def _master_of(self, port: int) -> int | None:
+        """The port of the master the node on ``port`` replicates (``ROLE``), or ``None``
+        when it is a master."""
+        role = self._cli(port, "role").split()
+        return int(role[2]) if role and role[0] == "slave" else None
+
     def master_now(self, port: int) -> int:
         """The port of the master serving what the node on ``port`` served: that node,
         or (when an automatic failover under load turned it into a replica) its master."""
-        role = self._cli(port, "role").split()
-        return int(role[2]) if role and role[0] == "slave" else port
+        master = self._master_of(port)
+        return port if master is None else master
 
     def replica_of(self, master_port: int, timeout: float = 10.0) -> RedisServer:
         """The node replicating the master on ``master_port`` (waiting up to ``timeout``
@@ -109,8 +115,7 @@ class RedisClusterServers:
             for server in self.servers:
                 if server.process is None or server.process.poll() is not None:
                     continue  # killed earlier in the test
-                role = self._cli(server.port, "role").split()
-                if role and role[0] == "slave" and int(role[2]) == master_port:
+                if self._master_of(server.port) == master_port:
                     return server
             if time.monotonic() >= deadline:
                 raise RedisServerError(f"no replica of the master on port {master_port} "
@@ -118,20 +123,20 @@ class RedisClusterServers:
             time.sleep(0.1)
 
     def _roles(self) -> str:
-        """Each live node's ``ROLE`` in short (``port master`` or ``port slave of P``),
-        for an error that says what the cluster looked like."""
+        """Each node's role in short (``port master`` or ``port slave of P``), for an
+        error that says what the cluster looked like."""
         roles = []
         for server in self.servers:
             if server.process is None or server.process.poll() is not None:
                 roles.append(f"{server.port} down")
                 continue
             try:
-                role = self._cli(server.port, "role").split()
+                master = self._master_of(server.port)
             except (subprocess.SubprocessError, OSError):
                 roles.append(f"{server.port} not answering")
                 continue
-            roles.append(f"{server.port} slave of {role[2]}" if role and role[0] == "slave"
-                         else f"{server.port} {role[0] if role else '?'}")
+            roles.append(f"{server.port} master" if master is None
+                         else f"{server.port} slave of {master}")
         return ", ".join(roles)
 
     def close(self) -> None:
