@@ -20,6 +20,8 @@ import redis as syncredis
 
 from leaseq.testing import RedisServer, free_port
 
+from .helpers.reaping import reap
+
 pytestmark = pytest.mark.real_redis
 
 ROOT = Path(__file__).parent.parent
@@ -56,10 +58,7 @@ def _reap_spawned() -> Iterator[None]:
     """
     yield
     while _spawned:
-        proc = _spawned.pop()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+        reap(_spawned.pop())
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ import redis as syncredis
 
 from leaseq.testing import RedisServer, free_port
 
+from .helpers.reaping import reaped
 from .test_tls import make_certs
 
 pytestmark = pytest.mark.real_redis
@@ -56,21 +57,6 @@ def one_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
     return lines[0]
-
-
-@contextlib.contextmanager
-def reaped(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
-    """Kill the process if the test left it running; close its pipes."""
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
 
 
 def wait_until(condition: Any, timeout: float = 10.0) -> None:
