@@ -8,9 +8,11 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from structlog.testing import capture_logs
 
 from leaseq import Backoff, JobContext, Queue, Worker
 from leaseq.runtime.worker import DEFAULT_CONCURRENCY
+from leaseq.testing import RedisServer
 
 pytestmark = pytest.mark.real_redis
 
@@ -23,14 +25,89 @@ def sync_job(ctx: JobContext, payload: Any) -> None:
     return None
 
 
-async def test_the_default_concurrency_follows_the_handlers(real_redis: aioredis.Redis):
+async def test_the_default_concurrency_follows_the_handlers(
+    real_redis: aioredis.Redis, redis_server: RedisServer,
+):
     q = Queue(real_redis, "defaults")
-    assert Worker(q, {"a": job}).concurrency == DEFAULT_CONCURRENCY == 50
-    assert Worker(q, {"a": job, "s": sync_job}).concurrency == DEFAULT_CONCURRENCY
+    # Room in the pool for 100 and the worker's own connections: the default is 100.
+    roomy = Queue(aioredis.Redis.from_url(redis_server.url, max_connections=500), "d")
+    try:
+        assert Worker(roomy, {"a": job}).concurrency == DEFAULT_CONCURRENCY == 100
+        assert Worker(roomy, {"a": job, "s": sync_job}).concurrency == DEFAULT_CONCURRENCY
+    finally:
+        await roomy.redis.aclose()
     # Only threads run: more slots than threads would hold leases idle.
     assert Worker(q, {"s": sync_job}).concurrency == 10
     assert Worker(q, {"s": sync_job}, sync_concurrency=4).concurrency == 4
     assert Worker(q, {"s": sync_job}, concurrency=7).concurrency == 7
+
+
+async def test_the_default_concurrency_fits_a_pool_that_raises_without_a_warning(
+    redis_server: RedisServer,
+):
+    url = redis_server.url
+    default = aioredis.Redis.from_url(url)  # redis-py's pool: raises at 100 connections
+    roomy = aioredis.Redis.from_url(url, max_connections=500)
+    tiny = aioredis.Redis.from_url(url, max_connections=12)
+    waiting = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=20))
+    handlers = {"a": job}
+    try:
+        with capture_logs() as logs:
+            assert Worker(Queue(default, "q"), handlers).concurrency == 79
+            assert Worker(Queue(roomy, "q"), handlers).concurrency == 100
+            assert Worker(Queue(waiting, "q"), handlers).concurrency == 100
+            # Several queues: the smallest pool decides.
+            assert Worker({Queue(roomy, "a"): handlers,
+                           Queue(default, "b"): handlers}).concurrency == 79
+            # A concurrency given is kept; a pool that waits is not warned about.
+            assert Worker(Queue(waiting, "q"), handlers, concurrency=300).concurrency == 300
+        assert logs == []
+        with capture_logs() as logs:
+            assert Worker(Queue(tiny, "q"), handlers).concurrency == 10
+        assert [e["event"] for e in logs] == ["connection_pool_small"]
+    finally:
+        for client in (default, roomy, tiny, waiting):
+            await client.aclose()
+
+
+async def test_a_default_worker_on_a_default_client_has_a_connection_for_every_handler(
+    redis_server: RedisServer,
+):
+    """Every handler holds one of the client's connections at once (a blocking call),
+    while the worker claims, acks and renews leases on the same pool."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.flushall()
+        q = Queue(client, "full", lease_timeout=2.0)
+        target = 79  # what the default is on this pool (the test above)
+        holding = peak = 0
+
+        async def hold(ctx: JobContext, payload: Any) -> str:
+            nonlocal holding, peak
+            holding += 1
+            peak = max(peak, holding)
+            try:
+                # Each call takes a connection of its own: wait, calling, until every slot
+                # holds one at once; then one more call per job.
+                while peak < target:
+                    await ctx.queue.redis.blpop(["leaseq-test-nothing"], timeout=0.05)
+                await ctx.queue.redis.blpop(["leaseq-test-nothing"], timeout=0.1)
+            finally:
+                holding -= 1
+            return "held"
+
+        worker = Worker(q, {"hold": hold}, reaper=False)
+        assert worker.concurrency == target
+        ids = await q.enqueue_many("hold", list(range(3 * worker.concurrency)))
+        with anyio.fail_after(60):
+            await worker.run(burst=True, handle_signals=False)
+        assert peak == worker.concurrency
+        assert worker.counters["acked"] == len(ids)
+        assert worker.counters["failed"] == 0
+        assert [await q.wait(i, timeout=1) for i in ids] == ["held"] * len(ids)
+    finally:
+        await client.aclose()
 
 
 def hold_acks(q: Queue) -> tuple[anyio.Event, anyio.Event]:

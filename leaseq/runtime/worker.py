@@ -35,7 +35,14 @@ from .policy import Policy, Priority
 from .presence import Presence
 from .reaper import Reaper
 from .scheduler import Scheduler
-from .served import REDIS_SLOTS, Served, check_pool, routes_of
+from .served import (
+    DEFAULT_CONCURRENCY,
+    REDIS_SLOTS,
+    Served,
+    check_pool,
+    default_concurrency,
+    routes_of,
+)
 from .task import Backoff, Lifespan, Middleware
 from .taskstats import TaskStats
 from .typed import HandlerSpec
@@ -58,15 +65,13 @@ _MIN_CLAIM_BATCH = 16
 _SHORT_WAIT = 0.25
 
 
-DEFAULT_CONCURRENCY = 50
-"""Jobs a worker runs at once unless told (:class:`Worker`'s ``concurrency``)."""
-
-
 class Worker:
     """Runs the handlers of one queue — or of several — with at most ``concurrency``
-    jobs at once (default :data:`DEFAULT_CONCURRENCY`, or ``sync_concurrency`` when every
-    handler is a plain ``def``: a job claimed to wait for a thread would only hold its
-    lease from other workers).
+    jobs at once (default :data:`DEFAULT_CONCURRENCY`, 100, or fewer to fit a client's
+    connection pool: 79 on redis-py's default pool, see
+    :func:`~leaseq.runtime.served.default_concurrency`; or ``sync_concurrency`` when
+    every handler is a plain ``def``: a job claimed to wait for a thread would only hold
+    its lease from other workers).
 
     ``Worker(queue, handlers)`` serves one queue; ``handlers`` maps task names to
     ``async def handler(ctx, payload)`` functions or to :class:`~leaseq.Task` values with
@@ -133,7 +138,8 @@ class Worker:
         if concurrency is None:
             every_sync = all(t.sync for served in self.served.values()
                              for t in served.tasks.values())
-            concurrency = sync_concurrency if every_sync else DEFAULT_CONCURRENCY
+            concurrency = (sync_concurrency if every_sync
+                           else default_concurrency(self.queues))
         self.concurrency = validate.positive_int(concurrency, "concurrency")
         self._claim_batch = min(_MAX_CLAIM_BATCH,
                                 max(_MIN_CLAIM_BATCH, 2 * self.concurrency // 5))
