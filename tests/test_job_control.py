@@ -255,6 +255,18 @@ async def test_a_jobs_lifecycle_is_on_the_stream_in_order(redis: aioredis.Redis)
     assert order == sorted(order) and len(set(order)) == len(order)
 
 
+@pytest.mark.real_redis
+async def test_an_ack_batch_records_an_acked_event_per_job(real_redis: aioredis.Redis) -> None:
+    q = Queue(real_redis, "batchacked", events=1000)
+    await q.enqueue_many("t", [None] * 3, job_ids=["a", "b", "c"])
+    leases = await q.claim_many(3)
+    assert await q.ack_many([(lease, lease.job_id) for lease in leases]) == [True] * 3
+    acked = [e for e in await _all_events(q) if e.type == "acked"]
+    assert sorted((e.job_id, e.data["attempt"]) for e in acked) == [
+        ("a", "1"), ("b", "1"), ("c", "1")]
+    assert [await q.wait(i, timeout=1) for i in "abc"] == ["a", "b", "c"]
+
+
 async def test_the_stream_is_resumable_and_bounded(redis: aioredis.Redis) -> None:
     q = Queue(redis, "resume", events=50)
     await q.enqueue("t", None, job_id="a")

@@ -253,14 +253,15 @@ def _ack_commands(
     """The MULTI/EXEC body acking ``acked`` (leases whose keys still hold their tokens,
     with their encoded results)."""
     ids = []
-    results: list[Any] = []
+    results: list[Any] = ["" if events is None else events]
     for lease, data in acked:
         ids.append(lease.job_id)
-        results += [lease.job_id, data, lease.token]
-    # Each job's result, settled token, finished_at and done_at entry: one script for the
-    # batch (one QUEUED reply to read instead of one per command), sent with its source.
-    out: list[tx.Command] = [("EVAL", scripts.RESULTS.source, len(ids) + 1, k.done_at,
-                              *(k.job(i) for i in ids), *results)]
+        results += [lease.job_id, data, lease.token, lease.attempt]
+    # Each job's result, settled token, finished_at, done_at entry and acked event: one
+    # script for the batch (one QUEUED reply to read instead of one per command), sent
+    # with its source.
+    out: list[tx.Command] = [("EVAL", scripts.RESULTS.source, len(ids) + 2, k.done_at,
+                              k.stream, *(k.job(i) for i in ids), *results)]
     # The ids are in in_progress: the watched lease keys still hold our tokens, and a
     # lease exists only while its id is in in_progress. So SREM + SADD here is the
     # batched form of SMOVE in_progress done.
@@ -268,9 +269,6 @@ def _ack_commands(
             ("DEL", *[k.lease(i) for i in ids])]
     # Waiters (Queue.wait) hear of the batch in the step that ends it: one message.
     out.append((publish, k.finished, " ".join(ids)))
-    if events is not None:
-        out += [("XADD", k.stream, "MAXLEN", "~", events, "*", "type", "acked", "job", i,
-                 "attempt", lease.attempt) for (lease, _), i in zip(acked, ids, strict=True)]
     return out + _release_commands(k, [lease for lease, _ in acked])
 
 

@@ -1,9 +1,11 @@
 -- results: store the results of a batch of acks; a command of the ack's MULTI.
--- KEYS: 1 done_at, 2.. the acked jobs' hashes
--- ARGV: per job three values, in KEYS order: its id, its encoded result, the token of the
--- lease it was acked with
+-- KEYS: 1 done_at, 2 the lifecycle event stream, 3.. the acked jobs' hashes
+-- ARGV: 1 the stream's length (XADD MAXLEN ~), or '' when the queue records no events;
+-- then per job four values, in KEYS order: its id, its encoded result, the token of the
+-- lease it was acked with, its attempt
 -- Returns: the number of job hashes written.
--- One command for the batch, so the client reads one QUEUED reply, not one per job.
+-- One command for the batch, so the client reads one QUEUED reply, not one per job (nor
+-- one per job's acked event).
 -- finished_at and the done_at score are Redis's clock, read here: an estimate made by the
 -- worker could put a job's end after the start of a job that waited for it.
 -- Sent as EVAL with its source, never EVALSHA: inside MULTI a NOSCRIPT comes back in the
@@ -11,13 +13,19 @@
 -- their results (and a waiter woken by the same EXEC reading none).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local events = tonumber(ARGV[1])
 local scored = {}
-for i = 2, #KEYS do
-  local a = 3 * (i - 1)
-  redis.call('HSET', KEYS[i], 'result', ARGV[a - 1], 'finished_at', now,
-             'settled', ARGV[a], 'settled_by', 'ack')
+for i = 3, #KEYS do
+  local a = 4 * (i - 2) - 2  -- the job's first value
+  local id = ARGV[a]
+  redis.call('HSET', KEYS[i], 'result', ARGV[a + 1], 'finished_at', now,
+             'settled', ARGV[a + 2], 'settled_by', 'ack')
+  if events then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', events, '*', 'type', 'acked', 'job', id,
+               'attempt', ARGV[a + 3])
+  end
   scored[#scored + 1] = now
-  scored[#scored + 1] = ARGV[a - 2]
+  scored[#scored + 1] = id
   -- unpack() is bounded by Lua's C stack (8,000 values): ZADD in slices.
   if #scored == 2000 then
     redis.call('ZADD', KEYS[1], unpack(scored))
@@ -25,4 +33,4 @@ for i = 2, #KEYS do
   end
 end
 if #scored > 0 then redis.call('ZADD', KEYS[1], unpack(scored)) end
-return #KEYS - 1
+return #KEYS - 2
