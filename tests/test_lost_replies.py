@@ -315,6 +315,39 @@ async def test_claim_whose_reply_was_lost_leases_one_job_with_one_attempt(
     assert state.sets["in_progress"] == {lease.job_id}
 
 
+async def test_a_waiting_claim_whose_reply_was_lost_is_taken_over_by_the_next_claim(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    """The BLPOP and the claim behind it are never re-sent: the caller sees the connection
+    error, and its next claim takes over the leases the lost one took."""
+    async with proxied(redis_server) as (proxy, client):
+        q = Queue(client, "claimwait")
+        proxy.arm(sha(scripts.CLAIM))
+        failed: list[BaseException] = []
+
+        async def claim() -> None:
+            try:
+                await q.claim_many(2, wait=60)
+            except RedisConnectionError as exc:
+                failed.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim)
+            # The proxy forwards the BLPOP and the claim; the enqueue wakes them.
+            await wait_for(lambda: _blocked(direct))
+            await Queue(direct, "claimwait").enqueue_many("t", [1, 2, 3])
+        assert proxy.dropped == 1 and len(failed) == 1
+        leases = await q.claim_many(2)
+    assert q.recovered_leases == 2
+    assert [lease.attempt for lease in leases] == [1, 1]
+    state = await assert_consistent(direct, "claimwait", held=leases)
+    assert state.sets["in_progress"] == {lease.job_id for lease in leases}
+    assert len(state.sets["todos"]) == 1
+
+
+async def _blocked(r: aioredis.Redis) -> bool:
+    return int((await r.info("clients"))["blocked_clients"]) > 0
+
+
 async def test_claim_many_whose_reply_was_lost_returns_exactly_the_leases_it_took(
         direct: aioredis.Redis, redis_server: RedisServer):
     await Queue(direct, "claim2").enqueue_many("t", list(range(5)))

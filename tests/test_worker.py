@@ -336,6 +336,43 @@ async def test_idle_worker_wakes_on_enqueue_without_polling(real_redis: aioredis
     assert idle_commands <= 2  # blocked in BLPOP: no polling while idle
 
 
+async def test_stop_ends_an_idle_workers_wait_and_releases_what_its_claim_took(
+    real_redis: aioredis.Redis,
+):
+    """An idle worker waits in a BLPOP with its claim queued behind it; stop() ends the
+    wait at once, and a job the claim then takes is released, not run."""
+    q = Queue(real_redis, "idle-stop")
+    ran: list[Any] = []
+
+    async def record(ctx: JobContext, payload: Any) -> None:
+        ran.append(payload)
+
+    worker = Worker(q, {"t": record}, reaper=False, poll_interval=60.0)
+    with anyio.fail_after(30):  # far less than the 60 s wait: only the stop can end it
+        async with anyio.create_task_group() as tg:
+            await tg.start(lambda task_status: worker.run(handle_signals=False,
+                                                          task_status=task_status))
+            await wait_for(lambda: _blocked(real_redis))
+            # A delayed job wakes nobody; once due, the next claim promotes and takes it.
+            job_id = await q.enqueue("t", "late", delay=0.2)
+            await wait_for(lambda: _due(q, job_id))
+            worker.stop()
+    assert ran == []
+    assert worker.counters["released"] == 1
+    info = await q.job(job_id)
+    assert info is not None and info.state == "todo" and info.attempts == 0
+
+
+async def _blocked(r: aioredis.Redis) -> bool:
+    return int((await r.info("clients"))["blocked_clients"]) > 0
+
+
+async def _due(q: Queue, job_id: str) -> bool:
+    seconds, micros = await q.redis.time()
+    score = await q.redis.zscore(q.keys.delayed, job_id)
+    return score is not None and score <= seconds * 1000 + micros // 1000
+
+
 async def _commands(r: aioredis.Redis) -> int:
     info = await r.info("stats")
     return int(info["total_commands_processed"])

@@ -9,13 +9,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import anyio
 import structlog
+from redis.exceptions import NoScriptError
 
 from ..exceptions import LeaseLost, LeaseqError
 from ..models import Lease
 from . import scripts, validate
 from .settling import Settling
 from .validate import storable
+from .wakeclaim import blpop_then
 from .wire import (
     RETRYABLE,
     connection_errors,
@@ -48,7 +51,8 @@ class Claiming(Settling):
         return leases[0] if leases else None
 
     async def claim_many(
-        self, n: int, *, max_attempts: Mapping[str, int] | None = None
+        self, n: int, *, max_attempts: Mapping[str, int] | None = None,
+        wait: float | None = None, interrupt: anyio.Event | None = None,
     ) -> list[Lease]:
         """Claim up to ``n`` (at most 10,000) waiting jobs in one atomic step (one round
         trip; on a cluster two, see ``docs/protocol.md``).
@@ -68,8 +72,16 @@ class Claiming(Settling):
         ``claim_many`` first recovers the leases that call took and still holds
         (counted in :attr:`recovered_leases`), so those jobs run instead of waiting
         out their leases; leases beyond ``n`` are released.
+
+        ``wait`` (seconds) first blocks until a job is enqueued or ``wait`` passes (one
+        ``BLPOP`` on the queue's wake list), then claims. On a plain or Sentinel client
+        the two are written together on one connection and Redis runs the claim as soon
+        as the ``BLPOP`` returns: no round trip between them. ``interrupt`` set during
+        the wait ends it at once; the claim still runs and its leases are returned. A
+        wait cancelled otherwise counts as a call whose reply was lost (see above).
         """
         validate.positive_int(n, "n", _MAX_CLAIM)
+        wait_s = None if wait is None else validate.seconds(wait, "wait", allow_zero=False)
         caps: list[scripts.ArgT] = []
         for task, limit in (max_attempts or {}).items():
             caps += (validate.task_name(task), validate.positive_int(limit, "max_attempts"))
@@ -86,6 +98,10 @@ class Claiming(Settling):
                     log.warning("release_failed", queue=self.name, job_id=extra.job_id,
                                 error=error_text(exc))
             return leases[:n]
+        if wait_s is not None and not leases:
+            if self._pipelines_wait():
+                return await self._claim_after_wake(n, wait_s, caps, interrupt)
+            await self._wait_for_wake(wait_s, interrupt)
         try:
             if not is_cluster(self.redis):
                 return leases + await self._claim(n - len(leases), None, caps=caps)
@@ -106,6 +122,66 @@ class Claiming(Settling):
                 return leases
             raise
         return leases
+
+    def _pipelines_wait(self) -> bool:
+        """Whether a waiting claim can go on one pooled connection with its BLPOP (not on
+        a cluster, whose claim takes two steps, nor on a single-connection client)."""
+        return (not is_cluster(self.redis)
+                and getattr(self.redis, "connection", None) is None
+                and getattr(self.redis, "connection_pool", None) is not None)
+
+    async def _claim_after_wake(
+        self, n: int, wait_s: float, caps: Sequence[scripts.ArgT],
+        interrupt: anyio.Event | None,
+    ) -> list[Lease]:
+        """claim.lua written behind a BLPOP on the wake list (see ``wakeclaim.py``)."""
+        k = self.keys
+        nonce = os.urandom(6).hex()
+        keys = [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence, k.claim(nonce),
+                *k.control]
+        command = ("EVALSHA", scripts.CLAIM.sha, len(keys), *keys, k.prefix, n,
+                   self.lease_ms, nonce, self.owner, len(caps) // 2, *caps)
+        sent = time.monotonic()
+        try:
+            with connection_errors():
+                _, reply = await blpop_then(self.redis, k.wake, wait_s, command, interrupt)
+        except BaseException:
+            # A connection error, no answer in time, or a cancellation: the claim may have
+            # run and its reply be lost. The next claim takes its leases over.
+            self._lost_claims.append(nonce)
+            del self._lost_claims[:-_MAX_LOST_CLAIMS]
+            raise
+        t1 = time.monotonic()
+        if isinstance(reply, NoScriptError):  # it did not run: load it and claim now
+            with connection_errors():
+                await self.redis.script_load(scripts.CLAIM.source)
+            return await self._claim(n, None, caps=caps)
+        if isinstance(reply, Exception):
+            # A refusal (the BLPOP's, if it had one, came from the same server); a BLPOP
+            # refused before a claim that ran does not matter: its leases count.
+            raise reply
+        self._held_back(reply, t1)
+        # The claim ran at some moment between the send and the reply: the leases' local
+        # deadlines count from the send (never later than the truth), the clock offset
+        # from the reply (the claim ran just before it).
+        leases, _ = await self._leases_of(reply, t1, t1, sent=sent)
+        return leases
+
+    async def _wait_for_wake(self, wait_s: float, interrupt: anyio.Event | None) -> None:
+        """A BLPOP on the wake list alone (the claim follows it), ended early by
+        ``interrupt``: a popped wake token is no loss, the claim comes next."""
+        failed: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            if interrupt is not None:
+                tg.start_soon(_cancel_on, interrupt, tg.cancel_scope)
+            try:
+                with connection_errors():
+                    await self.redis.blpop([self.keys.wake], timeout=wait_s)
+            except Exception as exc:  # raised below, not wrapped in an ExceptionGroup
+                failed = exc
+            tg.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
 
     async def _candidates(self, want: int) -> list[str]:
         """The ids a cluster claim names: random waiting ones, or on a fifo queue those
@@ -195,10 +271,13 @@ class Claiming(Settling):
         self.held_back_until = (
             t1 + max(0.0, retry_at - int(reply[0])) / 1000 if state and retry_at else None)
 
-    async def _leases_of(self, reply: list[Any], t0: float, t1: float) -> tuple[list[Lease], int]:
+    async def _leases_of(
+        self, reply: list[Any], t0: float, t1: float, *, sent: float | None = None,
+    ) -> tuple[list[Lease], int]:
         """The leases of a claim.lua reply (sent at ``t0``, answered at ``t1`` by the
-        local clock), and how many of a recovered call's leases were gone. A job whose
-        payload cannot be decoded is buried, not returned."""
+        local clock; ``sent``: when the call went out, if it waited before the script
+        ran), and how many of a recovered call's leases were gone. A job whose payload
+        cannot be decoded is buried, not returned."""
         now = int(reply[0]) / 1000
         offset = now - (t0 + t1) / 2
         leases: list[Lease] = []
@@ -236,7 +315,7 @@ class Claiming(Settling):
                 lease_timeout=int(lease_ms) / 1000,
                 deadline=now + left_s, fence=int(tok.split("-", 1)[0]),
                 # Conservative: the server measured what is left after the call was sent.
-                local_deadline=t0 + left_s,
+                local_deadline=(t0 if sent is None else sent) + left_s,
                 server_offset=offset,
                 key=text(key),
                 holds=int(holds),
@@ -259,3 +338,8 @@ class Claiming(Settling):
             # is claimed (and buried) again.
             log.warning("bury_failed", queue=self.name, job_id=lease.job_id,
                         error=error_text(exc))
+
+
+async def _cancel_on(interrupt: anyio.Event, scope: anyio.CancelScope) -> None:
+    await interrupt.wait()
+    scope.cancel()

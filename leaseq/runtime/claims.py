@@ -29,8 +29,17 @@ class Claims:
         self._down_backoff: dict[str, float] = {}
         self._down_logged: set[str] = set()
 
-    async def claim(self, free: int) -> list[Lease]:
+    @property
+    def can_wait(self) -> bool:
+        """Whether :meth:`claim` can wait for work itself (one served queue)."""
+        return len(self._names) == 1
+
+    async def claim(
+        self, free: int, *, wait: float | None = None, interrupt: anyio.Event | None = None,
+    ) -> list[Lease]:
         """Claim up to ``free`` leases over the served queues, as the policy plans.
+        ``wait`` and ``interrupt`` (one served queue only, see :attr:`can_wait`): block
+        until a job is enqueued first, as :meth:`~leaseq.Queue.claim_many` does.
 
         With several queues a Redis error is handled per queue: the leases already
         claimed from other queues are kept (dropping them would cost their jobs an attempt
@@ -39,7 +48,8 @@ class Claims:
         """
         if len(self._names) == 1:
             only = self.served[self._names[0]]
-            return await only.queue.claim_many(free, max_attempts=only.caps)
+            return await only.queue.claim_many(free, max_attempts=only.caps, wait=wait,
+                                               interrupt=interrupt)
         leases: list[Lease] = []
         tried = failed = 0
         error: BaseException | None = None

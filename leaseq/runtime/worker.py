@@ -166,6 +166,8 @@ class Worker:
         self._stop_requested = False
         self._claim_scope: anyio.CancelScope | None = None
         self._claim_shield: anyio.CancelScope | None = None
+        # Set by stop(): ends a claim's wait for work (made per run, in the event loop).
+        self._interrupt: anyio.Event | None = None
         self._stop_at: float | None = None
         self._cleanup_by = math.inf
         self.outages = {name: Outage(name, queue=",".join(self._names))
@@ -276,6 +278,8 @@ class Worker:
                                        self._stop_at + self.grace_period + RELEASE_TIMEOUT)
         if self._claim_scope is not None:
             self._claim_scope.cancel()
+        if self._interrupt is not None:
+            self._interrupt.set()  # a claim waiting for work returns at once
         if self._claim_shield is not None:
             self._claim_shield.deadline = min(
                 self._claim_shield.deadline, anyio.current_time() + RELEASE_TIMEOUT,
@@ -330,6 +334,7 @@ class Worker:
         self._stop_at = None
         self._cleanup_by = math.inf
         self.job_log = job_logger()  # the logging configured by now
+        self._interrupt = anyio.Event()
         # Claimed leases go to long-lived runner tasks: no task per job.
         handoff = Handoff[tuple[Lease, object]]()
         try:
@@ -366,6 +371,7 @@ class Worker:
             self._running = False
             self.state = None
             self._drain_scope = self._claim_scope = self._claim_shield = None
+            self._interrupt = None
             log.info("worker_stopped", queue=",".join(self._names), **self.counters)
 
     async def _start_lifespan(self, lived: AsyncExitStack) -> Any:
@@ -479,6 +485,9 @@ class Worker:
         with anyio.CancelScope() as scope:
             self._claim_scope = scope
             backoff = 0.05
+            # After a claim that found nothing to run, the next one waits for work itself:
+            # BLPOP and claim in one round trip (one served queue; see Queue.claim_many).
+            wait_first = False
             while not self._stopping():
                 slots = await self._take_slots()
                 finished_before = self._finished
@@ -491,7 +500,11 @@ class Worker:
                         if self._stopping():
                             shield.deadline = min(anyio.current_time() + RELEASE_TIMEOUT,
                                                   self._cleanup_by)
-                        leases = await self._claims.claim(len(slots))
+                        if wait_first:
+                            leases = await self._claims.claim(
+                                len(slots), wait=self.poll_interval, interrupt=self._interrupt)
+                        else:
+                            leases = await self._claims.claim(len(slots))
                         crash.point("after_claim")
                         if self._stopping():
                             await self._release_all(leases)
@@ -503,6 +516,7 @@ class Worker:
                     if not redis_failure(exc):
                         raise
                     self._claim_shield = None
+                    wait_first = False
                     self.outages["claim"].failed(exc, retry_in=backoff)
                     self._give_back(slots)
                     await anyio.sleep(backoff)
@@ -511,6 +525,7 @@ class Worker:
                 for lease, slot in zip(leases, slots, strict=False):
                     runners.put((lease, slot))
                 self._give_back(slots[len(leases):])
+                wait_first = False
                 if leases:
                     continue
                 held, wait = self._held_back()
@@ -535,6 +550,9 @@ class Worker:
                     self._job_finished = anyio.Event()
                     await self._job_finished.wait()
                     self._job_finished = None
+                    continue
+                if not held and self._claims.can_wait:
+                    wait_first = True
                     continue
                 await wait_for_work(self.queues, wait, self.outages["wait"])
 

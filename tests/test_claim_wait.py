@@ -1,0 +1,139 @@
+"""``claim_many(wait=...)``: a claim that first waits for work, written with its BLPOP on
+one connection (plain and Sentinel clients), or after it (cluster, single connection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+
+from leaseq import InvalidInput, Lease, Queue
+from leaseq.protocol import scripts
+from leaseq.testing import RedisServer
+
+from .conftest import wait_for
+
+
+class Counting(Connection):
+    """Counts the writes (round trips) its client sends."""
+
+    writes = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        Counting.writes += 1
+        await super().send_packed_command(command, check_health)
+
+
+async def _blocked(r: aioredis.Redis) -> bool:
+    info = await r.info("clients")
+    return int(info["blocked_clients"]) > 0
+
+
+async def test_a_waiting_claim_takes_a_job_already_waiting_at_once(redis: aioredis.Redis):
+    q = Queue(redis, "ready")
+    ids = await q.enqueue_many("t", [1, 2])
+    with anyio.fail_after(10):  # the BLPOP finds the wake token: no waiting
+        leases = await q.claim_many(5, wait=60)
+    assert sorted(lease.job_id for lease in leases) == sorted(ids)
+    assert [lease.attempt for lease in leases] == [1, 1]
+
+
+async def test_a_waiting_claim_with_nothing_to_claim_returns_none_after_the_wait(
+    redis: aioredis.Redis,
+):
+    q = Queue(redis, "nothing")
+    assert await q.claim_many(3, wait=0.05) == []
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "1", True])
+async def test_a_bad_wait_is_refused_before_anything_is_sent(redis: aioredis.Redis, bad: Any):
+    with pytest.raises(InvalidInput):
+        await Queue(redis, "badwait").claim_many(1, wait=bad)
+
+
+@pytest.mark.real_redis
+async def test_a_job_enqueued_during_the_wait_is_claimed_in_the_same_round_trip(
+    redis_server: RedisServer, real_redis: aioredis.Redis,
+):
+    client = aioredis.Redis.from_url(redis_server.url, connection_class=Counting)
+    try:
+        q = Queue(client, "meanwhile")
+        await q.prepare()  # the queue's settings are read and written before the count
+        await client.script_load(scripts.CLAIM.source)
+        got: list[Lease] = []
+
+        async def claim() -> None:
+            got.extend(await q.claim_many(5, wait=60))
+
+        async with anyio.create_task_group() as tg:
+            Counting.writes = 0
+            tg.start_soon(claim)
+            await wait_for(lambda: _blocked(real_redis))
+            job_ids = await Queue(real_redis, "meanwhile").enqueue_many("t", [1, 2])
+        assert sorted(lease.job_id for lease in got) == sorted(job_ids)
+        assert Counting.writes == 1  # CLIENT ID, BLPOP and the claim, written together
+        assert await real_redis.scard(q.keys.in_progress) == 2
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.real_redis
+async def test_an_interrupt_ends_the_wait_and_the_claim_still_runs(real_redis: aioredis.Redis):
+    q = Queue(real_redis, "interrupted")
+    ids = await q.enqueue_many("t", [1, 2, 3])
+    await real_redis.delete(q.keys.wake)  # jobs wait, but no token wakes the BLPOP
+    interrupt = anyio.Event()
+    got: list[Lease] = []
+
+    async def claim() -> None:
+        got.extend(await q.claim_many(5, wait=60, interrupt=interrupt))
+
+    with anyio.fail_after(30):  # far less than the 60 s wait: only the interrupt ends it
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim)
+            await wait_for(lambda: _blocked(real_redis))
+            interrupt.set()
+    assert sorted(lease.job_id for lease in got) == sorted(ids)
+
+
+@pytest.mark.real_redis
+async def test_a_waiting_claim_loads_its_script_when_the_server_lost_it(
+    real_redis: aioredis.Redis,
+):
+    q = Queue(real_redis, "noscript")
+    (job_id,) = await q.enqueue_many("t", [1])
+    await real_redis.script_flush()
+    leases = await q.claim_many(2, wait=30)
+    assert [lease.job_id for lease in leases] == [job_id]
+    assert leases[0].attempt == 1
+
+
+@pytest.mark.real_redis
+async def test_a_cancelled_wait_is_recovered_by_the_next_claim(real_redis: aioredis.Redis):
+    q = Queue(real_redis, "cancelled")
+    with anyio.move_on_after(0.2):
+        await q.claim_many(1, wait=60)
+    # Whether or not the claim ran, the next claim finds no lease lost and nothing held.
+    (job_id,) = await q.enqueue_many("t", [1])
+    leases = await q.claim_many(1)
+    assert [lease.job_id for lease in leases] == [job_id]
+    assert await real_redis.scard(q.keys.in_progress) == 1
+
+
+@pytest.mark.real_redis
+async def test_a_single_connection_client_waits_then_claims(redis_server: RedisServer):
+    client = aioredis.Redis.from_url(redis_server.url, single_connection_client=True)
+    try:
+        await client.flushall()
+        q = Queue(client, "single")
+        (job_id,) = await q.enqueue_many("t", [1])
+        assert [lease.job_id for lease in await q.claim_many(1, wait=30)] == [job_id]
+        interrupt = anyio.Event()
+        interrupt.set()
+        with anyio.fail_after(30):
+            assert await q.claim_many(1, wait=60, interrupt=interrupt) == []
+    finally:
+        await client.aclose()
