@@ -10,11 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
-from leaseq import InvalidInput, Lease, Queue
+from leaseq import InvalidInput, Lease, Queue, Worker
 from leaseq.protocol import scripts
-from leaseq.testing import RedisServer
+from leaseq.testing import RedisServer, WorkerProcess
 
 from .conftest import wait_for
+from .helpers.tasks import HANDLERS
 
 
 class Counting(Connection):
@@ -137,3 +138,58 @@ async def test_a_single_connection_client_waits_then_claims(redis_server: RedisS
             assert await q.claim_many(1, wait=60, interrupt=interrupt) == []
     finally:
         await client.aclose()
+
+
+@pytest.mark.real_redis
+async def test_a_user_denied_the_client_command_still_waits_and_claims(
+    redis_server: RedisServer, real_redis: aioredis.Redis,
+):
+    """Without CLIENT (an ACL), the wait cannot be interrupted early; it still claims,
+    and an interrupt only means the wait ends at its timeout."""
+    await real_redis.execute_command(
+        "ACL", "SETUSER", "noclient", "on", ">pw", "~*", "&*", "+@all", "-client")
+    client = aioredis.Redis(host="127.0.0.1", port=redis_server.port, username="noclient",
+                            password="pw")
+    try:
+        q = Queue(client, "acl")
+        (job_id,) = await q.enqueue_many("t", [1])
+        assert [lease.job_id for lease in await q.claim_many(1, wait=30)] == [job_id]
+        interrupt = anyio.Event()
+        interrupt.set()
+        with anyio.fail_after(30):
+            assert await q.claim_many(1, wait=0.2, interrupt=interrupt) == []
+    finally:
+        await client.aclose()
+        await real_redis.execute_command("ACL", "DELUSER", "noclient")
+
+
+@pytest.mark.real_redis
+async def test_a_worker_frozen_while_idle_is_handed_one_job_at_most(
+    redis_server: RedisServer, real_redis: aioredis.Redis,
+):
+    """Redis runs a waiting claim whether or not its process can still run: a worker
+    frozen while idle (SIGSTOP) is handed one job, which it runs once thawed; the other
+    jobs go to a worker that runs."""
+    q = Queue(real_redis, "frozen", lease_timeout=60.0)
+    proc = WorkerProcess(redis_server.url, "tests.helpers.tasks:HANDLERS", "frozen",
+                         concurrency=10, lease_timeout=60.0, reaper=False, record=False)
+    try:
+        proc.start()
+        await anyio.to_thread.run_sync(proc.wait_ready)
+        await wait_for(lambda: _blocked(real_redis))  # idle, in its waiting claim
+        proc.stop()  # SIGSTOP
+        ids = await q.enqueue_many("echo", list(range(20)))
+        with anyio.fail_after(60):
+            await Worker(q, HANDLERS, reaper=False).run(burst=True, handle_signals=False)
+        stats = await q.stats()
+        assert (stats.done, stats.in_progress, stats.todos) == (19, 1, 0)
+        proc.cont()
+
+        async def all_done() -> bool:
+            return (await q.stats()).done == 20
+
+        await wait_for(all_done, timeout=30)
+        assert [await q.wait(i, timeout=1) for i in ids] == list(range(20))
+    finally:
+        proc.cont()
+        proc.kill()

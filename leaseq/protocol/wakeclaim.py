@@ -47,10 +47,13 @@ async def blpop_then(
             [("CLIENT", "ID"), ("BLPOP", wake, timeout), command], conn.encoder))
         # Read before the wait: by this reply the BLPOP is blocked (or done), so an
         # unblock sent from now on reaches it.
-        client_id = await conn.read_response()
+        try:
+            client_id = await conn.read_response()
+        except ResponseError:  # CLIENT refused (an ACL): the wait ends at its timeout
+            client_id = None
         failed: Exception | None = None
         async with anyio.create_task_group() as tg:
-            if interrupt is not None:
+            if interrupt is not None and client_id is not None:
                 tg.start_soon(_unblock_on, redis, interrupt, client_id)
             try:
                 replies = await _read_both(conn, timeout + WAIT_SLACK)

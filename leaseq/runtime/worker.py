@@ -487,6 +487,9 @@ class Worker:
             backoff = 0.05
             # After a claim that found nothing to run, the next one waits for work itself:
             # BLPOP and claim in one round trip (one served queue; see Queue.claim_many).
+            # It asks for one job: Redis runs it even if this process is frozen by then
+            # (SIGSTOP, a handler blocking the loop), and the jobs it took would wait out
+            # their leases; the claims after it take the rest of a burst.
             wait_first = False
             while not self._stopping():
                 slots = await self._take_slots()
@@ -502,7 +505,7 @@ class Worker:
                                                   self._cleanup_by)
                         if wait_first:
                             leases = await self._claims.claim(
-                                len(slots), wait=self.poll_interval, interrupt=self._interrupt)
+                                1, wait=self.poll_interval, interrupt=self._interrupt)
                         else:
                             leases = await self._claims.claim(len(slots))
                         crash.point("after_claim")
