@@ -124,18 +124,23 @@ async def test_a_cancelled_wait_is_recovered_by_the_next_claim(real_redis: aiore
     assert await real_redis.scard(q.keys.in_progress) == 1
 
 
+async def _claims_then_ends_its_wait(q: Queue, wait: float) -> None:
+    """A waiting job is claimed at once; with the interrupt set, a wait of ``wait``
+    seconds on an empty queue ends (at once, or at its timeout) with nothing claimed."""
+    (job_id,) = await q.enqueue_many("t", [1])
+    assert [lease.job_id for lease in await q.claim_many(1, wait=30)] == [job_id]
+    interrupt = anyio.Event()
+    interrupt.set()
+    with anyio.fail_after(30):
+        assert await q.claim_many(1, wait=wait, interrupt=interrupt) == []
+
+
 @pytest.mark.real_redis
 async def test_a_single_connection_client_waits_then_claims(redis_server: RedisServer):
     client = aioredis.Redis.from_url(redis_server.url, single_connection_client=True)
     try:
         await client.flushall()
-        q = Queue(client, "single")
-        (job_id,) = await q.enqueue_many("t", [1])
-        assert [lease.job_id for lease in await q.claim_many(1, wait=30)] == [job_id]
-        interrupt = anyio.Event()
-        interrupt.set()
-        with anyio.fail_after(30):
-            assert await q.claim_many(1, wait=60, interrupt=interrupt) == []
+        await _claims_then_ends_its_wait(Queue(client, "single"), wait=60)
     finally:
         await client.aclose()
 
@@ -151,13 +156,7 @@ async def test_a_user_denied_the_client_command_still_waits_and_claims(
     client = aioredis.Redis(host="127.0.0.1", port=redis_server.port, username="noclient",
                             password="pw")
     try:
-        q = Queue(client, "acl")
-        (job_id,) = await q.enqueue_many("t", [1])
-        assert [lease.job_id for lease in await q.claim_many(1, wait=30)] == [job_id]
-        interrupt = anyio.Event()
-        interrupt.set()
-        with anyio.fail_after(30):
-            assert await q.claim_many(1, wait=0.2, interrupt=interrupt) == []
+        await _claims_then_ends_its_wait(Queue(client, "acl"), wait=0.2)
     finally:
         await client.aclose()
         await real_redis.execute_command("ACL", "DELUSER", "noclient")
