@@ -144,7 +144,7 @@ class Claiming(Settling):
         sent = time.monotonic()
         try:
             with connection_errors():
-                _, reply = await blpop_then(self.redis, k.wake, wait_s, command, interrupt)
+                reply = await blpop_then(self.redis, k.wake, wait_s, command, interrupt)
         except BaseException:
             # A connection error, no answer in time, or a cancellation: the claim may have
             # run and its reply be lost. The next claim takes its leases over.
@@ -157,9 +157,7 @@ class Claiming(Settling):
                 await self.redis.script_load(scripts.CLAIM.source)
             return await self._claim(n, None, caps=caps)
         if isinstance(reply, Exception):
-            # A refusal (the BLPOP's, if it had one, came from the same server); a BLPOP
-            # refused before a claim that ran does not matter: its leases count.
-            raise reply
+            raise reply  # a refusal
         self._held_back(reply, t1)
         # The claim ran at some moment between the send and the reply: the leases' local
         # deadlines count from the send (never later than the truth), the clock offset

@@ -10,6 +10,7 @@ never re-sent: the caller treats a connection error as a claim whose reply was l
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -31,10 +32,11 @@ tick, a slow server later still, but a silent one must not hold the worker for e
 async def blpop_then(
     redis: AnyRedis, wake: str, timeout: float, command: tuple[Any, ...],
     interrupt: anyio.Event | None,
-) -> tuple[ResponseError | None, Any]:
-    """Block on ``wake`` for up to ``timeout`` seconds, then run ``command``; return the
-    ``BLPOP``'s error (``None`` when it woke or timed out) and ``command``'s reply (an
-    error reply is returned, not raised: both replies are always read).
+) -> Any:
+    """Block on ``wake`` for up to ``timeout`` seconds, then run ``command``; return its
+    reply (an error reply is returned, not raised: both replies are always read). An
+    error of the ``BLPOP`` itself (``UNBLOCKED`` when the server turned replica, a
+    refusal) is not returned: the command after it met the same server.
 
     ``interrupt`` set during the wait ends the ``BLPOP`` at once (``CLIENT UNBLOCK``, as
     if it timed out): ``command`` still runs and its reply is returned. A plain or
@@ -42,7 +44,7 @@ async def blpop_then(
     reply came ``WAIT_SLACK`` seconds after the timeout.
     """
 
-    async def talk(conn: Any) -> tuple[ResponseError | None, Any]:
+    async def talk(conn: Any) -> Any:
         await conn.send_packed_command(pack(
             [("CLIENT", "ID"), ("BLPOP", wake, timeout), command], conn.encoder))
         # Read before the wait: by this reply the BLPOP is blocked (or done), so an
@@ -56,30 +58,28 @@ async def blpop_then(
             if interrupt is not None and client_id is not None:
                 tg.start_soon(_unblock_on, redis, interrupt, client_id)
             try:
-                replies = await _read_both(conn, timeout + WAIT_SLACK)
+                reply = await _read_both(conn, timeout + WAIT_SLACK)
             except Exception as exc:  # raised below, not wrapped in the group's ExceptionGroup
                 failed = exc
             tg.cancel_scope.cancel()
         if failed is not None:
             raise failed
-        return replies
+        return reply
 
     return await on_pool_connection(redis, talk)
 
 
-async def _read_both(conn: Any, limit: float) -> tuple[ResponseError | None, Any]:
-    woke: ResponseError | None = None
+async def _read_both(conn: Any, limit: float) -> Any:
+    """The BLPOP's reply (dropped) and the command's, each read whole, so the connection
+    stays in step whatever they say."""
     with anyio.fail_after(limit):
-        try:
-            # math.inf: no socket_timeout shorter than the BLPOP's own may cut it.
+        # math.inf: no socket_timeout shorter than the BLPOP's own may cut it.
+        with contextlib.suppress(ResponseError):
             await conn.read_response(timeout=math.inf)
-        except ResponseError as exc:  # read whole: the connection stays in step
-            woke = exc
         try:
-            reply = await conn.read_response(timeout=math.inf)
+            return await conn.read_response(timeout=math.inf)
         except ResponseError as exc:
-            reply = exc
-    return woke, reply
+            return exc
 
 
 async def _unblock_on(redis: AnyRedis, interrupt: anyio.Event, client_id: int) -> None:
