@@ -3,6 +3,7 @@ one connection (plain and Sentinel clients), or after it (cluster, single connec
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -82,6 +83,31 @@ async def test_a_job_enqueued_during_the_wait_is_claimed_in_the_same_round_trip(
 
 
 @pytest.mark.real_redis
+async def test_a_lease_taken_after_a_wait_counts_from_the_claim_not_the_send(
+    real_redis: aioredis.Redis,
+):
+    """The lease's local deadline is never later than the truth, and not early by the
+    time spent waiting either (Redis's clock measures the wait)."""
+    q = Queue(real_redis, "deadline", lease_timeout=30.0)
+    await real_redis.script_load(scripts.CLAIM.source)  # else the claim runs after a NOSCRIPT
+    got: list[Lease] = []
+
+    async def claim() -> None:
+        got.extend(await q.claim_many(1, wait=60))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claim)
+        await wait_for(lambda: _blocked(real_redis))
+        await anyio.sleep(1.0)  # a wait the deadline must not lose
+        enqueued_at = time.monotonic()
+        await Queue(real_redis, "deadline").enqueue("t", 1)
+    answered_at = time.monotonic()
+    (lease,) = got
+    # The claim ran between the enqueue and the answer; half the wait is the margin.
+    assert enqueued_at + 30.0 - 0.5 < lease.local_deadline <= answered_at + 30.0
+
+
+@pytest.mark.real_redis
 async def test_an_interrupt_ends_the_wait_and_the_claim_still_runs(real_redis: aioredis.Redis):
     q = Queue(real_redis, "interrupted")
     ids = await q.enqueue_many("t", [1, 2, 3])
@@ -146,20 +172,25 @@ async def test_a_single_connection_client_waits_then_claims(redis_server: RedisS
 
 
 @pytest.mark.real_redis
-async def test_a_user_denied_the_client_command_still_waits_and_claims(
-    redis_server: RedisServer, real_redis: aioredis.Redis,
+@pytest.mark.parametrize("denied", ["-client", "-client|unblock"])
+async def test_a_user_denied_client_unblock_still_claims_and_its_interrupt_ends_the_wait(
+    redis_server: RedisServer, real_redis: aioredis.Redis, denied: str,
 ):
-    """Without CLIENT (an ACL), the wait cannot be interrupted early; it still claims,
-    and an interrupt only means the wait ends at its timeout."""
+    """Without CLIENT UNBLOCK (an ACL), an interrupt closes the waiting connection
+    instead: the wait ends at once, with no leases, and nothing is left claimed."""
     await real_redis.execute_command(
-        "ACL", "SETUSER", "noclient", "on", ">pw", "~*", "&*", "+@all", "-client")
-    client = aioredis.Redis(host="127.0.0.1", port=redis_server.port, username="noclient",
+        "ACL", "SETUSER", "nounblock", "reset", "on", ">pw", "~*", "&*", "+@all", denied)
+    client = aioredis.Redis(host="127.0.0.1", port=redis_server.port, username="nounblock",
                             password="pw")
     try:
-        await _claims_then_ends_its_wait(Queue(client, "acl"), wait=0.2)
+        q = Queue(client, "acl")
+        await _claims_then_ends_its_wait(q, wait=60)
+        (job_id,) = await q.enqueue_many("t", [2])
+        assert [lease.job_id for lease in await q.claim_many(1)] == [job_id]
+        assert await real_redis.scard(q.keys.in_progress) == 2  # the two claimed, no more
     finally:
         await client.aclose()
-        await real_redis.execute_command("ACL", "DELUSER", "noclient")
+        await real_redis.execute_command("ACL", "DELUSER", "nounblock")
 
 
 @pytest.mark.real_redis

@@ -363,6 +363,26 @@ async def test_stop_ends_an_idle_workers_wait_and_releases_what_its_claim_took(
     assert info is not None and info.state == "todo" and info.attempts == 0
 
 
+async def test_an_idle_worker_cancelled_from_outside_ends_its_wait_and_releases(
+    real_redis: aioredis.Redis,
+):
+    """Cancelled by its host instead of stopped, the worker does not sit out the wait
+    its claim is queued behind, and the job that claim takes goes back."""
+    q = Queue(real_redis, "idle-cancel")
+    worker = Worker(q, {"t": echo}, reaper=False, poll_interval=60.0)
+    with anyio.fail_after(30):  # far less than the 60 s wait
+        async with anyio.create_task_group() as tg:
+            await tg.start(lambda task_status: worker.run(handle_signals=False,
+                                                          task_status=task_status))
+            await wait_for(lambda: _blocked(real_redis))
+            job_id = await q.enqueue("t", "late", delay=0.2)
+            await wait_for(lambda: _due(q, job_id))
+            tg.cancel_scope.cancel()
+    assert worker.counters["released"] == 1
+    info = await q.job(job_id)
+    assert info is not None and info.state == "todo" and info.attempts == 0
+
+
 async def _blocked(r: aioredis.Redis) -> bool:
     return int((await r.info("clients"))["blocked_clients"]) > 0
 

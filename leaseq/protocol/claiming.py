@@ -12,13 +12,14 @@ from typing import Any
 import anyio
 import structlog
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import LeaseLost, LeaseqError
 from ..models import Lease
 from . import scripts, validate
 from .settling import Settling
 from .validate import storable
-from .wakeclaim import blpop_then
+from .wakeclaim import WaitAbandoned, blpop_then
 from .wire import (
     RETRYABLE,
     connection_errors,
@@ -77,8 +78,10 @@ class Claiming(Settling):
         ``BLPOP`` on the queue's wake list), then claims. On a plain or Sentinel client
         the two are written together on one connection and Redis runs the claim as soon
         as the ``BLPOP`` returns: no round trip between them. ``interrupt`` set during
-        the wait ends it at once; the claim still runs and its leases are returned. A
-        wait cancelled otherwise counts as a call whose reply was lost (see above).
+        the wait ends it at once; the claim still runs and its leases are returned (if
+        the server refuses ``CLIENT UNBLOCK``, the connection is closed instead and the
+        call returns no leases). A wait cancelled otherwise, or ended that way, counts
+        as a call whose reply was lost (see above).
         """
         validate.positive_int(n, "n", _MAX_CLAIM)
         wait_s = None if wait is None else validate.seconds(wait, "wait", allow_zero=False)
@@ -144,12 +147,16 @@ class Claiming(Settling):
         sent = time.monotonic()
         try:
             with connection_errors():
-                reply = await blpop_then(self.redis, k.wake, wait_s, command, interrupt)
-        except BaseException:
-            # A connection error, no answer in time, or a cancellation: the claim may have
-            # run and its reply be lost. The next claim takes its leases over.
+                began, reply = await blpop_then(self.redis, k.wake, wait_s, command,
+                                                interrupt)
+        except BaseException as exc:
+            # A connection error, no answer in time, a cancellation, or an interrupt the
+            # server would not act on: the claim may have run and its reply be lost. The
+            # next claim takes its leases over.
             self._lost_claims.append(nonce)
             del self._lost_claims[:-_MAX_LOST_CLAIMS]
+            if isinstance(exc, WaitAbandoned):
+                return []
             raise
         t1 = time.monotonic()
         if isinstance(reply, NoScriptError):  # it did not run: load it and claim now
@@ -159,10 +166,12 @@ class Claiming(Settling):
         if isinstance(reply, Exception):
             raise reply  # a refusal
         self._held_back(reply, t1)
-        # The claim ran at some moment between the send and the reply: the leases' local
-        # deadlines count from the send (never later than the truth), the clock offset
-        # from the reply (the claim ran just before it).
-        leases, _ = await self._leases_of(reply, t1, t1, sent=sent)
+        # The claim ran after the wait, which Redis's clock measured (TIME before the
+        # BLPOP, the claim's own TIME after): the leases' local deadlines count from the
+        # send plus that (never later than the truth), the clock offset from the reply
+        # (the claim ran just before it).
+        waited = max(0.0, int(reply[0]) - began) / 1000
+        leases, _ = await self._leases_of(reply, t1, t1, sent=sent + waited)
         return leases
 
     async def _wait_for_wake(self, wait_s: float, interrupt: anyio.Event | None) -> None:
@@ -175,6 +184,8 @@ class Claiming(Settling):
             try:
                 with connection_errors():
                     await self.redis.blpop([self.keys.wake], timeout=wait_s)
+            except RedisTimeoutError:
+                pass  # the client's socket_timeout is shorter than the wait: it is over
             except Exception as exc:  # raised below, not wrapped in an ExceptionGroup
                 failed = exc
             tg.cancel_scope.cancel()

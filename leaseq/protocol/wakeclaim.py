@@ -21,7 +21,7 @@ from .resp import pack
 from .tx import on_pool_connection
 from .wire import AnyRedis, redis_failure
 
-__all__ = ["WAIT_SLACK", "blpop_then"]
+__all__ = ["WAIT_SLACK", "WaitAbandoned", "blpop_then"]
 
 WAIT_SLACK = 5.0
 """Seconds past the ``BLPOP`` timeout after which a server that has not answered is
@@ -29,42 +29,63 @@ taken for gone (the connection is closed): Redis ends blocking timeouts at its `
 tick, a slow server later still, but a silent one must not hold the worker for ever."""
 
 
+class WaitAbandoned(Exception):
+    """An interrupted wait the server could not be asked to end (``CLIENT UNBLOCK``
+    refused or unanswered): the connection was closed instead, the ``BLPOP`` most likely
+    still blocked and the command behind it never run."""
+
+
 async def blpop_then(
     redis: AnyRedis, wake: str, timeout: float, command: tuple[Any, ...],
     interrupt: anyio.Event | None,
-) -> Any:
-    """Block on ``wake`` for up to ``timeout`` seconds, then run ``command``; return its
-    reply (an error reply is returned, not raised: both replies are always read). An
-    error of the ``BLPOP`` itself (``UNBLOCKED`` when the server turned replica, a
-    refusal) is not returned: the command after it met the same server.
+) -> tuple[float, Any]:
+    """Block on ``wake`` for up to ``timeout`` seconds, then run ``command``; return the
+    server's clock when the exchange began (Redis ms) and ``command``'s reply (an error
+    reply is returned, not raised: both replies are always read). An error of the
+    ``BLPOP`` itself (``UNBLOCKED`` when the server turned replica, a refusal) is not
+    returned: the command after it met the same server.
 
     ``interrupt`` set during the wait ends the ``BLPOP`` at once (``CLIENT UNBLOCK``, as
-    if it timed out): ``command`` still runs and its reply is returned. A plain or
-    Sentinel client only (the caller checks); raises on a connection error, or when no
-    reply came ``WAIT_SLACK`` seconds after the timeout.
+    if it timed out): ``command`` still runs and its reply is returned; if the server
+    refuses the unblock, :class:`WaitAbandoned` is raised instead. A plain or Sentinel
+    client only (the caller checks); raises on a connection error, or when no reply
+    came ``WAIT_SLACK`` seconds after the timeout.
     """
 
-    async def talk(conn: Any) -> Any:
+    async def talk(conn: Any) -> tuple[float, Any]:
         await conn.send_packed_command(pack(
-            [("CLIENT", "ID"), ("BLPOP", wake, timeout), command], conn.encoder))
-        # Read before the wait: by this reply the BLPOP is blocked (or done), so an
+            [("CLIENT", "ID"), ("TIME",), ("BLPOP", wake, timeout), command], conn.encoder))
+        # Read before the wait: by these replies the BLPOP is blocked (or done), so an
         # unblock sent from now on reaches it.
         try:
-            client_id = await conn.read_response()
-        except ResponseError:  # CLIENT refused (an ACL): the wait ends at its timeout
+            client_id: int | None = await conn.read_response()
+        except ResponseError:  # CLIENT refused (an ACL): an interrupt closes the connection
             client_id = None
+        seconds, micros = await conn.read_response()
+        began = int(seconds) * 1000 + int(micros) / 1000
+        unblocking = _Unblock(redis, client_id)
         failed: Exception | None = None
         async with anyio.create_task_group() as tg:
-            if interrupt is not None and client_id is not None:
-                tg.start_soon(_unblock_on, redis, interrupt, client_id)
-            try:
-                reply = await _read_both(conn, timeout + WAIT_SLACK)
-            except Exception as exc:  # raised below, not wrapped in the group's ExceptionGroup
-                failed = exc
-            tg.cancel_scope.cancel()
+            with anyio.CancelScope() as reading:
+                if interrupt is not None:
+                    tg.start_soon(unblocking.on, interrupt, reading)
+                try:
+                    reply = await _read_both(conn, timeout + WAIT_SLACK)
+                except Exception as exc:  # raised below, not wrapped in an ExceptionGroup
+                    failed = exc
+            if not unblocking.sent:
+                tg.cancel_scope.cancel()
+            # else: the unblock's own reply is awaited, so it cannot reach the server after
+            # this connection went back to the pool and blocked for somebody else.
+        if unblocking.sent:
+            # Its id may still be the target of an unblock that failed on the way: not
+            # lent out again.
+            await conn.disconnect()
+        if reading.cancelled_caught:
+            raise WaitAbandoned("the server did not end the wait (CLIENT UNBLOCK refused)")
         if failed is not None:
             raise failed
-        return reply
+        return began, reply
 
     return await on_pool_connection(redis, talk)
 
@@ -82,12 +103,29 @@ async def _read_both(conn: Any, limit: float) -> Any:
             return exc
 
 
-async def _unblock_on(redis: AnyRedis, interrupt: anyio.Event, client_id: int) -> None:
-    await interrupt.wait()
-    try:
-        await redis.client_unblock(client_id)
-    except Exception as exc:
-        if not redis_failure(exc):
-            raise
-        # Refused or unreachable (an ACL without CLIENT, say): the wait ends at its
-        # timeout instead.
+class _Unblock:
+    """Ends a wait when told to: ``CLIENT UNBLOCK`` from another connection, or, when the
+    server will not (no client id, the command refused or failed), by cancelling the
+    reads, which closes the waiting connection."""
+
+    __slots__ = ("client_id", "redis", "sent")
+
+    def __init__(self, redis: AnyRedis, client_id: int | None) -> None:
+        self.redis = redis
+        self.client_id = client_id
+        self.sent = False
+
+    async def on(self, interrupt: anyio.Event, reading: anyio.CancelScope) -> None:
+        await interrupt.wait()
+        if self.client_id is not None:
+            self.sent = True
+            try:
+                # 1: it was blocked, and now answers as if timed out; 0: its BLPOP had
+                # returned already. Either way both replies are on their way.
+                with anyio.move_on_after(WAIT_SLACK):
+                    await self.redis.client_unblock(self.client_id)
+                    return
+            except Exception as exc:
+                if not redis_failure(exc):
+                    raise
+        reading.cancel()

@@ -395,6 +395,7 @@ class Worker:
         for served in self.served.values():
             root.start_soon(served.acks.run)
         root.start_soon(self.heartbeat.run)
+        root.start_soon(self._stop_when_cancelled)
         root.start_soon(listen_for_cancels, self.queues, lambda: list(self.heartbeat.jobs))
         root.start_soon(self.presence.run)
         root.start_soon(self.taskstats.run)
@@ -402,6 +403,16 @@ class Worker:
             root.start_soon(self.scheduler.run)
         if self.metrics is not None:
             root.start_soon(self.metrics.watch, self.queues)
+
+    async def _stop_when_cancelled(self) -> None:
+        """A worker cancelled from outside (not stopped) while a claim runs shielded
+        stops as :meth:`stop` would: a claim waiting for work ends now instead of at its
+        timeout, and what it took is released."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if self._claim_shield is not None:
+                self.stop()
 
     async def _clean_up(
         self, drained_by: float, handoff: Handoff[tuple[Lease, object]],
