@@ -172,6 +172,22 @@ async def test_a_single_connection_client_waits_then_claims(redis_server: RedisS
 
 
 @pytest.mark.real_redis
+@pytest.mark.parametrize("single", [True, False])
+async def test_a_socket_timeout_shorter_than_the_wait_is_not_an_error(
+    redis_server: RedisServer, single: bool,
+):
+    """Whether the claim waits behind its BLPOP (pool) or after it (single connection),
+    a client's socket_timeout shorter than the wait only ends the wait."""
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=0.1,
+                                     single_connection_client=single)
+    try:
+        q = Queue(client, f"short-{single}")
+        assert await q.claim_many(1, wait=0.3) == []
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.real_redis
 @pytest.mark.parametrize("denied", ["-client", "-client|unblock"])
 async def test_a_user_denied_client_unblock_still_claims_and_its_interrupt_ends_the_wait(
     redis_server: RedisServer, real_redis: aioredis.Redis, denied: str,
