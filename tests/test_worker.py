@@ -336,12 +336,14 @@ async def test_idle_worker_wakes_on_enqueue_without_polling(real_redis: aioredis
     assert idle_commands <= 2  # blocked in BLPOP: no polling while idle
 
 
-async def test_stop_ends_an_idle_workers_wait_and_releases_what_its_claim_took(
-    real_redis: aioredis.Redis,
+@pytest.mark.parametrize("how", ["stop", "cancel"])
+async def test_an_idle_workers_wait_ends_at_once_and_what_its_claim_took_goes_back(
+    real_redis: aioredis.Redis, how: str,
 ):
-    """An idle worker waits in a BLPOP with its claim queued behind it; stop() ends the
-    wait at once, and a job the claim then takes is released, not run."""
-    q = Queue(real_redis, "idle-stop")
+    """An idle worker waits in a BLPOP with its claim queued behind it. stop(), or its
+    host cancelling it, ends the wait at once (not at the 60 s poll), and a job the claim
+    then takes is released, not run."""
+    q = Queue(real_redis, f"idle-{how}")
     ran: list[Any] = []
 
     async def record(ctx: JobContext, payload: Any) -> None:
@@ -356,28 +358,11 @@ async def test_stop_ends_an_idle_workers_wait_and_releases_what_its_claim_took(
             # A delayed job wakes nobody; once due, the next claim promotes and takes it.
             job_id = await q.enqueue("t", "late", delay=0.2)
             await wait_for(lambda: _due(q, job_id))
-            worker.stop()
+            if how == "stop":
+                worker.stop()
+            else:
+                tg.cancel_scope.cancel()
     assert ran == []
-    assert worker.counters["released"] == 1
-    info = await q.job(job_id)
-    assert info is not None and info.state == "todo" and info.attempts == 0
-
-
-async def test_an_idle_worker_cancelled_from_outside_ends_its_wait_and_releases(
-    real_redis: aioredis.Redis,
-):
-    """Cancelled by its host instead of stopped, the worker does not sit out the wait
-    its claim is queued behind, and the job that claim takes goes back."""
-    q = Queue(real_redis, "idle-cancel")
-    worker = Worker(q, {"t": echo}, reaper=False, poll_interval=60.0)
-    with anyio.fail_after(30):  # far less than the 60 s wait
-        async with anyio.create_task_group() as tg:
-            await tg.start(lambda task_status: worker.run(handle_signals=False,
-                                                          task_status=task_status))
-            await wait_for(lambda: _blocked(real_redis))
-            job_id = await q.enqueue("t", "late", delay=0.2)
-            await wait_for(lambda: _due(q, job_id))
-            tg.cancel_scope.cancel()
     assert worker.counters["released"] == 1
     info = await q.job(job_id)
     assert info is not None and info.state == "todo" and info.attempts == 0
