@@ -138,23 +138,18 @@ class Claiming(Settling):
         interrupt: anyio.Event | None,
     ) -> list[Lease]:
         """claim.lua written behind a BLPOP on the wake list (see ``wakeclaim.py``)."""
-        k = self.keys
         nonce = os.urandom(6).hex()
-        keys = [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence, k.claim(nonce),
-                *k.control]
-        command = ("EVALSHA", scripts.CLAIM.sha, len(keys), *keys, k.prefix, n,
-                   self.lease_ms, nonce, self.owner, len(caps) // 2, *caps)
+        keys, args = self._claim_call(n, None, nonce, caps)
+        command = ("EVALSHA", scripts.CLAIM.sha, len(keys), *keys, *args)
         sent = time.monotonic()
         try:
             with connection_errors():
-                began, reply = await blpop_then(self.redis, k.wake, wait_s, command,
-                                                interrupt)
+                began, reply = await blpop_then(self.redis, self.keys.wake, wait_s,
+                                                command, interrupt)
         except BaseException as exc:
             # A connection error, no answer in time, a cancellation, or an interrupt the
-            # server would not act on: the claim may have run and its reply be lost. The
-            # next claim takes its leases over.
-            self._lost_claims.append(nonce)
-            del self._lost_claims[:-_MAX_LOST_CLAIMS]
+            # server would not act on: the claim may have run and its reply be lost.
+            self._remember_lost(nonce)
             if isinstance(exc, WaitAbandoned):
                 return []
             raise
@@ -233,24 +228,16 @@ class Claiming(Settling):
         """One claim.lua call: the script picks the ids, or (``named``, on a cluster) it
         takes those of the named candidates still waiting. With the ``nonce`` of an
         earlier call whose reply was lost, it answers with that call's leases."""
-        k = self.keys
         recovering = nonce is not None
         nonce = nonce or os.urandom(6).hex()
-        keys = [k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence, k.claim(nonce),
-                *k.control, *(k.job(i) for i in named or ()),
-                *(k.lease(i) for i in named or ())]
+        keys, args = self._claim_call(n, named, nonce, caps)
         t0 = time.monotonic()
         try:
-            reply = await scripts.CLAIM(
-                self.redis, keys,
-                [k.prefix if named is None else "", n, self.lease_ms, nonce, self.owner,
-                 len(caps) // 2, *caps, *(named or ())])
+            reply = await scripts.CLAIM(self.redis, keys, args)
         except RETRYABLE:
-            # The server may have run the claim and the reply be lost: remember the call,
-            # so the next claim takes its leases over instead of leaving them to expire.
+            # The server may have run the claim and the reply be lost.
             if not recovering:
-                self._lost_claims.append(nonce)
-                del self._lost_claims[:-_MAX_LOST_CLAIMS]
+                self._remember_lost(nonce)
             raise
         t1 = time.monotonic()
         self._held_back(reply, t1)
@@ -269,6 +256,24 @@ class Claiming(Settling):
                      detail="a claim call that failed left no record: it never ran (or "
                             "its leases all expired)")
         return leases
+
+    def _claim_call(
+        self, n: int, named: list[str] | None, nonce: str, caps: Sequence[scripts.ArgT],
+    ) -> tuple[list[scripts.KeyT], list[scripts.ArgT]]:
+        """claim.lua's KEYS and ARGV (see its header)."""
+        k = self.keys
+        keys: list[scripts.KeyT] = [
+            k.todos, k.in_progress, k.dead, k.delayed, k.wake, k.fence, k.claim(nonce),
+            *k.control, *(k.job(i) for i in named or ()), *(k.lease(i) for i in named or ())]
+        args: list[scripts.ArgT] = [k.prefix if named is None else "", n, self.lease_ms,
+                                    nonce, self.owner, len(caps) // 2, *caps, *(named or ())]
+        return keys, args
+
+    def _remember_lost(self, nonce: str) -> None:
+        """Remember a claim call whose reply may be lost, so the next claim takes its
+        leases over instead of leaving them to expire (the oldest are forgotten)."""
+        self._lost_claims.append(nonce)
+        del self._lost_claims[:-_MAX_LOST_CLAIMS]
 
     def _held_back(self, reply: list[Any], t1: float) -> None:
         """Record why the claim could not take more (paused, a limit) and until when."""
