@@ -113,7 +113,7 @@ class RedisClusterServers:
         deadline = time.monotonic() + timeout
         while True:
             for server in self.servers:
-                if server.process is None or server.process.poll() is not None:
+                if not server.alive:
                     continue  # killed earlier in the test
                 if self._master_of(server.port) == master_port:
                     return server
@@ -127,7 +127,7 @@ class RedisClusterServers:
         error that says what the cluster looked like."""
         roles = []
         for server in self.servers:
-            if server.process is None or server.process.poll() is not None:
+            if not server.alive:
                 roles.append(f"{server.port} down")
                 continue
             try:

@@ -113,11 +113,16 @@ class RedisServer:
             *self.extra_args,
         ]
 
+    @property
+    def alive(self) -> bool:
+        """Whether the server process is running (or stopped with SIGSTOP)."""
+        return self.process is not None and self.process.poll() is None
+
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers PING. A port it picked itself that
         another process took first is replaced by another one (a restart keeps its
         port)."""
-        if self.process is not None and self.process.poll() is None:
+        if self.alive:
             return
         for tries_left in reversed(range(_PORT_TRIES)):
             try:
