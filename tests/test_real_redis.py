@@ -31,6 +31,22 @@ async def test_concurrent_claimers_never_get_the_same_job(redis: aioredis.Redis)
     assert (await q.stats()).done == 2000
 
 
+async def test_the_largest_claim_moves_every_id_with_its_lease(redis: aioredis.Redis):
+    # 10,000 ids in one script call: more than Lua's unpack() takes at once.
+    q = Queue(redis, "big")
+    ids = await q.enqueue_many("t", [None] * 10_001)
+    leases = await q.claim_many(10_000)
+    assert len({x.job_id for x in leases}) == 10_000
+    stats = await q.stats()
+    assert (stats.todos, stats.in_progress) == (1, 10_000)
+    assert set(ids) - {x.job_id for x in leases} == {
+        m.decode() for m in await redis.smembers(q.keys.todos)}
+    assert await redis.exists(*(q.keys.lease(x.job_id) for x in leases[::997])) == len(
+        leases[::997])
+    assert await q.ack_many([(x, None) for x in leases]) == [True] * 10_000
+    assert (await q.stats()).done == 10_000
+
+
 async def test_client_with_decode_responses_works_end_to_end(redis_server: RedisServer):
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     try:

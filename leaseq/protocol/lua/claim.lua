@@ -258,6 +258,10 @@ local leased = 0
 local rec = {0}
 local longest = 0
 local fence = nil
+-- The leased ids, moved todos -> in_progress together after the loop: SREM + SADD is the
+-- batched SMOVE (each id was just seen in todos, and nothing else runs in between), one
+-- command pair per call instead of one command per job.
+local moved = {}
 for i, p in ipairs(picked) do
   local id, job, lease, key = p[1], p[2], p[3], p[4]
   local f = redis.pcall('HMGET', job, 'task', 'payload', 'max_attempts', 'lease_ms',
@@ -297,7 +301,7 @@ for i, p in ipairs(picked) do
     local attempt = (tonumber(f[5]) or 0) + 1
     local token = (fence + i) .. '-' .. nonce
     local cap = caps[f[1]]
-    redis.call('SMOVE', KEYS[1], KEYS[2], id)
+    moved[#moved + 1] = id
     -- SET PX, not PSETEX: the same on Redis, and fakeredis rounds PSETEX's expiry down
     -- to a whole second (a 1 s lease could last 1 ms there).
     redis.call('SET', lease, token, 'PX', lease_ms)
@@ -320,11 +324,19 @@ for i, p in ipairs(picked) do
     rec[#rec + 1] = i
     rec[#rec + 1] = id
     if lease_ms > longest then longest = lease_ms end
-    for _, v in ipairs({id, token, attempt, f[1], f[2], max_attempts, lease_ms, lease_ms,
-                        'ok', key, held}) do
-      out[#out + 1] = v
-    end
+    -- Written in place: a table per job to copy from cost more than the job's SET.
+    local o = #out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = id, token,
+      attempt, f[1], f[2], max_attempts
+    out[o + 7], out[o + 8], out[o + 9], out[o + 10], out[o + 11] = lease_ms, lease_ms, 'ok',
+      key, held
   end
+end
+-- In slices: unpack() is bounded by Lua's C stack (8,000 values), a claim takes 10,000.
+for s = 1, #moved, 1000 do
+  local e = math.min(s + 999, #moved)
+  redis.call('SREM', KEYS[1], unpack(moved, s, e))
+  redis.call('SADD', KEYS[2], unpack(moved, s, e))
 end
 if CTL.rate then ctl_take('q', CTL.rate, leased, now) end
 if longest > 0 then
