@@ -59,6 +59,20 @@ async def test_unserialisable_payload_is_a_serialization_error(redis: aioredis.R
     assert isinstance(info.value, LeaseqError) and isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("value", [float("nan"), {(1, 2): 3}, "\ud800", "cycle"])
+async def test_what_json_cannot_hold_is_refused_before_any_write(
+    redis: aioredis.Redis, value: object,
+):
+    if value == "cycle":
+        cycle: list[object] = []
+        cycle.append(cycle)
+        value = cycle
+    q = Queue(redis, "q")
+    with pytest.raises(SerializationError, match="payload cannot be serialised"):
+        await q.enqueue("t", {"v": value})
+    assert await redis.dbsize() == 0
+
+
 async def test_unserialisable_result_leaves_the_lease_in_place(redis: aioredis.Redis):
     q = Queue(redis, "q")
     job_id = await q.enqueue("t", 1)
