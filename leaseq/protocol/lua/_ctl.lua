@@ -29,6 +29,16 @@ local CTL_N = 18  -- keys in the control block (QueueKeys.control)
 local SEP = '\31'
 local INF = 1e15  -- a parked key's "look again" when only a freed slot can unpark it
 
+-- One command over a list of members (width values each: 1 for SADD, 2 for ZADD's
+-- score and member) in slices of 1,000: unpack() is bounded by Lua's C stack (8,000
+-- values), and one call per member costs Redis more than the member itself.
+local function ctl_bulk(command, key, list, width)
+  local step = 1000 * width
+  for s = 1, #list, step do
+    redis.call(command, key, unpack(list, s, math.min(s + step - 1, #list)))
+  end
+end
+
 -- A stored rate 'count:per_ms:burst' as {interval ms, burst}, or nil.
 local function ctl_rate(v)
   if not v then return nil end

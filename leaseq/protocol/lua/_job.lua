@@ -20,17 +20,9 @@
 local JOBS = {todos = {}, placed = {}, waiting = {}}
 
 local function flush_jobs(todos)
-  local function send(command, key, list, width)
-    local step = 1000 * width
-    for s = 1, #list, step do
-      local args = {command, key}
-      for j = s, math.min(s + step - 1, #list) do args[#args + 1] = list[j] end
-      redis.call(unpack(args))
-    end
-  end
-  send('SADD', todos, JOBS.todos, 1)
-  send('HSET', CTL.placed, JOBS.placed, 2)
-  send('ZADD', CTL.waiting, JOBS.waiting, 2)
+  ctl_bulk('SADD', todos, JOBS.todos, 1)
+  ctl_bulk('HSET', CTL.placed, JOBS.placed, 2)
+  ctl_bulk('ZADD', CTL.waiting, JOBS.waiting, 2)
   JOBS = {todos = {}, placed = {}, waiting = {}}
 end
 

@@ -170,6 +170,17 @@ elseif budget > 0 then
     redis.call('ZADD', CTL.active, 0, key)
   end
   local mine = {}  -- this call's picks per key, for the key's concurrency
+  -- A key's turn: the next of a block of `budget` numbers reserved once per call (the
+  -- round-robin only needs them to grow; what a call leaves unused is skipped).
+  local turn, turn_last = 1, 0
+  local function next_turn()
+    if turn > turn_last then
+      turn_last = redis.call('HINCRBY', CTL.meta, 'turn', budget)
+      turn = turn_last - budget + 1
+    end
+    turn = turn + 1
+    return turn - 1
+  end
   local cut = false  -- stopped at a candidate the caller did not name (a cluster)
   local tries = budget * 4 + 16  -- bounded work, whatever the keys hold
   while #picked < budget and tries > 0 do
@@ -227,7 +238,7 @@ elseif budget > 0 then
         if last then
           redis.call('ZREM', CTL.active, key)
         else
-          redis.call('ZADD', CTL.active, redis.call('HINCRBY', CTL.meta, 'turn', 1), key)
+          redis.call('ZADD', CTL.active, next_turn(), key)
         end
       end
     end
@@ -262,6 +273,9 @@ local fence = nil
 -- batched SMOVE (each id was just seen in todos, and nothing else runs in between), one
 -- command pair per call instead of one command per job.
 local moved = {}
+-- The concurrency slots the leases hold, written the same way: holds scored by each
+-- lease's expiry, held by key (the picks above counted this call's own per key).
+local holds, held_by_key = {}, {}
 for i, p in ipairs(picked) do
   local id, job, lease, key = p[1], p[2], p[3], p[4]
   local f = redis.pcall('HMGET', job, 'task', 'payload', 'max_attempts', 'lease_ms',
@@ -314,8 +328,9 @@ for i, p in ipairs(picked) do
     if f[6] then redis.call('ZREM', CTL.deadlines, id) end
     local held = 0
     if CTL.holding then
-      redis.call('ZADD', CTL.holds, now + lease_ms, id)
-      redis.call('ZADD', CTL.held, 0, key .. SEP .. id)
+      local h = #holds
+      holds[h + 1], holds[h + 2] = now + lease_ms, id
+      held_by_key[h + 1], held_by_key[h + 2] = 0, key .. SEP .. id
       held = 1
     end
     if CTL.fifo then held = held + 2 end
@@ -332,12 +347,10 @@ for i, p in ipairs(picked) do
       key, held
   end
 end
--- In slices: unpack() is bounded by Lua's C stack (8,000 values), a claim takes 10,000.
-for s = 1, #moved, 1000 do
-  local e = math.min(s + 999, #moved)
-  redis.call('SREM', KEYS[1], unpack(moved, s, e))
-  redis.call('SADD', KEYS[2], unpack(moved, s, e))
-end
+ctl_bulk('SREM', KEYS[1], moved, 1)
+ctl_bulk('SADD', KEYS[2], moved, 1)
+ctl_bulk('ZADD', CTL.holds, holds, 2)
+ctl_bulk('ZADD', CTL.held, held_by_key, 2)
 if CTL.rate then ctl_take('q', CTL.rate, leased, now) end
 if longest > 0 then
   redis.call('SET', KEYS[7], cjson.encode(rec), 'PX', longest)
