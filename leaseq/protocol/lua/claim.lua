@@ -271,7 +271,7 @@ local longest = 0
 local fence = nil
 -- The leased ids, moved todos -> in_progress together after the loop: SREM + SADD is the
 -- batched SMOVE (each id was just seen in todos, and nothing else runs in between), one
--- command pair per call instead of one command per job.
+-- command pair per call instead of one command per job; a single id takes the SMOVE.
 local moved = {}
 -- The concurrency slots the leases hold, written the same way: holds scored by each
 -- lease's expiry, held by key (the picks above counted this call's own per key).
@@ -347,8 +347,12 @@ for i, p in ipairs(picked) do
       key, held
   end
 end
-ctl_bulk('SREM', KEYS[1], moved, 1)
-ctl_bulk('SADD', KEYS[2], moved, 1)
+if #moved == 1 then
+  redis.call('SMOVE', KEYS[1], KEYS[2], moved[1])  -- an idle worker's claim takes one
+else
+  ctl_bulk('SREM', KEYS[1], moved, 1)
+  ctl_bulk('SADD', KEYS[2], moved, 1)
+end
 ctl_bulk('ZADD', CTL.holds, holds, 2)
 ctl_bulk('ZADD', CTL.held, held_by_key, 2)
 if CTL.rate then ctl_take('q', CTL.rate, leased, now) end
