@@ -90,17 +90,18 @@ end
 -- Set below (it needs the fifo helpers): a job ended, tell the jobs waiting for it.
 local ctl_dependents
 
+-- Push n wake tokens (n >= 1) on a wake list, which holds 64 at most: trimmed only when
+-- over the cap (an LTRIM per enqueue was a sixth of its commands).
+local function ctl_push_wake(wake, n)
+  local tokens = {}
+  for _ = 1, math.min(n, 64) do tokens[#tokens + 1] = '1' end
+  if redis.call('LPUSH', wake, unpack(tokens)) > 64 then redis.call('LTRIM', wake, 0, 63) end
+end
+
 -- One wake token per job that just became claimable, capped: idle workers block on the
 -- wake list. A paused queue wakes nobody (resume does).
 local function ctl_wake(n)
-  if n > 0 and not CTL.paused then
-    local tokens = {}
-    for _ = 1, math.min(n, 64) do tokens[#tokens + 1] = '1' end
-    -- Trimmed only when over the cap: an LTRIM per enqueue was a sixth of its commands.
-    if redis.call('LPUSH', CTL.wake, unpack(tokens)) > 64 then
-      redis.call('LTRIM', CTL.wake, 0, 63)
-    end
-  end
+  if n > 0 and not CTL.paused then ctl_push_wake(CTL.wake, n) end
 end
 
 -- A job ended (state: 'dead', 'cancelled' or 'deleted', its hash gone): tell the
@@ -270,7 +271,7 @@ local function ctl_unhold(id)
   local _, key = ctl_place(id)
   redis.call('ZREM', CTL.held, key .. SEP .. id)
   redis.call('ZADD', CTL.parked, 'XX', 0, key)
-  if redis.call('LPUSH', CTL.wake, '1') > 64 then redis.call('LTRIM', CTL.wake, 0, 63) end
+  ctl_push_wake(CTL.wake, 1)
 end
 
 -- Rate limits (GCRA): how many of `want` may start now under `rate`, and when the next

@@ -249,8 +249,7 @@ elseif budget > 0 then
   elseif tries == 0 and #picked < budget and redis.call('ZCARD', CTL.active) > 0 then
     -- Out of tries with keys still to look at (it parked those at their limit): a
     -- wake token makes the next claim go on at once instead of after a poll.
-    redis.call('LPUSH', KEYS[5], '1')
-    redis.call('LTRIM', KEYS[5], 0, 63)
+    ctl_push_wake(KEYS[5], 1)
     if #picked == 0 then return out end
   elseif #picked < budget and out[4] == '' and redis.call('SCARD', KEYS[1]) > #picked then
     -- Jobs wait, but every key that has them is at its limit (the claim parked them).

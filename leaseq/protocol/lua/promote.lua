@@ -13,13 +13,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[4], 'reaper_seen', now)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 if #due == 0 then return 0 end
--- unpack() of more than a few thousand values overflows Lua's stack: move in slices.
-for from = 1, #due, 1000 do
-  local slice = {unpack(due, from, math.min(from + 999, #due))}
-  redis.call('ZREM', KEYS[1], unpack(slice))
-  redis.call('SADD', KEYS[2], unpack(slice))
-  for _, id in ipairs(slice) do ctl_wait(id, false) end
-end
-redis.call('LPUSH', KEYS[3], '1')
-redis.call('LTRIM', KEYS[3], 0, 63)
+ctl_bulk('ZREM', KEYS[1], due, 1)
+ctl_bulk('SADD', KEYS[2], due, 1)
+for _, id in ipairs(due) do ctl_wait(id, false) end
+ctl_push_wake(KEYS[3], 1)
 return answer(#due, true)

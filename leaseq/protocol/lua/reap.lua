@@ -89,8 +89,7 @@ if events > 0 then
   redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[2]) - 1)
 end
 if requeued > 0 then
-  redis.call('LPUSH', KEYS[4], '1')
-  redis.call('LTRIM', KEYS[4], 0, 63)
+  ctl_push_wake(KEYS[4], 1)
 end
 local out = {requeued, dead, repaired, cancels}
 for _, id in ipairs(dead_ids) do out[#out + 1] = id end

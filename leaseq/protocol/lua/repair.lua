@@ -37,8 +37,7 @@ elseif kind == 'orphan_job' then
     elseif f[1] then
       redis.call('SADD', KEYS[1], id)
       ctl_wait(id, true)
-      redis.call('LPUSH', KEYS[7], '1')
-      redis.call('LTRIM', KEYS[7], 0, 63)
+      ctl_push_wake(KEYS[7], 1)
     else
       redis.call('DEL', KEYS[8])
     end

@@ -21,7 +21,6 @@ for i, id in ipairs(ARGV) do
   end
 end
 if moved > 0 then
-  redis.call('LPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], 0, 63)
+  ctl_push_wake(KEYS[3], 1)
 end
 return answer(moved, moved > 0)

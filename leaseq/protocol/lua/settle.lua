@@ -78,8 +78,7 @@ if outcome == 'todo' then
   redis.call('SADD', KEYS[4], id)
   -- A release gives the job back its place; a retry enters as new work.
   ctl_wait(id, mode == 'release')
-  redis.call('LPUSH', KEYS[7], '1')
-  redis.call('LTRIM', KEYS[7], 0, 63)
+  ctl_push_wake(KEYS[7], 1)
 elseif outcome == 'delayed' then
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), id)
 elseif outcome == 'cancelled' then
