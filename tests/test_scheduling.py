@@ -123,21 +123,25 @@ async def test_a_reaped_job_goes_back_to_its_place_a_failed_one_behind(redis: ai
 
 @pytest.mark.real_redis
 @pytest.mark.timeout(180)
-async def test_a_one_job_key_is_not_starved_by_a_million_job_key(real_redis: aioredis.Redis):
-    q = Queue(real_redis, "fair", ordering="fifo")
+async def test_a_one_job_key_is_not_starved_by_a_million_job_key(
+        real_redis: aioredis.Redis, redis_server: RedisServer):
+    # A batch of 50,000 takes the server a fraction of a second, but several seconds on a
+    # loaded machine: longer than redis-py's default 5 s read timeout.
+    patient = aioredis.Redis.from_url(redis_server.url, socket_timeout=120)
+    q = Queue(patient, "fair", ordering="fifo")
     batch, batches = 50_000, 20
 
     async def produce(part: int) -> None:
         for _ in range(part, batches, 2):
             await q.enqueue_many("t", [None] * batch, key="big")
 
-    # Two producers so that one batch is packed while Redis runs the other (the
-    # order inside "big" does not matter here).
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(produce, 0)
-        tg.start_soon(produce, 1)
-    small = await q.enqueue("t", None, key="small")
     try:
+        # Two producers so that one batch is packed while Redis runs the other (the
+        # order inside "big" does not matter here).
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce, 0)
+            tg.start_soon(produce, 1)
+        small = await q.enqueue("t", None, key="small")
         assert (await q.stats()).todos == batch * batches + 1
         first_two = [await q.claim(), await q.claim()]
         assert small in [lease.job_id for lease in first_two if lease is not None]
@@ -151,6 +155,7 @@ async def test_a_one_job_key_is_not_starved_by_a_million_job_key(real_redis: aio
         assert sum(calls.values()) < 200, calls
     finally:
         await real_redis.flushall(asynchronous=True)  # 1M jobs: freed in the background
+        await patient.aclose()
 
 
 # -- 4. per-key concurrency -------------------------------------------------------------------
