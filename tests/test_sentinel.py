@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
 from leaseq import JobContext, Queue, Worker
@@ -76,3 +79,51 @@ async def test_sentinel_url_reaches_the_master_and_serves_jobs():
         await close_client(client)
 
 
+
+
+
+@pytest.mark.parametrize("mended", [False, True])
+async def test_discoveries_at_once_keep_every_sentinel(mended: bool):
+    # In a failover every pooled connection rediscovers the master at once. Here two
+    # discoveries pass over a dead sentinel, wait on the next, and end together.
+    client = sentinel_client("redis+sentinel://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/svc")
+    manager: Any = client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+    every = list(manager.sentinels)
+    waiting: list[anyio.Event] = []
+    both_waiting, gate = anyio.Event(), anyio.Event()
+    state = {"svc": {"ip": "127.0.0.1", "port": 9, "is_master": True, "is_sdown": False,
+                     "is_odown": False, "num-other-sentinels": 2}}
+
+    async def down() -> Any:
+        raise RedisConnectionError("down")
+
+    async def answers() -> Any:
+        waiting.append(gate)
+        if len(waiting) == 2:
+            both_waiting.set()
+        await gate.wait()
+        return state
+
+    every[0].sentinel_masters = down
+    every[1].sentinel_masters = answers
+    discover = (manager.discover_master if mended
+                else functools.partial(Sentinel.discover_master, manager))
+    found: list[Any] = []
+
+    async def one() -> None:
+        found.append(await discover("svc"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one)
+        tg.start_soon(one)
+        await both_waiting.wait()
+        gate.set()
+    assert found == [("127.0.0.1", 9)] * 2
+    kept = {id(s) for s in manager.sentinels}
+    if mended:
+        assert kept == {id(s) for s in every} and len(manager.sentinels) == 3
+        assert manager.sentinels[0] is every[1]  # the one that answered is asked first
+    else:
+        # redis-py alone writes one sentinel twice and drops another: the case mended.
+        assert len(kept) == 2
+    await close_client(client)

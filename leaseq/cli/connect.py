@@ -64,6 +64,38 @@ def _check_tls_files(url: str) -> None:
                                          param_hint="--redis")
 
 
+class _Sentinel(Sentinel):
+    """redis-py's ``Sentinel``, with its list of sentinels kept whole.
+
+    redis-py moves the sentinel that answered a discovery to the front of ``sentinels``
+    by the index it had before the await. In a failover every pooled connection
+    rediscovers the master at once, and a discovery that ends after another has already
+    reordered the list writes one sentinel twice and drops another: the dropped client's
+    connections are never closed, and the list has one fallback fewer.
+    """
+
+    def __init__(self, sentinels: list[tuple[str, int]], **kwargs: Any) -> None:
+        super().__init__(sentinels, **kwargs)  # type: ignore[no-untyped-call]
+        self._every = tuple(self.sentinels)
+
+    async def discover_master(self, service_name: str) -> Any:
+        """The master's address, as redis-py finds it; the list is mended afterwards."""
+        try:
+            return await super().discover_master(service_name)
+        finally:
+            # No await between redis-py's reordering and this: no other discovery sees
+            # the list broken.
+            self._mend()
+
+    def _mend(self) -> None:
+        kept: list[Any] = []
+        for sentinel in [*self.sentinels, *self._every]:
+            if all(sentinel is not k for k in kept):
+                kept.append(sentinel)
+        # In place: a discovery still iterating over the list goes on over the mended one.
+        self.sentinels[:] = kept
+
+
 def sentinel_client(url: str, max_connections: int | None = None) -> aioredis.Redis:
     """``redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/DB]``: a client
     of the service's current master, which follows failovers."""
@@ -87,7 +119,7 @@ def sentinel_client(url: str, max_connections: int | None = None) -> aioredis.Re
         kwargs["username"] = parts.username
     if max_connections:
         kwargs["max_connections"] = max_connections
-    sentinel = Sentinel(hosts, socket_connect_timeout=5.0)  # type: ignore[no-untyped-call]
+    sentinel = _Sentinel(hosts, socket_connect_timeout=5.0)
     client: aioredis.Redis = sentinel.master_for(path[0], **kwargs)
     return client
 
