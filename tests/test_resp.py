@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from redis._parsers.encoders import Encoder
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 from leaseq.protocol import resp
+from leaseq.protocol.scripts import Script
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("MULTI",),
@@ -43,3 +45,14 @@ def test_without_hiredis_the_bytes_are_the_same(monkeypatch: pytest.MonkeyPatch)
 def test_what_redis_py_refuses_is_refused(bad: Any):
     with pytest.raises(DataError):
         resp.pack([("SET", "k", bad)], Encoder("utf-8", "strict", False))
+
+
+@pytest.mark.real_redis
+async def test_a_script_call_that_cannot_be_packed_gives_its_connection_back(
+        real_redis: aioredis.Redis):
+    script = Script("extend")
+    pool = real_redis.connection_pool
+    with pytest.raises(DataError):
+        await script(real_redis, ["k"], [object()])  # type: ignore[list-item]
+    assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
+    assert len(pool._available_connections) == 1  # type: ignore[attr-defined]

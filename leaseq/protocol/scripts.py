@@ -91,13 +91,13 @@ async def _evalsha(client: AnyRedis, command: tuple[Any, ...]) -> Any:
     after they ran (reply records, the claim's nonce, idempotent writes)."""
     pool = client.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-    packed = pack([command], conn.encoder)
-
-    async def exchange() -> Any:
-        await conn.send_packed_command(packed)
-        return await conn.read_response()
-
     try:
+        packed = pack([command], conn.encoder)
+
+        async def exchange() -> Any:
+            await conn.send_packed_command(packed)
+            return await conn.read_response()
+
         return await conn.retry.call_with_retry(exchange, lambda _: conn.disconnect())
     finally:
         await pool.release(conn)
