@@ -88,12 +88,17 @@ class _Sentinel(Sentinel):
             self._mend()
 
     def _mend(self) -> None:
-        kept: list[Any] = []
-        for sentinel in [*self.sentinels, *self._every]:
-            if all(sentinel is not k for k in kept):
-                kept.append(sentinel)
-        # In place: a discovery still iterating over the list goes on over the mended one.
-        self.sentinels[:] = kept
+        # In place, and only the slots of repeated entries: a discovery still going over
+        # the list by index then passes no sentinel by (a shift would skip one).
+        seen: set[int] = set()
+        repeats: list[int] = []
+        for i, sentinel in enumerate(self.sentinels):
+            if id(sentinel) in seen:
+                repeats.append(i)
+            seen.add(id(sentinel))
+        missing = [s for s in self._every if id(s) not in seen]
+        for i, sentinel in zip(repeats, missing, strict=True):
+            self.sentinels[i] = sentinel
 
 
 def sentinel_client(url: str, max_connections: int | None = None) -> aioredis.Redis:
@@ -128,5 +133,6 @@ async def close_client(client: aioredis.Redis) -> None:
     """Close a client, and for a Sentinel client the connections to the sentinels too."""
     await client.aclose()
     manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
-    for sentinel in getattr(manager, "sentinels", ()):
+    # A copy: a discovery still running may reorder the list while this awaits.
+    for sentinel in tuple(getattr(manager, "sentinels", ())):
         await sentinel.aclose()
