@@ -521,6 +521,9 @@ class ProtocolMachine(LeaseMachine):
     def _claimed(self, lease: Lease) -> None:
         m = self.jobs[lease.job_id]
         assert m.state == "todo"
+        # Never leased once a job it waited for failed, even one the same claim ended
+        # dead (a later round of a cluster claim may reach it).
+        assert not m.doomed_by, (lease, m)
         m.state, m.holder, m.lease_live = "in_progress", lease.token, True
         m.attempts += 1
         assert lease.attempt == m.attempts
