@@ -82,43 +82,69 @@ async def test_sentinel_url_reaches_the_master_and_serves_jobs():
 
 
 
+
+_MASTER = ("127.0.0.1", 9)
+_STATE = {"svc": {"ip": _MASTER[0], "port": _MASTER[1], "is_master": True,
+                  "is_sdown": False, "is_odown": False, "num-other-sentinels": 2}}
+
+
+class GatedSentinels:
+    """A Sentinel client whose three sentinels reach no server: the first is down; the
+    second answers once ``callers`` discoveries wait on it, the first ``answering`` of
+    them (the others find it gone); the third answers at once."""
+
+    def __init__(self, callers: int, answering: int) -> None:
+        self.client = sentinel_client(
+            "redis+sentinel://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/svc")
+        self.manager: Any = self.client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+        self.every = list(self.manager.sentinels)
+        self.callers, self.answering = callers, answering
+        self.waiting = self.answered = 0
+        self.all_waiting, self.gate = anyio.Event(), anyio.Event()
+        self.every[0].sentinel_masters = self._down
+        self.every[1].sentinel_masters = self._gated
+        self.every[2].sentinel_masters = self._answers
+
+    async def _down(self) -> Any:
+        raise RedisConnectionError("down")
+
+    async def _gated(self) -> Any:
+        self.waiting += 1
+        if self.waiting == self.callers:
+            self.all_waiting.set()
+        await self.gate.wait()
+        self.answered += 1
+        if self.answered > self.answering:
+            raise RedisConnectionError("gone")
+        return _STATE
+
+    async def _answers(self) -> Any:
+        return _STATE
+
+    async def discover_together(self, discover: Any) -> list[Any]:
+        """What ``discover("svc")`` found in each of the callers, run at once."""
+        found: list[Any] = []
+
+        async def one() -> None:
+            found.append(await discover("svc"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.callers):
+                tg.start_soon(one)
+            await self.all_waiting.wait()
+            self.gate.set()
+        return found
+
+
 @pytest.mark.parametrize("mended", [False, True])
 async def test_discoveries_at_once_keep_every_sentinel(mended: bool):
     # In a failover every pooled connection rediscovers the master at once. Here two
     # discoveries pass over a dead sentinel, wait on the next, and end together.
-    client = sentinel_client("redis+sentinel://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/svc")
-    manager: Any = client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
-    every = list(manager.sentinels)
-    waiting: list[anyio.Event] = []
-    both_waiting, gate = anyio.Event(), anyio.Event()
-    state = {"svc": {"ip": "127.0.0.1", "port": 9, "is_master": True, "is_sdown": False,
-                     "is_odown": False, "num-other-sentinels": 2}}
-
-    async def down() -> Any:
-        raise RedisConnectionError("down")
-
-    async def answers() -> Any:
-        waiting.append(gate)
-        if len(waiting) == 2:
-            both_waiting.set()
-        await gate.wait()
-        return state
-
-    every[0].sentinel_masters = down
-    every[1].sentinel_masters = answers
+    group = GatedSentinels(callers=2, answering=2)
+    manager, every = group.manager, group.every
     discover = (manager.discover_master if mended
                 else functools.partial(Sentinel.discover_master, manager))
-    found: list[Any] = []
-
-    async def one() -> None:
-        found.append(await discover("svc"))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(one)
-        tg.start_soon(one)
-        await both_waiting.wait()
-        gate.set()
-    assert found == [("127.0.0.1", 9)] * 2
+    assert await group.discover_together(discover) == [_MASTER] * 2
     if mended:
         # What one discovery alone leaves: the one that answered is asked first.
         assert manager.sentinels == [every[1], every[0], every[2]]
@@ -127,50 +153,14 @@ async def test_discoveries_at_once_keep_every_sentinel(mended: bool):
     else:
         # redis-py alone writes one sentinel twice and drops another: the case mended.
         assert manager.sentinels == [every[1], every[1], every[2]]
-    await close_client(client)
+    await close_client(group.client)
 
 
 async def test_a_discovery_under_way_still_reaches_every_sentinel():
     # Three discoveries pass over a dead sentinel and wait on the next, which answers
     # two and then fails: the third goes on to the last sentinel, which the mend of the
     # second's reordering must not have moved behind it.
-    client = sentinel_client("redis+sentinel://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/svc")
-    manager: Any = client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
-    every = list(manager.sentinels)
-    waiting, answered = [0], [0]
-    all_waiting, gate = anyio.Event(), anyio.Event()
-    state = {"svc": {"ip": "127.0.0.1", "port": 9, "is_master": True, "is_sdown": False,
-                     "is_odown": False, "num-other-sentinels": 2}}
-
-    async def down() -> Any:
-        raise RedisConnectionError("down")
-
-    async def answers_twice() -> Any:
-        waiting[0] += 1
-        if waiting[0] == 3:
-            all_waiting.set()
-        await gate.wait()
-        answered[0] += 1
-        if answered[0] > 2:
-            raise RedisConnectionError("gone")
-        return state
-
-    async def answers() -> Any:
-        return state
-
-    every[0].sentinel_masters = down
-    every[1].sentinel_masters = answers_twice
-    every[2].sentinel_masters = answers
-    found: list[Any] = []
-
-    async def one() -> None:
-        found.append(await manager.discover_master("svc"))
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(3):
-            tg.start_soon(one)
-        await all_waiting.wait()
-        gate.set()
-    assert found == [("127.0.0.1", 9)] * 3
-    assert sorted(map(id, manager.sentinels)) == sorted(map(id, every))
-    await close_client(client)
+    group = GatedSentinels(callers=3, answering=2)
+    assert await group.discover_together(group.manager.discover_master) == [_MASTER] * 3
+    assert sorted(map(id, group.manager.sentinels)) == sorted(map(id, group.every))
+    await close_client(group.client)
