@@ -79,10 +79,6 @@ async def test_sentinel_url_reaches_the_master_and_serves_jobs():
         await close_client(client)
 
 
-
-
-
-
 _MASTER = ("127.0.0.1", 9)
 _STATE = {"svc": {"ip": _MASTER[0], "port": _MASTER[1], "is_master": True,
                   "is_sdown": False, "is_odown": False, "num-other-sentinels": 2}}
@@ -145,6 +141,7 @@ async def test_discoveries_at_once_keep_every_sentinel(mended: bool):
     discover = (manager.discover_master if mended
                 else functools.partial(Sentinel.discover_master, manager))
     assert await group.discover_together(discover) == [_MASTER] * 2
+    await close_client(group.client)
     if mended:
         # What one discovery alone leaves: the one that answered is asked first.
         assert manager.sentinels == [every[1], every[0], every[2]]
@@ -153,7 +150,6 @@ async def test_discoveries_at_once_keep_every_sentinel(mended: bool):
     else:
         # redis-py alone writes one sentinel twice and drops another: the case mended.
         assert manager.sentinels == [every[1], every[1], every[2]]
-    await close_client(group.client)
 
 
 async def test_a_discovery_under_way_still_reaches_every_sentinel():
