@@ -95,7 +95,8 @@ class _Process:
     def kill(self) -> None:
         """SIGKILL, and reap it: a crash, as far as the queue can tell."""
         if self.process is not None and self.alive:
-            self.process.send_signal(signal.SIGCONT)  # a stopped process dies too
+            # No SIGCONT first: SIGKILL ends a stopped process as it is, where a SIGCONT
+            # would let it run for a moment and settle what it held before it died.
             self.process.kill()
             self.process.wait()
 
