@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._speed import DRIFT
+
 RESULTS = Path(__file__).parent / "results"
 
 Target = tuple[str, str, str, bool | None]
@@ -24,10 +26,12 @@ around the drain, per job. **Round trips**: counted by the client, where the ada
 (the bare loop, leaseq). **p50/p99**: enqueue→start latency of the library's default
 worker (next section), on its default row. **Others**: the cores the rest of the machine
 kept busy meanwhile (a run above 0.25 is run again, twice at most, the quietest kept).
+**Speed**: the machine's speed just before the row ran (a fixed unit of Python work, timed;
+`benchmarks/_speed.py`), as a share of the fastest reading of the run.
 
 | system | concurrency | jobs | jobs/s | worker CPU µs/job | worker busy | Redis CPU µs/job \
-| Redis commands/job | round trips/job | p50 ms | p99 ms | others |
-|---|---|---|---|---|---|---|---|---|---|---|---|"""
+| Redis commands/job | round trips/job | p50 ms | p99 ms | others | speed |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|"""
 
 LATENCY = """
 ## Enqueue→start latency
@@ -37,8 +41,9 @@ every 5 ms, awaiting each, the job carrying its enqueue time (CLOCK_MONOTONIC, w
 machine's processes share); the handler's first act records its start. *(backlog)*: the
 worker started fewer jobs per second than were enqueued.
 
-| system | concurrency | samples | p50 ms | p99 ms | max ms | enqueued/s | started/s | others |
-|---|---|---|---|---|---|---|---|---|"""
+| system | concurrency | samples | p50 ms | p99 ms | max ms | enqueued/s | started/s | others \
+| speed |
+|---|---|---|---|---|---|---|---|---|---|"""
 
 
 def _fmt(x: Any, digits: int = 0) -> str:
@@ -202,7 +207,29 @@ def _others(row: dict[str, Any]) -> str:
     return f"{text} (best of {len(tries)})" if tries else text
 
 
-def _side_by_side(r: dict[str, Any]) -> list[str]:
+def _speed(row: dict[str, Any], fastest: float | None) -> str:
+    """The machine's speed before the row ran, as a share of the run's fastest reading."""
+    if not fastest or not row.get("speed"):
+        return "—"
+    return f"{row['speed'] / fastest:.0%}"
+
+
+def _speed_line(doc: dict[str, Any]) -> list[str]:
+    """How much the machine's own speed moved during the run, and a warning past DRIFT."""
+    speed = doc.get("speed")
+    if not speed or speed.get("spread") is None:
+        return []
+    line = (f"Machine speed (`benchmarks/_speed.py`, {len(speed['probes'])} readings): "
+            f"{speed['slowest']:,.0f}–{speed['fastest']:,.0f} units/s, the slowest "
+            f"{speed['spread']:.0%} below the fastest.")
+    if speed["spread"] > DRIFT:
+        line += (f" **The machine's speed moved by more than {DRIFT:.0%} during this run: "
+                 "rows run at different speeds (the speed column) are not comparable, and "
+                 "a ratio between them may say more about the machine than the systems.**")
+    return [line + "\n"]
+
+
+def _side_by_side(r: dict[str, Any], fastest: float | None) -> list[str]:
     lat = _latencies(r)
     rows = _rows(r, "floor") + _rows(r, "drain") + _rows(r, "peers")
     if not rows:
@@ -213,11 +240,11 @@ def _side_by_side(r: dict[str, Any]) -> list[str]:
         conc = f"{x['concurrency']}{' (default)' if x.get('default') else ''}"
         if "not_run" in x:
             out.append(f"| {x['name']} | {x['concurrency']} | — | not run: {x['not_run']} "
-                       "| — | — | — | — | — | — | — | — |")
+                       "| — | — | — | — | — | — | — | — | — |")
             continue
         if "error" in x and "jobs_per_s" not in x:
             out.append(f"| {x['name']} | {conc} | {x['jobs']:,} | failed: `{x['error']}` "
-                       "| — | — | — | — | — | — | — | — |")
+                       f"| — | — | — | — | — | — | — | — | {_speed(x, fastest)} |")
             continue
         latency = lat.get(x["name"], {}) if x.get("default") else {}
         rate = _cell(x, "jobs_per_s", 0)
@@ -233,14 +260,14 @@ def _side_by_side(r: dict[str, Any]) -> list[str]:
             f"{_cell(x, 'redis_cpu_us_per_job', 1)} | "
             f"{_cell(x, 'commands_per_job', 2)} | {_cell(x, 'round_trips_per_job', 3)} | "
             f"{_cell(latency, 'p50_ms', 2)}{saturated} | {_cell(latency, 'p99_ms', 2)}{saturated} "
-            f"| {_others(x)} |")
+            f"| {_others(x)} | {_speed(x, fastest)} |")
     if any(v.get("saturated") for v in lat.values()):
         notes.append("- \\*: the worker started fewer jobs per second than the producer "
                      "enqueued; its latencies measure a growing backlog.")
     return out + (["", *notes] if notes else [])
 
 
-def _latency_table(r: dict[str, Any]) -> list[str]:
+def _latency_table(r: dict[str, Any], fastest: float | None) -> list[str]:
     lat = _latencies(r)
     if not lat:
         return []
@@ -248,26 +275,27 @@ def _latency_table(r: dict[str, Any]) -> list[str]:
     for name, x in lat.items():
         if "error" in x:
             out.append(f"| {name} | {x['concurrency']} | — | failed: `{x['error']}` "
-                       "| — | — | — | — | — |")
+                       f"| — | — | — | — | — | {_speed(x, fastest)} |")
             continue
         flag = " (backlog)" if x.get("saturated") else ""
         out.append(f"| {name} | {x['concurrency']} | {x['samples']:,} | {x['p50_ms']:.2f} | "
                    f"{x['p99_ms']:.2f} | {x['max_ms']:.2f} | {x['offered_per_s']:.0f} | "
-                   f"{x['started_per_s']:.0f}{flag} | {_others(x)} |")
+                   f"{x['started_per_s']:.0f}{flag} | {_others(x)} | {_speed(x, fastest)} |")
     return out
 
 
 def render(doc: dict[str, Any]) -> str:
     r = doc["results"]
-    out = _header(doc)
+    out = _header(doc) + _speed_line(doc)
+    fastest = doc.get("speed", {}).get("fastest")
     rows = targets(r)
     if rows:
         out.append("## Targets\n\nEach a ratio of two numbers measured in this run.\n\n"
                    "| target | measured | ratio | met |\n|---|---|---|---|")
         verdict = {True: "met", False: "not met", None: "not measured"}
         out += [f"| {t} | {mv} | {v} | {verdict[ok]} |" for t, mv, v, ok in rows]
-    out += _side_by_side(r)
-    out += _latency_table(r)
+    out += _side_by_side(r, fastest)
+    out += _latency_table(r, fastest)
     if "scaling" in r:
         out.append("\n## Scaling (worker processes × concurrency)\n\n"
                    "| handler | processes | concurrency | jobs | jobs/s |\n|---|---|---|---|---|")

@@ -38,6 +38,7 @@ import leaseq
 from leaseq import JobContext, Queue, Reaper, Weighted, Worker
 from leaseq.testing import RedisServer
 
+from . import _speed
 from .peers.systems import BARE, LEASEQ, PEERS, Environments, Failed, System, adapter
 from .report import render
 
@@ -87,6 +88,14 @@ class Bench:
         self.samples = 50 if quick else 1_000
         self.envs = Environments()
         self.r = client(self.url)
+        self.probes: list[dict[str, Any]] = []
+        """Every speed probe of the run (``_speed.probe``), labelled with what ran after it."""
+
+    def probe(self, label: str) -> float:
+        """The machine's speed now (``_speed.probe``), kept for the run's spread."""
+        reading = {"before": label, **_speed.probe()}
+        self.probes.append(reading)
+        return float(reading["units_per_s"])
 
     async def flush(self) -> None:
         await self.r.flushall()
@@ -96,7 +105,8 @@ class Bench:
         info = await self.r.info("cpu", "stats")
         return {"redis_cpu": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
                 "commands": int(info["total_commands_processed"]),
-                "busy": busy_cpu_seconds(), "t": time.perf_counter()}
+                "busy": busy_cpu_seconds(), "steal": _speed.steal_seconds(),
+                "t": time.perf_counter()}
 
     def size(self, system: System, concurrency: int | None) -> int:
         """N for one drain: a few seconds' worth at the rate the system reaches."""
@@ -107,6 +117,13 @@ class Bench:
         return max(self.n if own else 200, min(n, 100_000))
 
     # -- one system, one run -------------------------------------------------------------
+
+    @staticmethod
+    def steal(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+        """Cores' worth of CPU the hypervisor gave to others between two readings."""
+        if before["steal"] is None or after["steal"] is None:
+            return None
+        return float((after["steal"] - before["steal"]) / (after["t"] - before["t"]))
 
     def others(self, before: dict[str, Any], after: dict[str, Any], *cpu: float) -> float | None:
         """Cores the rest of the machine kept busy between two readings: all busy CPU less
@@ -145,7 +162,8 @@ class Bench:
         row: dict[str, Any] = {"name": system.name,
                                "concurrency": concurrency or system.default,
                                "default": concurrency in (None, system.default),
-                               "jobs": n, "load_1m": os.getloadavg()[0]}
+                               "jobs": n, "load_1m": os.getloadavg()[0],
+                               "speed": self.probe(f"drain {system.name} @ {concurrency}")}
         try:
             python = await self.envs.python(system.env)
             await self.flush()
@@ -172,7 +190,8 @@ class Bench:
             redis_busy=redis_cpu / (after["t"] - before["t"]),
             # The runner's own INFO between the two readings is not the system's.
             commands_per_job=(after["commands"] - before["commands"] - 1) / jobs,
-            other_cpu_cores=self.others(before, after, report["cpu_s"]))
+            other_cpu_cores=self.others(before, after, report["cpu_s"]),
+            steal_cores=self.steal(before, after))
         if "round_trips" in report:
             row["round_trips_per_job"] = report["round_trips"] / jobs
         if "commands" in report:
@@ -191,7 +210,8 @@ class Bench:
         process enqueues one job every 5 ms (awaiting each)."""
         samples = self.samples
         out: dict[str, Any] = {"name": system.name, "concurrency": system.default,
-                               "load_1m": os.getloadavg()[0]}
+                               "load_1m": os.getloadavg()[0],
+                               "speed": self.probe(f"latency {system.name}")}
         try:
             python = await self.envs.python(system.env)
             await self.flush()
@@ -220,7 +240,8 @@ class Bench:
                    offered_per_s=offered, started_per_s=report["jobs_per_s"],
                    # A worker slower than the producer: the latencies are a growing backlog.
                    saturated=report["jobs_per_s"] < 0.9 * offered,
-                   other_cpu_cores=self.others(before, after, report["cpu_s"], sent["cpu_s"]))
+                   other_cpu_cores=self.others(before, after, report["cpu_s"], sent["cpu_s"]),
+                   steal_cores=self.steal(before, after))
         if exit_error:
             out["exit_error"] = exit_error
         return out
@@ -510,6 +531,7 @@ async def run(quick: bool, only: list[str]) -> tuple[dict[str, Any], dict[str, A
                 if only and name not in only:
                     continue
                 load[name] = os.getloadavg()[0]
+                bench.probe(name)
                 print(f"-- {name} (load {load[name]:.2f})", flush=True)
                 t = time.perf_counter()
                 out[name] = await case(bench)
@@ -517,7 +539,11 @@ async def run(quick: bool, only: list[str]) -> tuple[dict[str, Any], dict[str, A
                       f"({time.perf_counter() - t:.1f} s)", flush=True)
         finally:
             await bench.r.aclose()
-        return out, {"load_by_case": load, "environments": bench.envs.report}
+        bench.probe("the end")
+        speeds = [p["units_per_s"] for p in bench.probes]
+        speed = {"probes": bench.probes, "fastest": max(speeds), "slowest": min(speeds),
+                 "spread": _speed.spread(speeds)}
+        return out, {"load_by_case": load, "environments": bench.envs.report, "speed": speed}
 
 
 def _version(package: str) -> str | None:
@@ -580,7 +606,8 @@ def main() -> int:
            "seconds": round(time.time() - started, 1), "machine": machine(),
            "load": {"start": load_start, "end": list(os.getloadavg()),
                     "by_case": context["load_by_case"]},
-           "environments": context["environments"], "results": results}
+           "speed": context["speed"], "environments": context["environments"],
+           "results": results}
     stem = args.out or ("quick" if args.quick else "latest")
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,14 @@ def test_benchmark_runner_smoke(tmp_path: Path):
         assert "error" not in row, row
         assert row["jobs"] == 2000 and row["jobs_per_s"] > 0
         assert row["worker_cpu_us_per_job"] > 0 and row["commands_per_job"] > 0
+        assert row["speed"] > 0  # the machine's speed, probed just before the row ran
+    # A probe per row, per case and one at the end, and the run's range from them.
+    speed = doc["speed"]
+    assert len(speed["probes"]) == len(floor) + len(drain) + 5 + 1
+    assert speed["slowest"] <= speed["fastest"] and 0 <= speed["spread"] < 1
     text = (tmp_path / "quick.md").read_text()
     assert "## Targets" in text and "| bare loop | 100 |" in text
+    assert "Machine speed (`benchmarks/_speed.py`, " in text
 
 
 @pytest.mark.real_redis
