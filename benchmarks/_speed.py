@@ -3,14 +3,15 @@
 A shared virtual machine can change speed by more than the differences a benchmark
 measures, without any other process showing up in ``/proc/stat`` (a neighbour on the
 host, a core's clock). The runner times this probe before every drain and latency run;
-the spread of the readings says how far apart two rows of one run may be for reasons
-that have nothing to do with the systems measured.
+a row whose reading is far from the run's median ran on a different machine, in effect,
+and its ratios to the other rows say as much about the machine as about the systems.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 ROUNDS = 5
 """The probe is the fastest of this many rounds: a brief interruption does not count."""
 DRIFT = 0.10
-"""A run whose slowest probe is more than this much slower than its fastest is flagged."""
+"""A row whose reading is further than this from the run's median (either way) is flagged.
+The median, not the fastest: one reading can be off on its own (a probe is ~40 ms)."""
 
 _DOC = {"id": "job-1", "task": "t", "payload": {"n": 1, "s": "x" * 40}, "attempt": 1}
 
@@ -54,9 +56,12 @@ def probe() -> dict[str, Any]:
     return {"units_per_s": 1.0 / best, "steal_s": steal_seconds()}
 
 
-def spread(readings: list[float]) -> float | None:
-    """How much slower the slowest reading is than the fastest (0.2: 20 % slower)."""
+def median(readings: list[float]) -> float | None:
+    """The run's typical speed: the median reading (``None`` without readings)."""
     ran = [x for x in readings if x > 0]
-    if len(ran) < 2:
-        return None
-    return 1.0 - min(ran) / max(ran)
+    return statistics.median(ran) if ran else None
+
+
+def off(reading: float, typical: float) -> bool:
+    """Whether a reading is further than ``DRIFT`` from the run's median."""
+    return abs(reading / typical - 1.0) > DRIFT

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._speed import DRIFT
+from ._speed import DRIFT, median, off
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -27,7 +27,8 @@ around the drain, per job. **Round trips**: counted by the client, where the ada
 worker (next section), on its default row. **Others**: the cores the rest of the machine
 kept busy meanwhile (a run above 0.25 is run again, twice at most, the quietest kept).
 **Speed**: the machine's speed just before the row ran (a fixed unit of Python work, timed;
-`benchmarks/_speed.py`), as a share of the fastest reading of the run.
+`benchmarks/_speed.py`), as a share of the run's median reading; in bold when it is more
+than 10 % away from it.
 
 | system | concurrency | jobs | jobs/s | worker CPU µs/job | worker busy | Redis CPU µs/job \
 | Redis commands/job | round trips/job | p50 ms | p99 ms | others | speed |
@@ -207,29 +208,43 @@ def _others(row: dict[str, Any]) -> str:
     return f"{text} (best of {len(tries)})" if tries else text
 
 
-def _speed(row: dict[str, Any], fastest: float | None) -> str:
-    """The machine's speed before the row ran, as a share of the run's fastest reading."""
-    if not fastest or not row.get("speed"):
+def _typical(doc: dict[str, Any]) -> float | None:
+    """The run's median speed reading (computed from the readings themselves)."""
+    return median([float(p["units_per_s"]) for p in doc.get("speed", {}).get("probes", [])])
+
+
+def _speed(row: dict[str, Any], typical: float | None) -> str:
+    """The machine's speed before the row ran, as a share of the run's median reading."""
+    if not typical or not row.get("speed"):
         return "—"
-    return f"{row['speed'] / fastest:.0%}"
+    share = f"{row['speed'] / typical:.0%}"
+    return f"**{share}**" if off(row["speed"], typical) else share
 
 
-def _speed_line(doc: dict[str, Any]) -> list[str]:
-    """How much the machine's own speed moved during the run, and a warning past DRIFT."""
+def _speed_line(doc: dict[str, Any], typical: float | None) -> list[str]:
+    """How much the machine's own speed moved during the run; the rows it moved for."""
     speed = doc.get("speed")
-    if not speed or speed.get("spread") is None:
+    if not speed or not typical:
         return []
     line = (f"Machine speed (`benchmarks/_speed.py`, {len(speed['probes'])} readings): "
-            f"{speed['slowest']:,.0f}–{speed['fastest']:,.0f} units/s, the slowest "
-            f"{speed['spread']:.0%} below the fastest.")
-    if speed["spread"] > DRIFT:
-        line += (f" **The machine's speed moved by more than {DRIFT:.0%} during this run: "
-                 "rows run at different speeds (the speed column) are not comparable, and "
-                 "a ratio between them may say more about the machine than the systems.**")
+            f"median {typical:,.0f} units/s, {speed['slowest']:,.0f}–"
+            f"{speed['fastest']:,.0f}.")
+    r = doc["results"]
+    rows = [(f"{x['name']} at {x['concurrency']}", x)
+            for x in _rows(r, "floor") + _rows(r, "drain") + _rows(r, "peers")]
+    rows += [(f"{name}'s latency", x) for name, x in _latencies(r).items()]
+    moved = [f"{label} ({x['speed'] / typical:.0%})" for label, x in rows
+             if x.get("speed") and off(x["speed"], typical)]
+    if moved:
+        line += (f" **Rows run more than {DRIFT:.0%} away from the median speed: "
+                 f"{', '.join(moved)}; their ratios to other rows say as much about the "
+                 "machine as about the systems.**")
+    else:
+        line += f" Every row ran within {DRIFT:.0%} of the median."
     return [line + "\n"]
 
 
-def _side_by_side(r: dict[str, Any], fastest: float | None) -> list[str]:
+def _side_by_side(r: dict[str, Any], typical: float | None) -> list[str]:
     lat = _latencies(r)
     rows = _rows(r, "floor") + _rows(r, "drain") + _rows(r, "peers")
     if not rows:
@@ -244,7 +259,7 @@ def _side_by_side(r: dict[str, Any], fastest: float | None) -> list[str]:
             continue
         if "error" in x and "jobs_per_s" not in x:
             out.append(f"| {x['name']} | {conc} | {x['jobs']:,} | failed: `{x['error']}` "
-                       f"| — | — | — | — | — | — | — | — | {_speed(x, fastest)} |")
+                       f"| — | — | — | — | — | — | — | — | {_speed(x, typical)} |")
             continue
         latency = lat.get(x["name"], {}) if x.get("default") else {}
         rate = _cell(x, "jobs_per_s", 0)
@@ -260,14 +275,14 @@ def _side_by_side(r: dict[str, Any], fastest: float | None) -> list[str]:
             f"{_cell(x, 'redis_cpu_us_per_job', 1)} | "
             f"{_cell(x, 'commands_per_job', 2)} | {_cell(x, 'round_trips_per_job', 3)} | "
             f"{_cell(latency, 'p50_ms', 2)}{saturated} | {_cell(latency, 'p99_ms', 2)}{saturated} "
-            f"| {_others(x)} | {_speed(x, fastest)} |")
+            f"| {_others(x)} | {_speed(x, typical)} |")
     if any(v.get("saturated") for v in lat.values()):
         notes.append("- \\*: the worker started fewer jobs per second than the producer "
                      "enqueued; its latencies measure a growing backlog.")
     return out + (["", *notes] if notes else [])
 
 
-def _latency_table(r: dict[str, Any], fastest: float | None) -> list[str]:
+def _latency_table(r: dict[str, Any], typical: float | None) -> list[str]:
     lat = _latencies(r)
     if not lat:
         return []
@@ -275,27 +290,27 @@ def _latency_table(r: dict[str, Any], fastest: float | None) -> list[str]:
     for name, x in lat.items():
         if "error" in x:
             out.append(f"| {name} | {x['concurrency']} | — | failed: `{x['error']}` "
-                       f"| — | — | — | — | — | {_speed(x, fastest)} |")
+                       f"| — | — | — | — | — | {_speed(x, typical)} |")
             continue
         flag = " (backlog)" if x.get("saturated") else ""
         out.append(f"| {name} | {x['concurrency']} | {x['samples']:,} | {x['p50_ms']:.2f} | "
                    f"{x['p99_ms']:.2f} | {x['max_ms']:.2f} | {x['offered_per_s']:.0f} | "
-                   f"{x['started_per_s']:.0f}{flag} | {_others(x)} | {_speed(x, fastest)} |")
+                   f"{x['started_per_s']:.0f}{flag} | {_others(x)} | {_speed(x, typical)} |")
     return out
 
 
 def render(doc: dict[str, Any]) -> str:
     r = doc["results"]
-    out = _header(doc) + _speed_line(doc)
-    fastest = doc.get("speed", {}).get("fastest")
+    typical = _typical(doc)
+    out = _header(doc) + _speed_line(doc, typical)
     rows = targets(r)
     if rows:
         out.append("## Targets\n\nEach a ratio of two numbers measured in this run.\n\n"
                    "| target | measured | ratio | met |\n|---|---|---|---|")
         verdict = {True: "met", False: "not met", None: "not measured"}
         out += [f"| {t} | {mv} | {v} | {verdict[ok]} |" for t, mv, v, ok in rows]
-    out += _side_by_side(r, fastest)
-    out += _latency_table(r, fastest)
+    out += _side_by_side(r, typical)
+    out += _latency_table(r, typical)
     if "scaling" in r:
         out.append("\n## Scaling (worker processes × concurrency)\n\n"
                    "| handler | processes | concurrency | jobs | jobs/s |\n|---|---|---|---|---|")

@@ -92,7 +92,7 @@ class Bench:
         """Every speed probe of the run (``_speed.probe``), labelled with what ran after it."""
 
     def probe(self, label: str) -> float:
-        """The machine's speed now (``_speed.probe``), kept for the run's spread."""
+        """The machine's speed now (``_speed.probe``), kept for the run's median."""
         reading = {"before": label, **_speed.probe()}
         self.probes.append(reading)
         return float(reading["units_per_s"])
@@ -541,8 +541,8 @@ async def run(quick: bool, only: list[str]) -> tuple[dict[str, Any], dict[str, A
             await bench.r.aclose()
         bench.probe("the end")
         speeds = [p["units_per_s"] for p in bench.probes]
-        speed = {"probes": bench.probes, "fastest": max(speeds), "slowest": min(speeds),
-                 "spread": _speed.spread(speeds)}
+        speed = {"probes": bench.probes, "median": _speed.median(speeds),
+                 "fastest": max(speeds), "slowest": min(speeds)}
         return out, {"load_by_case": load, "environments": bench.envs.report, "speed": speed}
 
 
