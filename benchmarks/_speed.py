@@ -35,14 +35,18 @@ def _unit() -> int:
     return total
 
 
-def steal_seconds() -> float | None:
-    """CPU time the hypervisor has given to others while this machine wanted it (all
-    cores, ``/proc/stat``), or ``None`` where it is not reported."""
+def cpu_seconds() -> tuple[float | None, float | None]:
+    """From one read of ``/proc/stat`` (all cores): the CPU time the whole machine has
+    spent busy, and the time the hypervisor gave to others while this machine wanted it
+    (steal); ``None`` for what is not reported."""
     try:
-        fields = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
-        return int(fields[7]) / os.sysconf("SC_CLK_TCK") if len(fields) > 7 else None
-    except (OSError, ValueError, IndexError):
-        return None
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None, None
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    steal = fields[7] / tick if len(fields) > 7 else None
+    return (sum(fields[:8]) - idle) / tick, steal
 
 
 def probe() -> dict[str, Any]:
@@ -53,7 +57,7 @@ def probe() -> dict[str, Any]:
         t = time.perf_counter()
         _unit()
         best = min(best, time.perf_counter() - t)
-    return {"units_per_s": 1.0 / best, "steal_s": steal_seconds()}
+    return {"units_per_s": 1.0 / best, "steal_s": cpu_seconds()[1]}
 
 
 def median(readings: list[float]) -> float | None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._speed import DRIFT, median, off
+from ._speed import DRIFT, off
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -208,9 +208,9 @@ def _others(row: dict[str, Any]) -> str:
     return f"{text} (best of {len(tries)})" if tries else text
 
 
-def _typical(doc: dict[str, Any]) -> float | None:
-    """The run's median speed reading (computed from the readings themselves)."""
-    return median([float(p["units_per_s"]) for p in doc.get("speed", {}).get("probes", [])])
+def _drains(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every drain row of the run: the bare loop's, leaseq's, the peers'."""
+    return _rows(r, "floor") + _rows(r, "drain") + _rows(r, "peers")
 
 
 def _speed(row: dict[str, Any], typical: float | None) -> str:
@@ -230,8 +230,7 @@ def _speed_line(doc: dict[str, Any], typical: float | None) -> list[str]:
             f"median {typical:,.0f} units/s, {speed['slowest']:,.0f}–"
             f"{speed['fastest']:,.0f}.")
     r = doc["results"]
-    rows = [(f"{x['name']} at {x['concurrency']}", x)
-            for x in _rows(r, "floor") + _rows(r, "drain") + _rows(r, "peers")]
+    rows = [(f"{x['name']} at {x['concurrency']}", x) for x in _drains(r)]
     rows += [(f"{name}'s latency", x) for name, x in _latencies(r).items()]
     moved = [f"{label} ({x['speed'] / typical:.0%})" for label, x in rows
              if x.get("speed") and off(x["speed"], typical)]
@@ -246,7 +245,7 @@ def _speed_line(doc: dict[str, Any], typical: float | None) -> list[str]:
 
 def _side_by_side(r: dict[str, Any], typical: float | None) -> list[str]:
     lat = _latencies(r)
-    rows = _rows(r, "floor") + _rows(r, "drain") + _rows(r, "peers")
+    rows = _drains(r)
     if not rows:
         return []
     out = [DRAINS]
@@ -301,7 +300,7 @@ def _latency_table(r: dict[str, Any], typical: float | None) -> list[str]:
 
 def render(doc: dict[str, Any]) -> str:
     r = doc["results"]
-    typical = _typical(doc)
+    typical = doc.get("speed", {}).get("median")
     out = _header(doc) + _speed_line(doc, typical)
     rows = targets(r)
     if rows:

@@ -63,16 +63,6 @@ async def noop(ctx: JobContext, payload: Any) -> None:
     return None
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU time the whole machine has spent busy (``/proc/stat``), all cores."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     ran = [r for r in rows if "jobs_per_s" in r and "error" not in r]
     return max(ran, key=lambda r: r["jobs_per_s"]) if ran else None
@@ -103,10 +93,10 @@ class Bench:
 
     async def counters(self) -> dict[str, Any]:
         info = await self.r.info("cpu", "stats")
+        busy, steal = _speed.cpu_seconds()
         return {"redis_cpu": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
                 "commands": int(info["total_commands_processed"]),
-                "busy": busy_cpu_seconds(), "steal": _speed.steal_seconds(),
-                "t": time.perf_counter()}
+                "busy": busy, "steal": steal, "t": time.perf_counter()}
 
     def size(self, system: System, concurrency: int | None) -> int:
         """N for one drain: a few seconds' worth at the rate the system reaches."""
