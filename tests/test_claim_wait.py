@@ -3,6 +3,7 @@ one connection (plain and Sentinel clients), or after it (cluster, single connec
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -124,6 +125,33 @@ async def test_an_interrupt_ends_the_wait_and_the_claim_still_runs(real_redis: a
             await wait_for(lambda: _blocked(real_redis))
             interrupt.set()
     assert sorted(lease.job_id for lease in got) == sorted(ids)
+
+
+@pytest.mark.real_redis
+@pytest.mark.parametrize("end", ["woken", "interrupted", "cancelled"])
+async def test_a_waiting_claim_leaves_no_task_behind(real_redis: aioredis.Redis, end: str):
+    """The task that watches the interrupt during the wait is gone once the claim
+    returns, however the wait ended: a worker waits anew after every idle spell."""
+    q = Queue(real_redis, f"tidy-{end}")
+    interrupt = anyio.Event()
+    before = asyncio.all_tasks()
+
+    async def claim() -> None:
+        await q.claim_many(1, wait=60, interrupt=interrupt)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim)
+            await wait_for(lambda: _blocked(real_redis))
+            if end == "woken":
+                await q.enqueue("t", 1)
+            elif end == "interrupted":
+                interrupt.set()
+            else:
+                tg.cancel_scope.cancel()
+    for _ in range(3):  # a cancelled task ends at its next step
+        await asyncio.sleep(0)
+    assert asyncio.all_tasks() == before
 
 
 @pytest.mark.real_redis
