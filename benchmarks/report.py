@@ -22,17 +22,20 @@ handler call to the last. **Worker CPU**: the worker process's user + sys CPU ov
 drain, per job; **worker busy**: that CPU over the drain's wall time (100 %: one core,
 all the time). **Redis CPU** (`used_cpu_sys` + `used_cpu_user`) and **commands**
 (`total_commands_processed`, which counts the commands scripts run) are read from `INFO`
-around the drain, per job. **Round trips**: counted by the client, where the adapter can
-(the bare loop, leaseq). **p50/p99**: enqueue→start latency of the library's default
-worker (next section), on its default row. **Others**: the cores the rest of the machine
-kept busy meanwhile (a run above 0.25 is run again, twice at most, the quietest kept).
-**Speed**: the machine's speed just before the row ran (a fixed unit of Python work, timed;
-`benchmarks/_speed.py`), as a share of the run's median reading; in bold when it is more
-than 10 % away from it.
+around the drain, per job, and so are **Redis reads** (`total_reads_processed`: the read
+events on client sockets, about one per round trip whatever the client, more for a
+request over Redis's 16 KiB read buffer). **Client round trips**: counted by the client,
+where the adapter can (the bare loop, leaseq). **p50/p99**: enqueue→start latency of the
+library's default worker (next section), on its default row. **Others**: the cores the
+rest of the machine kept busy meanwhile (a run above 0.25 is run again, twice at most,
+the quietest kept). **Speed**: the machine's speed just before the row ran (a fixed
+unit of Python work, timed; `benchmarks/_speed.py`), as a share of the run's median
+reading; in bold when it is more than 10 % away from it.
 
 | system | concurrency | jobs | jobs/s | worker CPU µs/job | worker busy | Redis CPU µs/job \
-| Redis commands/job | round trips/job | p50 ms | p99 ms | others | speed |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|"""
+| Redis commands/job | Redis reads/job | client round trips/job | p50 ms | p99 ms | others \
+| speed |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"""
 
 LATENCY = """
 ## Enqueue→start latency
@@ -40,11 +43,13 @@ LATENCY = """
 An idle worker process at the library's defaults; a producer process enqueues one job
 every 5 ms, awaiting each, the job carrying its enqueue time (CLOCK_MONOTONIC, which the
 machine's processes share); the handler's first act records its start. *(backlog)*: the
-worker started fewer jobs per second than were enqueued.
+worker started fewer jobs per second than were enqueued. **Redis CPU, commands and
+reads per job**: from `INFO` around the run, over the jobs enqueued: the producer's
+enqueues, the worker's claims and acks, and whatever the idle worker does meanwhile.
 
-| system | concurrency | samples | p50 ms | p99 ms | max ms | enqueued/s | started/s | others \
-| speed |
-|---|---|---|---|---|---|---|---|---|---|"""
+| system | concurrency | samples | p50 ms | p99 ms | max ms | enqueued/s | started/s \
+| Redis CPU µs/job | Redis commands/job | Redis reads/job | others | speed |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|"""
 
 
 def _fmt(x: Any, digits: int = 0) -> str:
@@ -254,11 +259,11 @@ def _side_by_side(r: dict[str, Any], typical: float | None) -> list[str]:
         conc = f"{x['concurrency']}{' (default)' if x.get('default') else ''}"
         if "not_run" in x:
             out.append(f"| {x['name']} | {x['concurrency']} | — | not run: {x['not_run']} "
-                       "| — | — | — | — | — | — | — | — | — |")
+                       "| — | — | — | — | — | — | — | — | — | — |")
             continue
         if "error" in x and "jobs_per_s" not in x:
             out.append(f"| {x['name']} | {conc} | {x['jobs']:,} | failed: `{x['error']}` "
-                       f"| — | — | — | — | — | — | — | — | {_speed(x, typical)} |")
+                       f"| — | — | — | — | — | — | — | — | — | {_speed(x, typical)} |")
             continue
         latency = lat.get(x["name"], {}) if x.get("default") else {}
         rate = _cell(x, "jobs_per_s", 0)
@@ -272,7 +277,8 @@ def _side_by_side(r: dict[str, Any], typical: float | None) -> list[str]:
             f"| {x['name']} | {conc} | {x['jobs']:,} | {rate} | "
             f"{_cell(x, 'worker_cpu_us_per_job', 0)} | {_percent(x, 'worker_busy')} | "
             f"{_cell(x, 'redis_cpu_us_per_job', 1)} | "
-            f"{_cell(x, 'commands_per_job', 2)} | {_cell(x, 'round_trips_per_job', 3)} | "
+            f"{_cell(x, 'commands_per_job', 2)} | {_cell(x, 'redis_reads_per_job', 3)} | "
+            f"{_cell(x, 'round_trips_per_job', 3)} | "
             f"{_cell(latency, 'p50_ms', 2)}{saturated} | {_cell(latency, 'p99_ms', 2)}{saturated} "
             f"| {_others(x)} | {_speed(x, typical)} |")
     if any(v.get("saturated") for v in lat.values()):
@@ -289,12 +295,14 @@ def _latency_table(r: dict[str, Any], typical: float | None) -> list[str]:
     for name, x in lat.items():
         if "error" in x:
             out.append(f"| {name} | {x['concurrency']} | — | failed: `{x['error']}` "
-                       f"| — | — | — | — | — | {_speed(x, typical)} |")
+                       f"| — | — | — | — | — | — | — | — | {_speed(x, typical)} |")
             continue
         flag = " (backlog)" if x.get("saturated") else ""
         out.append(f"| {name} | {x['concurrency']} | {x['samples']:,} | {x['p50_ms']:.2f} | "
                    f"{x['p99_ms']:.2f} | {x['max_ms']:.2f} | {x['offered_per_s']:.0f} | "
-                   f"{x['started_per_s']:.0f}{flag} | {_others(x)} | {_speed(x, typical)} |")
+                   f"{x['started_per_s']:.0f}{flag} | {_cell(x, 'redis_cpu_us_per_job', 1)} | "
+                   f"{_cell(x, 'commands_per_job', 2)} | {_cell(x, 'redis_reads_per_job', 2)} | "
+                   f"{_others(x)} | {_speed(x, typical)} |")
     return out
 
 

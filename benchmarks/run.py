@@ -96,6 +96,9 @@ class Bench:
         busy, steal = _speed.cpu_seconds()
         return {"redis_cpu": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
                 "commands": int(info["total_commands_processed"]),
+                # Read events on client sockets: about one per round trip, whoever the
+                # client (a request over Redis's 16 KiB read buffer takes more).
+                "reads": int(info["total_reads_processed"]),
                 "busy": busy, "steal": steal, "t": time.perf_counter()}
 
     def size(self, system: System, concurrency: int | None) -> int:
@@ -142,6 +145,16 @@ class Bench:
             kept["others_by_attempt"] = [t.get("other_cpu_cores") for t in tries]
         return kept
 
+    @staticmethod
+    def redis_work(before: dict[str, Any], after: dict[str, Any], jobs: int) -> dict[str, float]:
+        """Redis's CPU, commands and socket reads between two readings, per job."""
+        redis_cpu = after["redis_cpu"] - before["redis_cpu"]
+        # The runner's own INFO between the two readings is not the system's.
+        return {"redis_cpu_us_per_job": redis_cpu / jobs * 1e6,
+                "redis_busy": redis_cpu / (after["t"] - before["t"]),
+                "commands_per_job": (after["commands"] - before["commands"] - 1) / jobs,
+                "redis_reads_per_job": (after["reads"] - before["reads"] - 1) / jobs}
+
     async def run_drain(self, system: System, concurrency: int | None) -> dict[str, Any]:
         return await self.quiet(lambda: self._drain_once(system, concurrency))
 
@@ -170,16 +183,12 @@ class Bench:
         except TimeoutError:
             return {**row, "error": f"timed out after {CHILD_TIMEOUT:.0f} s"}
         jobs = max(1, report["jobs"])
-        redis_cpu = after["redis_cpu"] - before["redis_cpu"]
         row.update(
             jobs=report["jobs"], concurrency=report.get("concurrency", row["concurrency"]),
             jobs_per_s=report["jobs_per_s"], seconds=report["seconds"],
             worker_cpu_us_per_job=report["cpu_s"] / jobs * 1e6,
             worker_busy=report["cpu_s"] / report["seconds"],
-            redis_cpu_us_per_job=redis_cpu / jobs * 1e6,
-            redis_busy=redis_cpu / (after["t"] - before["t"]),
-            # The runner's own INFO between the two readings is not the system's.
-            commands_per_job=(after["commands"] - before["commands"] - 1) / jobs,
+            **self.redis_work(before, after, jobs),
             other_cpu_cores=self.others(before, after, report["cpu_s"]),
             steal_cores=self.steal(before, after))
         if "round_trips" in report:
@@ -231,7 +240,9 @@ class Bench:
                    # A worker slower than the producer: the latencies are a growing backlog.
                    saturated=report["jobs_per_s"] < 0.9 * offered,
                    other_cpu_cores=self.others(before, after, report["cpu_s"], sent["cpu_s"]),
-                   steal_cores=self.steal(before, after))
+                   steal_cores=self.steal(before, after),
+                   # The producer's enqueues and the idle worker's own calls, per job.
+                   **self.redis_work(before, after, max(1, sent["produced"])))
         if exit_error:
             out["exit_error"] = exit_error
         return out

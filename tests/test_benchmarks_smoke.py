@@ -36,6 +36,13 @@ def test_benchmark_runner_smoke(tmp_path: Path):
         assert row["jobs"] == 2000 and row["jobs_per_s"] > 0
         assert row["worker_cpu_us_per_job"] > 0 and row["commands_per_job"] > 0
         assert row["speed"] > 0  # the machine's speed, probed just before the row ran
+    # Redis's count of socket reads is a round-trip count any client gets: for the bare
+    # loop (one BRPOP per job, each awaited) it agrees with the client's own count, but for
+    # the set-up of each new connection (at the smoke size, up to a fifth more).
+    for row in floor:
+        assert 0.8 <= row["redis_reads_per_job"] / row["round_trips_per_job"] <= 1.5, row
+    for row in drain:
+        assert 0 < row["redis_reads_per_job"] < 1, row  # batched claims and acks
     # A probe per row, per case and one at the end, and the run's range from them.
     speed = doc["speed"]
     assert len(speed["probes"]) == len(floor) + len(drain) + 5 + 1
