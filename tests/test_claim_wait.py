@@ -30,6 +30,21 @@ class Counting(Connection):
         await super().send_packed_command(command, check_health)
 
 
+async def _ran(done: list[int], n: int) -> bool:
+    return len(done) >= n
+
+
+class ClaimCounting(Connection):
+    """Counts the claim script calls its client sends."""
+
+    claims = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        sent = command if isinstance(command, (bytes, bytearray)) else b"".join(command)
+        ClaimCounting.claims += sent.count(scripts.CLAIM.sha.encode())
+        await super().send_packed_command(command, check_health)
+
+
 async def _blocked(r: aioredis.Redis) -> bool:
     info = await r.info("clients")
     return int(info["blocked_clients"]) > 0
@@ -125,6 +140,53 @@ async def test_an_interrupt_ends_the_wait_and_the_claim_still_runs(real_redis: a
             await wait_for(lambda: _blocked(real_redis))
             interrupt.set()
     assert sorted(lease.job_id for lease in got) == sorted(ids)
+
+
+async def test_a_claim_says_whether_it_left_nothing_waiting(redis: aioredis.Redis):
+    q = Queue(redis, "left")
+    await q.enqueue_many("t", [1, 2, 3])
+    assert len(await q.claim_many(2)) == 2
+    assert not q.nothing_waiting  # one job still waits
+    assert len(await q.claim_many(2)) == 1
+    assert q.nothing_waiting  # it took the last one
+    assert await q.claim_many(1) == [] and q.nothing_waiting
+    await q.enqueue("t", 4)
+    await q.pause()
+    assert await q.claim_many(1) == [] and not q.nothing_waiting  # held back, not empty
+    await q.resume()
+    assert len(await q.claim_many(5, wait=30)) == 1 and q.nothing_waiting
+
+
+@pytest.mark.real_redis
+async def test_an_idle_worker_sends_one_claim_per_job_of_a_trickle(redis_server: RedisServer):
+    """A claim that took the last waiting job says so, and the idle worker's next claim
+    waits for work instead of asking at once to find nothing: one claim per job."""
+    client = aioredis.Redis.from_url(redis_server.url, connection_class=ClaimCounting)
+    try:
+        await client.flushall()
+        q = Queue(client, "trickle")
+        done: list[int] = []
+
+        async def t(ctx: Any, payload: int) -> None:
+            done.append(payload)
+
+        worker = Worker(q, {"t": t}, poll_interval=60)  # no wait ends by its timeout
+        ClaimCounting.claims = 0
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run)
+                for i in range(5):
+                    await wait_for(lambda: _blocked(client))  # the worker waits for work
+                    await q.enqueue("t", i)
+                    await wait_for(lambda: _ran(done, i + 1))
+                await wait_for(lambda: _blocked(client))
+                # The claim at start-up (it found nothing), one waiting claim per job, and
+                # the one waiting now; a claim sent after each job only to find nothing
+                # would add at least five.
+                assert ClaimCounting.claims == 5 + 2
+                worker.stop()
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.real_redis

@@ -502,6 +502,9 @@ class ProtocolMachine(LeaseMachine):
             self.leases.append(lease)
         for lease in leases[back:]:
             self._claimed(lease)
+        if back < n and not self.paused:  # and whether it left nothing waiting
+            left = any(m.state == "todo" for m in self.jobs.values())
+            assert self.q.nothing_waiting == (not left), left
         return leases[back:]
 
     @rule(n=st.integers(1, 3))

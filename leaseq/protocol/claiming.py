@@ -276,12 +276,15 @@ class Claiming(Settling):
         del self._lost_claims[:-_MAX_LOST_CLAIMS]
 
     def _held_back(self, reply: list[Any], t1: float) -> None:
-        """Record why the claim could not take more (paused, a limit) and until when."""
+        """Record why the claim could not take more (paused, a limit) and until when, and
+        whether it left nothing waiting."""
         # A claim answered from its record says nothing of now: nothing is held back
         # until a fresh claim says so.
-        state = text(reply[3]) if int(reply[2]) == 0 else ""
+        fresh = int(reply[2]) == 0
+        state = text(reply[3]) if fresh else ""
         retry_at = int(reply[4])
         self.held_back = state
+        self.nothing_waiting = fresh and int(reply[5]) == 0
         self.held_back_until = (
             t1 + max(0.0, retry_at - int(reply[0])) / 1000 if state and retry_at else None)
 
@@ -296,7 +299,7 @@ class Claiming(Settling):
         offset = now - (t0 + t1) / 2
         leases: list[Lease] = []
         gone = 0
-        for i in range(5, len(reply), 11):
+        for i in range(6, len(reply), 11):
             (job_id, token, attempt, task, payload, max_attempts, lease_ms, ttl_ms,
              status, key, holds) = reply[i:i + 11]
             jid = text(job_id)

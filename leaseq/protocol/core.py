@@ -159,6 +159,10 @@ class QueueCore:
         self.held_back_until: float | None = None
         """``time.monotonic()`` when a limit next lets a job start (``None``: when a
         slot frees or a job is enqueued, which wakes the workers)."""
+        self.nothing_waiting = False
+        """Whether the last claim found ``todos`` empty as it ended (``False`` also when
+        it did not look, or answered from the record of a call whose reply was lost):
+        a claim now would find nothing until a job comes, which wakes the workers."""
         self.recovered_leases = 0
         """Leases of claim calls whose reply was lost that a later claim took over."""
         self._lost_claims: list[str] = []

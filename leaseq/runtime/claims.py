@@ -71,6 +71,14 @@ class Claims:
             raise error
         return leases
 
+    def nothing_waiting(self) -> bool:
+        """Whether the last claim (one served queue) was held back by nothing and left
+        nothing waiting: the next claim should wait for work rather than ask at once."""
+        if len(self._names) != 1:
+            return False
+        queue = self.served[self._names[0]].queue
+        return queue.nothing_waiting and not queue.held_back
+
     def held_back(self) -> dict[str, tuple[str, float | None]]:
         """The served queues whose last claim was held back by the pause or a limit:
         the reason, and the ``time.monotonic()`` when a limit next lets a job start

@@ -541,6 +541,10 @@ class Worker:
                 self._give_back(slots[len(leases):])
                 wait_first = False
                 if leases:
+                    # A claim that emptied todos: one sent now would find nothing (a
+                    # round trip and a script run per job of a trickle), so the next one
+                    # waits for work. A burst worker asks, to learn that it is done.
+                    wait_first = not burst and self._claims.nothing_waiting()
                     continue
                 held, wait = self._held_back()
                 if "limited" in held and wait < _SHORT_WAIT:

@@ -8,13 +8,16 @@
 --       task, limit (a worker's Task(max_attempts=...)); on a cluster also the m
 --       candidate ids (the caller picked them with SRANDMEMBER or candidates.lua, or, to
 --       recover a claim, read them from its record)
--- Returns: {now_ms, fence_base, recovered, state, retry_at, entries...}; recovered is 1
+-- Returns: {now_ms, fence_base, recovered, state, retry_at, left, entries...}; recovered is 1
 --   when the record of this nonce already existed (a re-sent call) and the entries are
 --   that claim's. state says why nothing more could be claimed: '' (nothing waits, or
 --   n were claimed), 'paused', 'full' (max_in_flight left fewer than n slots), 'limited'
 --   (the queue's rate), 'keys' (every key with waiting jobs is at its limit); retry_at:
 --   the Redis ms when a limit next lets a job start (for 'full' the earliest expiry of
---   a held lease; 0 = only a freed slot or a new job will).
+--   a held lease; 0 = only a freed slot or a new job will). left: 0 when todos was
+--   found empty as the call ended (so was the wake list: a later job pushes a token),
+--   1 otherwise or when not looked at; an idle worker whose claim emptied todos waits
+--   for work at once instead of asking again to find nothing.
 --   Each entry is 11 fields: id, token, attempt, task, payload, max_attempts, lease_ms,
 --   ms left on the lease, status, key, flags (1: the lease holds a concurrency slot,
 --   2: the job is placed in a fifo queue; its ack must free and forget them)
@@ -70,7 +73,7 @@ for i = 1, m do named[ARGV[first - 1 + i]] = i end
 local record = redis.call('GET', KEYS[7])
 if record then
   local r = cjson.decode(record)
-  local out = {now, r[1], 1, '', 0}
+  local out = {now, r[1], 1, '', 0, 1}
   for j = 2, #r, 2 do
     local slot, id = r[j], r[j + 1]
     local job, lease
@@ -107,7 +110,7 @@ if #due > 0 then
   for _, id in ipairs(due) do ctl_wait(id, false) end
 end
 
-local out = {now, 0, 0, '', 0}
+local out = {now, 0, 0, '', 0, 1}
 if CTL.paused then
   -- Wake tokens are stale until resume pushes new ones: idle workers stay asleep.
   redis.call('DEL', KEYS[5])
@@ -261,7 +264,12 @@ end
 if #picked == 0 then
   -- Nothing claimable: wake tokens are stale (a new job, a freed slot or a resume
   -- pushes fresh ones), so idle workers stay asleep until then or retry_at.
-  if out[4] ~= '' or redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[5]) end
+  if out[4] ~= '' then
+    redis.call('DEL', KEYS[5])
+  elseif redis.call('SCARD', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[5])
+    out[6] = 0
+  end
   return out
 end
 local leased = 0
@@ -361,5 +369,6 @@ end
 -- An empty todos makes any wake tokens stale; dropping them keeps idle workers asleep.
 if redis.call('SCARD', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[5])
+  out[6] = 0
 end
 return out
