@@ -297,14 +297,15 @@ class Claiming(Settling):
         cannot be decoded is buried, not returned."""
         now = int(reply[0]) / 1000
         offset = now - (t0 + t1) / 2
+        start = t0 if sent is None else sent
+        name, default_attempts, loads = self.name, self.max_attempts, self.serializer.loads
         leases: list[Lease] = []
         gone = 0
         for i in range(6, len(reply), 11):
             (job_id, token, attempt, task, payload, max_attempts, lease_ms, ttl_ms,
              status, key, holds) = reply[i:i + 11]
             jid = text(job_id)
-            state = text(status)
-            if state != "ok":
+            if status != b"ok" and (state := text(status)) != "ok":
                 if state == "gone":
                     gone += 1
                 elif state == "expired":
@@ -320,22 +321,26 @@ class Claiming(Settling):
             tok = text(token)
             left_s = int(ttl_ms) / 1000
             try:
-                decoded = self.serializer.loads(payload)
+                decoded = loads(payload)
                 error = None
             except Exception as exc:
                 decoded = None
                 error = storable(f"payload cannot be decoded: {type(exc).__name__}: {exc}")
+            # Positional, in the fields' order: keywords cost a claimed job 0.6 of the
+            # 2 µs that making its Lease takes.
             lease = Lease(
-                queue=self.name, job_id=jid, token=tok, task=text(task), payload=decoded,
-                attempt=opt_int(attempt) or 0,
-                max_attempts=opt_int(max_attempts) or self.max_attempts,
-                lease_timeout=int(lease_ms) / 1000,
-                deadline=now + left_s, fence=int(tok.split("-", 1)[0]),
-                # Conservative: the server measured what is left after the call was sent.
-                local_deadline=(t0 if sent is None else sent) + left_s,
-                server_offset=offset,
-                key=text(key),
-                holds=int(holds),
+                name, jid, tok, text(task), decoded,
+                opt_int(attempt) or 0,  # attempt
+                opt_int(max_attempts) or default_attempts,
+                int(lease_ms) / 1000,  # lease_timeout
+                now + left_s,  # deadline
+                int(tok.split("-", 1)[0]),  # fence
+                # local_deadline, conservative: the server measured what is left after
+                # the call was sent.
+                start + left_s,
+                offset,  # server_offset
+                text(key),
+                int(holds),
             )
             if error is None:
                 leases.append(lease)
