@@ -171,6 +171,7 @@ async def test_an_idle_worker_sends_one_claim_per_job_of_a_trickle(redis_server:
             done.append(payload)
 
         worker = Worker(q, {"t": t}, poll_interval=60)  # no wait ends by its timeout
+        await client.script_load(scripts.CLAIM.source)  # no call sent twice for NOSCRIPT
         ClaimCounting.claims = 0
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
@@ -178,7 +179,7 @@ async def test_an_idle_worker_sends_one_claim_per_job_of_a_trickle(redis_server:
                 for i in range(5):
                     await wait_for(lambda: _blocked(client))  # the worker waits for work
                     await q.enqueue("t", i)
-                    await wait_for(lambda: _ran(done, i + 1))
+                    await wait_for(lambda n=i + 1: _ran(done, n))
                 await wait_for(lambda: _blocked(client))
                 # The claim at start-up (it found nothing), one waiting claim per job, and
                 # the one waiting now; a claim sent after each job only to find nothing
