@@ -39,7 +39,7 @@ from leaseq import JobContext, Queue, Reaper, Weighted, Worker
 from leaseq.testing import RedisServer
 
 from . import _speed
-from .peers.systems import BARE, LEASEQ, PEERS, Environments, Failed, System, adapter
+from .peers.systems import BARE, LEASEQ, LEASEQ_UVLOOP, PEERS, Environments, Failed, System, adapter
 from .report import render
 
 RESULTS = Path(__file__).parent / "results"
@@ -259,8 +259,9 @@ class Bench:
     async def drain(self) -> dict[str, Any]:
         """leaseq's ``Worker(queue, handlers)`` (its default concurrency: 79 on redis-py's
         default pool) and the same worker at concurrency 10, 100 and 200, each draining N
-        no-op jobs in burst mode."""
+        no-op jobs in burst mode; then at its default and at 200 on uvloop."""
         rows = [await self.run_drain(LEASEQ, c) for c in LEASEQ.concurrencies]
+        rows += [await self.run_drain(LEASEQ_UVLOOP, c) for c in LEASEQ_UVLOOP.concurrencies]
         top = best(rows)
         return {"rows": rows, "best": top["concurrency"] if top else None,
                 "default": LEASEQ.default}

@@ -29,8 +29,10 @@ def test_benchmark_runner_smoke(tmp_path: Path):
     assert [r["concurrency"] for r in floor] == [1, 10, 50, 100]
     assert doc["results"]["floor"]["best"] in (1, 10, 50, 100)
     # leaseq's default worker (concurrency 79 on redis-py's default pool), then 10, 100
-    # and 200.
-    assert [r["concurrency"] for r in drain] == [79, 10, 100, 200]
+    # and 200; then on uvloop at its default and 200.
+    assert [(r["name"], r["concurrency"]) for r in drain] == [
+        ("leaseq", 79), ("leaseq", 10), ("leaseq", 100), ("leaseq", 200),
+        ("leaseq (uvloop)", 79), ("leaseq (uvloop)", 200)]
     for row in floor + drain:
         assert "error" not in row, row
         assert row["jobs"] == 2000 and row["jobs_per_s"] > 0
@@ -49,6 +51,7 @@ def test_benchmark_runner_smoke(tmp_path: Path):
     assert speed["slowest"] <= speed["median"] <= speed["fastest"]
     text = (tmp_path / "quick.md").read_text()
     assert "## Targets" in text and "| bare loop | 100 |" in text
+    assert "| leaseq (uvloop) | 200 |" in text
     assert "Machine speed (`benchmarks/_speed.py`, " in text
 
 

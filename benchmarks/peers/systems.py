@@ -68,6 +68,9 @@ BARE = System("bare loop", "main", "bare_adapter.py", 1,
 # Default: 100 jobs at once, or what fits redis-py's default pool of 100 connections (79).
 LEASEQ = System("leaseq", "main", "leaseq_adapter.py", 79,
                 {None: 18_000, 10: 8_000, 100: 20_000, 200: 22_000}, (None, 10, 100, 200))
+# The same on uvloop (the `fast` extra, which `leaseq worker` then runs on).
+LEASEQ_UVLOOP = System("leaseq (uvloop)", "main", "leaseq_uvloop_adapter.py", 79,
+                       {None: 18_000, 200: 22_000}, (None, 200))
 PEERS = (
     System("arq", "peers", "arq_adapter.py", 10, {None: 230, 50: 570}),
     System("saq", "peers", "saq_adapter.py", 10, {None: 1_900, 50: 2_000}),
