@@ -1,7 +1,7 @@
 -- enqueue: create jobs that do not exist yet; an existing id is left untouched (dedup).
 -- (controls prelude: ctl_wake; job-creation prelude: create_job, flush_jobs)
--- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 wake, 7..18 the control
---       block; on a cluster also one job hash per job, in ARGV order
+-- KEYS: 1 todos, 2 in_progress, 3 done, 4 dead, 5 delayed, 6 wake, 7.. the control
+--       block (CTL_N keys); on a cluster also one job hash per job, in ARGV order
 -- ARGV: 1 '1' when the ids were freshly generated (random), '0' for caller-given ids;
 --       2 the trace context to store with every job ('' = none); 3 the key prefix
 --       "leaseq:{NAME}:", or '' on a cluster (the job hashes are then declared);
