@@ -191,30 +191,39 @@ async def test_an_idle_worker_sends_one_claim_per_job_of_a_trickle(redis_server:
 
 
 @pytest.mark.real_redis
+@pytest.mark.parametrize("single", [False, True])
 @pytest.mark.parametrize("end", ["woken", "interrupted", "cancelled"])
-async def test_a_waiting_claim_leaves_no_task_behind(real_redis: aioredis.Redis, end: str):
+async def test_a_waiting_claim_leaves_no_task_behind(
+    redis_server: RedisServer, real_redis: aioredis.Redis, end: str, single: bool,
+):
     """The task that watches the interrupt during the wait is gone once the claim
-    returns, however the wait ended: a worker waits anew after every idle spell."""
-    q = Queue(real_redis, f"tidy-{end}")
+    returns, however the wait ended: a worker waits anew after every idle spell. Both
+    ways of waiting: behind the BLPOP on a pooled connection, or after it."""
+    client = aioredis.Redis.from_url(redis_server.url, single_connection_client=single)
+    q = Queue(client, f"tidy-{end}-{single}")
+    await q.prepare()
     interrupt = anyio.Event()
     before = asyncio.all_tasks()
 
     async def claim() -> None:
         await q.claim_many(1, wait=60, interrupt=interrupt)
 
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(claim)
-            await wait_for(lambda: _blocked(real_redis))
-            if end == "woken":
-                await q.enqueue("t", 1)
-            elif end == "interrupted":
-                interrupt.set()
-            else:
-                tg.cancel_scope.cancel()
-    for _ in range(3):  # a cancelled task ends at its next step
-        await asyncio.sleep(0)
-    assert asyncio.all_tasks() == before
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(claim)
+                await wait_for(lambda: _blocked(real_redis))
+                if end == "woken":
+                    await Queue(real_redis, q.name).enqueue("t", 1)
+                elif end == "interrupted":
+                    interrupt.set()
+                else:
+                    tg.cancel_scope.cancel()
+        for _ in range(3):  # a cancelled task ends at its next step
+            await asyncio.sleep(0)
+        assert asyncio.all_tasks() == before
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.real_redis
