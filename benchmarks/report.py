@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._speed import DRIFT, off
+from .peers.systems import LEASEQ, LEASEQ_UVLOOP
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -81,7 +82,7 @@ def _latencies(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _setting(row: dict[str, Any]) -> str:
     """How a leaseq drain row ran: its concurrency, and uvloop if it ran on it."""
-    loop = ", uvloop" if row["name"] == "leaseq (uvloop)" else ""
+    loop = ", uvloop" if row["name"] == LEASEQ_UVLOOP.name else ""
     return f"concurrency {row['concurrency']}{loop}"
 
 
@@ -101,7 +102,7 @@ def targets(r: dict[str, Any]) -> list[Target]:
     drain_rows = _rows(r, "drain")
     leaseq = _best(drain_rows)
     default = next((x for x in drain_rows
-                    if x["name"] == "leaseq" and x.get("default") and _ran(x)), None)
+                    if x["name"] == LEASEQ.name and x.get("default") and _ran(x)), None)
     lat = _latencies(r)
     lat_floor = lat.get("bare loop", {})
     lat_leaseq = lat.get("leaseq", {})

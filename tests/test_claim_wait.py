@@ -21,28 +21,21 @@ from .helpers.tasks import HANDLERS
 
 
 class Counting(Connection):
-    """Counts the writes (round trips) its client sends."""
+    """Counts the writes (round trips) its client sends, and the claim script calls in
+    them."""
 
     writes = 0
+    claims = 0
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        sent = command if isinstance(command, (bytes, bytearray)) else b"".join(command)
         Counting.writes += 1
+        Counting.claims += sent.count(scripts.CLAIM.sha.encode())
         await super().send_packed_command(command, check_health)
 
 
 async def _ran(done: list[int], n: int) -> bool:
     return len(done) >= n
-
-
-class ClaimCounting(Connection):
-    """Counts the claim script calls its client sends."""
-
-    claims = 0
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        sent = command if isinstance(command, (bytes, bytearray)) else b"".join(command)
-        ClaimCounting.claims += sent.count(scripts.CLAIM.sha.encode())
-        await super().send_packed_command(command, check_health)
 
 
 async def _blocked(r: aioredis.Redis) -> bool:
@@ -161,7 +154,7 @@ async def test_a_claim_says_whether_it_left_nothing_waiting(redis: aioredis.Redi
 async def test_an_idle_worker_sends_one_claim_per_job_of_a_trickle(redis_server: RedisServer):
     """A claim that took the last waiting job says so, and the idle worker's next claim
     waits for work instead of asking at once to find nothing: one claim per job."""
-    client = aioredis.Redis.from_url(redis_server.url, connection_class=ClaimCounting)
+    client = aioredis.Redis.from_url(redis_server.url, connection_class=Counting)
     try:
         await client.flushall()
         q = Queue(client, "trickle")
@@ -172,7 +165,7 @@ async def test_an_idle_worker_sends_one_claim_per_job_of_a_trickle(redis_server:
 
         worker = Worker(q, {"t": t}, poll_interval=60)  # no wait ends by its timeout
         await client.script_load(scripts.CLAIM.source)  # no call sent twice for NOSCRIPT
-        ClaimCounting.claims = 0
+        Counting.claims = 0
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(worker.run)
@@ -184,7 +177,7 @@ async def test_an_idle_worker_sends_one_claim_per_job_of_a_trickle(redis_server:
                 # The claim at start-up (it found nothing), one waiting claim per job, and
                 # the one waiting now; a claim sent after each job only to find nothing
                 # would add at least five.
-                assert ClaimCounting.claims == 5 + 2
+                assert Counting.claims == 5 + 2
                 worker.stop()
     finally:
         await client.aclose()
