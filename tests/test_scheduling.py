@@ -571,3 +571,39 @@ async def test_claims_do_not_spin_when_every_waiting_key_is_at_its_limit(
     assert (s.todos, s.holding) == (4000, 1000)
     assert (s.keys_parked, s.keys_waiting, s.waiting_on_limits) == (1000, 0, 4000), (
         s, empty_claims)
+
+
+async def test_a_key_limit_counts_earlier_holds_and_the_claims_own_picks(
+        redis: aioredis.Redis):
+    """key_concurrency=3: a claim of many takes at most 3 of a key, counting the leases
+    of that key already running and the ones the same call picked."""
+    q = Queue(redis, "keycount", ordering="fifo", key_concurrency=3)
+    await q.enqueue_many("t", [None] * 10, key="a")
+    await q.enqueue_many("t", [None] * 10, key="b")
+    first = await q.claim_many(2)
+    assert [lease.key for lease in first] == ["a", "b"]
+    await q.ack(first[1])  # b's slot is free again; a holds 1
+    second = await q.claim_many(20)
+    keys = [lease.key for lease in second]
+    assert (keys.count("a"), keys.count("b")) == (2, 3)
+    assert await q.claim_many(20) == [] and q.held_back == "keys"
+    for lease in second:
+        await q.ack(lease)
+    third = await q.claim_many(20)
+    keys = [lease.key for lease in third]
+    assert (keys.count("a"), keys.count("b")) == (2, 3)  # a's first lease still holds
+
+
+async def test_a_key_limit_that_cannot_bind_costs_no_count_per_job(
+        real_redis: aioredis.Redis):
+    """With fewer leases held than key_concurrency, no key can be at its limit: a claim
+    over 49 jobs of 49 keys, one lease held, reads no key's count (ZLEXCOUNT) and takes
+    them all."""
+    q = Queue(real_redis, "nobind", ordering="fifo", key_concurrency=1000)
+    for k in range(50):
+        await q.enqueue("t", None, key=f"k{k}")
+    await q.claim_many(1)  # scripts loaded, one lease held
+    await real_redis.config_resetstat()
+    assert len(await q.claim_many(100)) == 49
+    calls = await command_calls(real_redis)
+    assert calls["evalsha"] == 1 and "zlexcount" not in calls, calls

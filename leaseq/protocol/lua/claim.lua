@@ -184,6 +184,10 @@ elseif budget > 0 then
     turn = turn + 1
     return turn - 1
   end
+  -- No key holds more slots than all keys together: while the holds and this call's
+  -- picks stay under the per-key limit, no key's count needs reading (one ZCARD per
+  -- call where a ZLEXCOUNT per pick was a tenth of a fifo claim's server time).
+  local all_held = CTL.key_conc and redis.call('ZCARD', CTL.held) or 0
   local cut = false  -- stopped at a candidate the caller did not name (a cluster)
   local tries = budget * 4 + 16  -- bounded work, whatever the keys hold
   while #picked < budget and tries > 0 do
@@ -193,7 +197,8 @@ elseif budget > 0 then
     local key = top[1]
     local low, high = '[' .. key .. SEP, '(' .. key .. '\32'
     local park = nil
-    if CTL.key_conc and redis.call('ZLEXCOUNT', CTL.held, low, high) + (mine[key] or 0)
+    if CTL.key_conc and all_held + #picked >= CTL.key_conc
+        and redis.call('ZLEXCOUNT', CTL.held, low, high) + (mine[key] or 0)
         >= CTL.key_conc then
       park = INF
     end
