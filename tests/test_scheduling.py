@@ -158,6 +158,57 @@ async def test_a_one_job_key_is_not_starved_by_a_million_job_key(
         await patient.aclose()
 
 
+async def test_a_claim_of_many_serves_keys_in_turn_and_the_only_key_all_it_may(
+        redis: aioredis.Redis):
+    """Keys take turns one job at a time, within a claim and across claims; once a
+    single key is left, it gives the rest of the claim."""
+    q = Queue(redis, "turns", ordering="fifo")
+    a = await q.enqueue_many("t", [None] * 6, key="a")
+    b = await q.enqueue_many("t", [None] * 3, key="b")
+    c = await q.enqueue_many("t", [None] * 1, key="c")
+    got = [lease.job_id for lease in await q.claim_many(5)]
+    assert got == [a[0], b[0], c[0], a[1], b[1]]
+    got = [lease.job_id for lease in await q.claim_many(5)]
+    assert got == [a[2], b[2], a[3], a[4], a[5]]
+    assert await q.claim_many(5) == []
+
+
+@pytest.mark.real_redis
+async def test_a_fifo_claim_reads_its_keys_in_rounds_not_one_job_at_a_time(
+        real_redis: aioredis.Redis):
+    """A claim of 100 from one key reads the key's jobs once; one of 50 from 50 keys
+    reads the round-robin once and writes it once, whatever the number of jobs."""
+    q = Queue(real_redis, "rounds", ordering="fifo")
+    await q.enqueue_many("t", [None] * 101)
+    await q.claim_many(1)  # scripts loaded
+    await real_redis.config_resetstat()
+    assert len(await q.claim_many(100)) == 100
+    calls = await command_calls(real_redis)
+    assert calls["evalsha"] == 1 and calls["zrangebylex"] == 1, calls
+    assert calls["smismember"] == 1 and "sismember" not in calls, calls
+    for k in range(50):
+        await q.enqueue_many("t", [None] * 2, key=f"k{k}")
+    await real_redis.config_resetstat()
+    leases = await q.claim_many(50)
+    assert sorted(lease.key for lease in leases) == sorted(f"k{k}" for k in range(50))
+    calls = await command_calls(real_redis)
+    assert (calls["zrange"], calls["zadd"], calls["zrem"]) == (1, 1, 1), calls
+
+
+@pytest.mark.real_redis
+async def test_a_stale_entry_of_the_fifo_index_is_skipped_and_its_key_keeps_its_turn(
+        real_redis: aioredis.Redis):
+    """An id taken out of todos behind the queue's back: the claim drops its index
+    entry, takes the key's next job in its place, and the turns go on as before."""
+    q = Queue(real_redis, "stale", ordering="fifo")
+    a = await q.enqueue_many("t", [None] * 3, key="a")
+    b = await q.enqueue_many("t", [None] * 2, key="b")
+    await real_redis.srem(q.keys.todos, a[0])
+    got = [lease.job_id for lease in await q.claim_many(10)]
+    assert got == [a[1], b[0], a[2], b[1]]
+    assert await real_redis.zcard(q.keys.waiting) == 0
+
+
 # -- 4. per-key concurrency -------------------------------------------------------------------
 
 # An atomic snapshot: live leases per key, and the hold index's count per key.

@@ -190,66 +190,126 @@ elseif budget > 0 then
   local all_held = CTL.key_conc and redis.call('ZCARD', CTL.held) or 0
   local cut = false  -- stopped at a candidate the caller did not name (a cluster)
   local tries = budget * 4 + 16  -- bounded work, whatever the keys hold
-  while #picked < budget and tries > 0 do
-    tries = tries - 1
-    local top = redis.call('ZRANGE', CTL.active, 0, 0)
-    if #top == 0 then break end
-    local key = top[1]
-    local low, high = '[' .. key .. SEP, '(' .. key .. '\32'
-    local park = nil
-    if CTL.key_conc and all_held + #picked >= CTL.key_conc
-        and redis.call('ZLEXCOUNT', CTL.held, low, high) + (mine[key] or 0)
-        >= CTL.key_conc then
-      park = INF
-    end
-    if not park and CTL.key_rate then
-      local room, next_at = ctl_room('k' .. SEP .. key, CTL.key_rate, 1, now)
-      if room == 0 then park = next_at end
-    end
-    local entry, last = nil, false
-    if park then
-      redis.call('ZREM', CTL.active, key)
-      redis.call('ZADD', CTL.parked, park, key)
-    else
-      -- Two entries tell whether this is the key's last waiting job: an empty key
-      -- leaves the round-robin now, not when its turn comes round again.
-      local first2 = redis.call('ZRANGEBYLEX', CTL.waiting, low, high, 'LIMIT', 0, 2)
-      entry, last = first2[1], #first2 < 2
-      if not entry then redis.call('ZREM', CTL.active, key) end
-    end
-    if entry then
-      local id = string.sub(entry, #key + 19)  -- after '<key>\31<16 digits>\31'
-      local job, lease
-      if prefix ~= '' then
-        job, lease = keys_of(id, 0)
-      elseif named[id] then
-        job, lease = keys_of(id, named[id])
-      else
-        cut = true
-        break  -- not a named candidate: the caller names more and calls again
-      end
-      redis.call('ZREM', CTL.waiting, entry)
-      local doom = ctl_doom(id)
-      if redis.call('SISMEMBER', KEYS[1], id) == 0 then
-        -- A stale index entry (the id left todos behind the queue's back): dropped.
-      elseif doom or ctl_expired(job, now) then
-        redis.call('SREM', KEYS[1], id)
-        ctl_expire(id, job, KEYS[3], now, doom)
-        for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, doom and 'unmet' or 'expired', key,
-                            0}) do
-          out[#out + 1] = v
-        end
-      else
-        picked[#picked + 1] = {id, job, lease, key}
-        mine[key] = (mine[key] or 0) + 1
-        if CTL.key_rate then ctl_take('k' .. SEP .. key, CTL.key_rate, 1, now) end
-        if last then
-          redis.call('ZREM', CTL.active, key)
-        else
-          redis.call('ZADD', CTL.active, next_turn(), key)
-        end
+  -- The round-robin, served in rounds: the next keys in turn order are read at once, and
+  -- each gives one job in that order (a served key's new turn is behind every other
+  -- key's, so this is serving them one at a time); the only key gives as many as it
+  -- may. What a round changes in the index is written in one command each, where one
+  -- key at a time cost four commands per job. A job that cannot be taken (a stale index
+  -- entry, a passed deadline) ends the round at once, and the rest of the call goes one
+  -- key at a time: its key is looked at again first, as one at a time would.
+  local careful = false
+  local drops, gone, bumps = {}, {}, {}
+  -- A waiting job with a start deadline is in `deadlines` until it starts: with none
+  -- there, no pick needs its deadline read (a job retried after its start keeps the
+  -- field, and the lease step below reads it with the rest of the job).
+  local deadlines = redis.call('ZCARD', CTL.deadlines) > 0
+  local function flush()
+    ctl_bulk('ZREM', CTL.waiting, drops, 1)
+    ctl_bulk('ZREM', CTL.active, gone, 1)
+    ctl_bulk('ZADD', CTL.active, bumps, 2)
+    drops, gone, bumps = {}, {}, {}
+  end
+  while #picked < budget and tries > 0 and not cut do
+    local want = budget - #picked
+    local tops = redis.call('ZRANGE', CTL.active, 0, careful and 0 or math.max(want, 2) - 1)
+    if #tops == 0 then break end
+    local per = 1
+    if #tops == 1 and not careful then per = want end
+    -- Reads first: each key's first waiting entries (one more than it may give: whether
+    -- it is left empty), and whether their ids are in todos.
+    local round, ids = {}, {}
+    for r = 1, math.min(#tops, want) do
+      local key = tops[r]
+      local entries = redis.call('ZRANGEBYLEX', CTL.waiting, '[' .. key .. SEP,
+                                 '(' .. key .. '\32', 'LIMIT', 0, per + 1)
+      round[r] = {key, entries}
+      for j = 1, math.min(per, #entries) do
+        ids[#ids + 1] = string.sub(entries[j], #key + 19)  -- after '<key>\31<16 digits>\31'
       end
     end
+    local in_todos = {}
+    for s = 1, #ids, 1000 do  -- slices: unpack() is bounded (see ctl_bulk)
+      local e = math.min(s + 999, #ids)
+      local member = redis.call('SMISMEMBER', KEYS[1], unpack(ids, s, e))
+      for j = s, e do in_todos[ids[j]] = member[j - s + 1] == 1 end
+    end
+    local stop = false  -- a job that could not be taken: the round ends
+    for _, r in ipairs(round) do
+      if #picked >= budget or tries <= 0 then break end
+      local key, entries = r[1], r[2]
+      local low, high = '[' .. key .. SEP, '(' .. key .. '\32'
+      local m = per
+      local park = nil
+      if CTL.key_conc then
+        if all_held + #picked + m > CTL.key_conc then
+          m = math.min(m, CTL.key_conc - redis.call('ZLEXCOUNT', CTL.held, low, high)
+                          - (mine[key] or 0))
+        end
+        if m < 1 then park = INF end
+      end
+      if not park and CTL.key_rate then
+        local room, next_at = ctl_room('k' .. SEP .. key, CTL.key_rate, m, now)
+        if room == 0 then park = next_at else m = room end
+      end
+      if park then
+        tries = tries - 1
+        redis.call('ZREM', CTL.active, key)
+        redis.call('ZADD', CTL.parked, park, key)
+      elseif #entries == 0 then
+        tries = tries - 1
+        redis.call('ZREM', CTL.active, key)
+      else
+        local took, used = 0, 0
+        for j = 1, math.min(m, #entries) do
+          if #picked >= budget or tries <= 0 then break end
+          tries = tries - 1
+          local entry = entries[j]
+          local id = string.sub(entry, #key + 19)
+          local job, lease
+          if prefix ~= '' then
+            job, lease = keys_of(id, 0)
+          elseif named[id] then
+            job, lease = keys_of(id, named[id])
+          else
+            cut = true
+            break  -- not a named candidate: the caller names more and calls again
+          end
+          used = j
+          drops[#drops + 1] = entry
+          local doom = ctl_doom(id)
+          if not in_todos[id] then
+            -- A stale index entry (the id left todos behind the queue's back): dropped.
+            stop = true
+            break
+          elseif doom or (deadlines and ctl_expired(job, now)) then
+            flush()  -- what ends the job may put other keys in the round-robin
+            redis.call('SREM', KEYS[1], id)
+            ctl_expire(id, job, KEYS[3], now, doom)
+            for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, doom and 'unmet' or 'expired',
+                                key, 0}) do
+              out[#out + 1] = v
+            end
+            stop = true
+            break
+          end
+          picked[#picked + 1] = {id, job, lease, key}
+          took = took + 1
+        end
+        if took > 0 then
+          mine[key] = (mine[key] or 0) + took
+          if CTL.key_rate then ctl_take('k' .. SEP .. key, CTL.key_rate, took, now) end
+          if not stop and used == #entries then
+            gone[#gone + 1] = key  -- its last waiting job: it leaves the round-robin
+          else
+            bumps[#bumps + 1] = next_turn()
+            bumps[#bumps + 1] = key
+          end
+        end
+      end
+      if cut or stop then break end
+    end
+    flush()
+    if stop then careful = true end
   end
   if cut then
     -- Not a verdict on the queue: the caller names the next candidates and asks again.
