@@ -31,7 +31,7 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
   -- One HSET of every field: a command per optional field costs a batch of a million
   -- jobs seconds of server time.
   local fields = {'task', task, 'payload', payload, 'max_attempts', max_attempts,
-                  'enqueued_at', now}
+                  'enqueued_at', ctl_int(now)}
   if lease_ms ~= '' then fields[#fields + 1] = 'lease_ms'; fields[#fields + 1] = lease_ms end
   if trace ~= '' then fields[#fields + 1] = 'trace'; fields[#fields + 1] = trace end
   if priority ~= '0' then
@@ -75,7 +75,7 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
     local placed, member = ctl_ranked(id, priority, key)
     local n = #JOBS.placed
     JOBS.placed[n + 1], JOBS.placed[n + 2] = id, placed
-    JOBS.waiting[n + 1], JOBS.waiting[n + 2] = 0, member
+    JOBS.waiting[n + 1], JOBS.waiting[n + 2] = '0', member
   end
   JOBS.todos[#JOBS.todos + 1] = id
   return 1

@@ -301,7 +301,7 @@ elseif budget > 0 then
           if not stop and used == #entries then
             gone[#gone + 1] = key  -- its last waiting job: it leaves the round-robin
           else
-            bumps[#bumps + 1] = next_turn()
+            bumps[#bumps + 1] = string.format('%d', next_turn())
             bumps[#bumps + 1] = key
           end
         end
@@ -385,14 +385,14 @@ for i, p in ipairs(picked) do
     local max_attempts = f[3]
     -- One HSET for the attempt count and the lease's fields (f[5] was checked a count).
     local attempt = (tonumber(f[5]) or 0) + 1
-    local token = (fence + i) .. '-' .. nonce
+    local token = string.format('%d-%s', fence + i, nonce)
     local cap = caps[f[1]]
     moved[#moved + 1] = id
     -- SET PX, not PSETEX: the same on Redis, and fakeredis rounds PSETEX's expiry down
     -- to a whole second (a 1 s lease could last 1 ms there).
-    redis.call('SET', lease, token, 'PX', lease_ms)
-    redis.call('HSET', job, 'attempts', attempt, 'token', token, 'owner', ARGV[5],
-               'claimed_at', now)
+    redis.call('SET', lease, token, 'PX', ctl_int(lease_ms))
+    redis.call('HSET', job, 'attempts', ctl_int(attempt), 'token', token, 'owner', ARGV[5],
+               'claimed_at', ctl_int(now))
     if cap and cap < tonumber(max_attempts) then
       max_attempts = cap
       redis.call('HSET', job, 'max_attempts', cap)
@@ -401,8 +401,8 @@ for i, p in ipairs(picked) do
     local held = 0
     if CTL.holding then
       local h = #holds
-      holds[h + 1], holds[h + 2] = now + lease_ms, id
-      held_by_key[h + 1], held_by_key[h + 2] = 0, key .. SEP .. id
+      holds[h + 1], holds[h + 2] = ctl_int(now + lease_ms), id
+      held_by_key[h + 1], held_by_key[h + 2] = '0', key .. SEP .. id
       held = 1
     end
     if CTL.fifo then held = held + 2 end

@@ -13,18 +13,20 @@
 -- their results (and a waiter woken by the same EXEC reading none).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Text once: Lua formats a number argument as a float each time it is sent.
+local now_s = string.format('%d', now)
 local events = tonumber(ARGV[1])
 local scored = {}
 for i = 3, #KEYS do
   local a = 4 * (i - 2) - 2  -- the job's first value
   local id = ARGV[a]
-  redis.call('HSET', KEYS[i], 'result', ARGV[a + 1], 'finished_at', now,
+  redis.call('HSET', KEYS[i], 'result', ARGV[a + 1], 'finished_at', now_s,
              'settled', ARGV[a + 2], 'settled_by', 'ack')
   if events then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', events, '*', 'type', 'acked', 'job', id,
                'attempt', ARGV[a + 3])
   end
-  scored[#scored + 1] = now
+  scored[#scored + 1] = now_s
   scored[#scored + 1] = id
   -- unpack() is bounded by Lua's C stack (8,000 values): ZADD in slices.
   if #scored == 2000 then
