@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,23 @@ def test_failover_benchmark_smoke(tmp_path: Path):
     assert list(doc["results"]) == ["replica 1 s behind, knob on"]
     assert [len(runs) for runs in doc["results"].values()] == [1]
     assert all(runs[0]["acknowledged"] == 200 for runs in doc["results"].values())
+
+
+@pytest.mark.real_redis
+@pytest.mark.timeout(300)
+def test_instructions_benchmark_smoke(tmp_path: Path):
+    """Redis's instructions per job under callgrind: a job claimed and acked alone costs
+    the server more than one of a batch of 50 (the per-call work is shared)."""
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--jobs", "100",
+         "--dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {r["name"]: r["instructions_per_job"]
+            for r in json.loads((tmp_path / "instructions.json").read_text())["results"]["rows"]}
+    assert len(rows) == 10 and all(v > 0 for v in rows.values())
+    assert rows["drain_1"] > rows["drain_50"] > rows["bare_brpop"]
+    assert "| claim + ack, one at a time (set queue) |" in (
+        tmp_path / "instructions.md").read_text()

@@ -161,7 +161,15 @@ CANCEL = Script("cancel", reply_record=True, controls=True)
 PROGRESS = Script("progress", controls=True)
 RESOLVE = Script("resolve", controls=True)
 RESULTS = Script("results")
-"""Sent as ``EVAL`` with its source inside the ack's ``MULTI`` (see ``lua/results.lua``)."""
+"""Sent as ``EVAL`` inside the ack's ``MULTI`` (see ``lua/results.lua``), as
+:data:`RESULTS_SENT`."""
+RESULTS_SENT = "\n".join(
+    line.strip() for line in RESULTS.source.splitlines()
+    if line.strip() and not line.strip().startswith("--"))
+"""``lua/results.lua`` without its comment lines and indentation: Redis hashes an
+``EVAL``'s whole source on every call, and for the full text (1.9 KB) that was a fifth of
+its instructions per job acked one at a time (callgrind); 0.75 KB is hashed in 40 %.
+(The file has no long strings or block comments, which a line filter would break.)"""
 ALL = (ENQUEUE, CLAIM, CANDIDATES, EXTEND, SETTLE, REAP, PROMOTE, EXPIRE, TRIM, STATS,
        REVIVE, PURGE, REPAIR, PRESENCE, DROP, TASKSTATS, TICK, CONFIGURE, REINDEX, CANCEL,
        PROGRESS, RESOLVE)
