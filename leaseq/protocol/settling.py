@@ -259,7 +259,7 @@ def _ack_commands(
         results += [lease.job_id, data, lease.token, lease.attempt]
     # Each job's result, settled token, finished_at, done_at entry and acked event: one
     # script for the batch (one QUEUED reply to read instead of one per command), sent
-    # with its source.
+    # with its source (without comments: Redis hashes it on every call).
     out: list[tx.Command] = [("EVAL", scripts.RESULTS_SENT, len(ids) + 2, k.done_at,
                               k.stream, *(k.job(i) for i in ids), *results)]
     # The ids are in in_progress: the watched lease keys still hold our tokens, and a
