@@ -307,10 +307,12 @@ local function ctl_take(member, rate, k, now)
   redis.call('ZADD', CTL.rates, tat + rate[1] * k, member)
 end
 
--- Start deadlines: a job not started by its deadline ends dead, counted apart.
+-- Start deadlines: a job not started by its deadline ends dead, counted apart. One
+-- claimed before (its hash has claimed_at: retried, released) has started: it runs.
 local function ctl_expired(job, now)
-  local at = redis.pcall('HGET', job, 'expires_at')
-  at = type(at) == 'string' and tonumber(at)
+  local f = redis.pcall('HMGET', job, 'expires_at', 'claimed_at')
+  if type(f) ~= 'table' or f.err or f[2] then return false end
+  local at = type(f[1]) == 'string' and tonumber(f[1])
   return at and now >= at
 end
 

@@ -199,9 +199,8 @@ elseif budget > 0 then
   -- key at a time: its key is looked at again first, as one at a time would.
   local careful = false
   local drops, gone, bumps = {}, {}, {}
-  -- A waiting job with a start deadline is in `deadlines` until it starts: with none
-  -- there, no pick needs its deadline read (a job retried after its start keeps the
-  -- field, and the lease step below reads it with the rest of the job).
+  -- A job with a start deadline is in `deadlines` until it is first claimed (the
+  -- deadline binds only until then): with none there, no pick needs its deadline read.
   local deadlines = redis.call('ZCARD', CTL.deadlines) > 0
   local function flush()
     ctl_bulk('ZREM', CTL.waiting, drops, 1)
@@ -351,10 +350,12 @@ local holds, held_by_key = {}, {}
 for i, p in ipairs(picked) do
   local id, job, lease, key = p[1], p[2], p[3], p[4]
   local f = redis.pcall('HMGET', job, 'task', 'payload', 'max_attempts', 'lease_ms',
-                        'attempts', 'expires_at')
+                        'attempts', 'expires_at', 'claimed_at')
   local wrong_type = type(f) == 'table' and f.err ~= nil
   local doomed = not wrong_type and ctl_doom(id)
-  if doomed or (not wrong_type and f[6] and tonumber(f[6]) and now >= tonumber(f[6])) then
+  -- A start deadline binds a job never claimed: one retried or released after it runs.
+  if doomed or (not wrong_type and f[6] and not f[7] and tonumber(f[6])
+                and now >= tonumber(f[6])) then
     redis.call('SREM', KEYS[1], id)
     ctl_expire(id, job, KEYS[3], now, doomed or nil)
     for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, doomed and 'unmet' or 'expired', key,
