@@ -347,6 +347,7 @@ local moved = {}
 -- The concurrency slots the leases hold, written the same way: holds scored by each
 -- lease's expiry, held by key (the picks above counted this call's own per key).
 local holds, held_by_key = {}, {}
+local started = {}  -- leased ids with a start deadline: it no longer binds them
 for i, p in ipairs(picked) do
   local id, job, lease, key = p[1], p[2], p[3], p[4]
   local f = redis.pcall('HMGET', job, 'task', 'payload', 'max_attempts', 'lease_ms',
@@ -398,7 +399,7 @@ for i, p in ipairs(picked) do
       max_attempts = cap
       redis.call('HSET', job, 'max_attempts', cap)
     end
-    if f[6] then redis.call('ZREM', CTL.deadlines, id) end
+    if f[6] then started[#started + 1] = id end
     local held = 0
     if CTL.holding then
       local h = #holds
@@ -428,6 +429,7 @@ else
 end
 ctl_bulk('ZADD', CTL.holds, holds, 2)
 ctl_bulk('ZADD', CTL.held, held_by_key, 2)
+ctl_bulk('ZREM', CTL.deadlines, started, 1)
 if CTL.rate then ctl_take('q', CTL.rate, leased, now) end
 if longest > 0 then
   redis.call('SET', KEYS[7], cjson.encode(rec), 'PX', longest)
