@@ -281,3 +281,23 @@ async def test_a_job_may_wait_for_ten_thousand_and_not_one_more(redis: aioredis.
     assert info.after == tuple(maps)
     with pytest.raises(InvalidInput, match="at most 10000"):
         await q.enqueue("reduce", None, after=[*maps, reduce])
+
+
+async def test_a_key_emptied_and_refilled_in_one_claim_stays_in_the_round_robin(
+        redis: aioredis.Redis):
+    """On a fifo queue, one claim takes key x's last job and, in the same step, ends a
+    job whose dependent then waits under x: x must be back in the round-robin (a key
+    the claim had put in it earlier in the call was once taken for still there, and its
+    job waited with no key to serve it)."""
+    q = Queue(redis, "refill", ordering="fifo")
+    p = await q.enqueue("t", None)
+    d = await q.enqueue("t", None, key="y", after=[p])
+    e = await q.enqueue("t", None, key="x", after=[d], after_policy="always")
+    await q.cancel(p)  # d is doomed: the next claim that picks it ends it dead
+    a = await q.enqueue("t", None, key="x", delay=0.01)
+    await anyio.sleep(0.05)  # a is due: the claim promotes it, putting x in the rotation
+    got = [lease.job_id for lease in await q.claim_many(2)]
+    got += [lease.job_id for lease in await q.claim_many(5)]
+    assert got == [a, e]
+    assert (await q.job(d)).state == "dead"  # type: ignore[union-attr]
+    assert (await q.stats()).todos == 0 and await redis.zcard(q.keys.waiting) == 0

@@ -39,10 +39,10 @@ local function ctl_bulk(command, key, list, width)
   end
 end
 
--- An integer as a command argument. Lua turns a number into text with '%.14g', float
--- formatting that was a tenth of Redis's instructions per claimed and acked job
--- (callgrind); '%d' costs a fraction of it, and a value a call sends many times (its
--- clock, a lease's length, an attempt) is formatted once.
+-- An integer as a command argument. Redis turns a number passed to redis.call into
+-- text with '%.17g', float formatting that was a tenth of its instructions per claimed
+-- and acked job (callgrind); '%d' costs a fraction of it, and a value a call sends many
+-- times (its clock, a lease's length, an attempt) is formatted once.
 local CTL_INT = {}
 local function ctl_int(n)
   local s = CTL_INT[n]
@@ -182,6 +182,12 @@ local function ctl_activate(key)
   end
 end
 
+-- The key just left the round-robin (or was parked): a job that waits under it later in
+-- the same call must put it back, not find it activated already.
+local function ctl_deactivated(key)
+  if CTL.activated then CTL.activated[key] = nil end
+end
+
 -- A waiting id of a fifo queue ranked now: its placed value and its waiting member (the
 -- key is activated). ctl_rank writes them; a batch of new jobs writes them in bulk.
 local function ctl_ranked(id, priority, key)
@@ -274,6 +280,7 @@ local function ctl_unwait(id)
   if #redis.call('ZRANGEBYLEX', CTL.waiting, '[' .. key .. SEP, '(' .. key .. '\32',
                  'LIMIT', 0, 1) == 0 then
     redis.call('ZREM', CTL.active, key)
+    ctl_deactivated(key)
     redis.call('ZREM', CTL.parked, key)
   end
 end

@@ -83,7 +83,7 @@ if record then
     else
       job, lease = keys_of(id, 0)
     end
-    local token = (r[1] + slot) .. '-' .. nonce
+    local token = string.format('%d-%s', r[1] + slot, nonce)  -- as the lease step writes it
     local entry = {id, token, 0, '', '', 0, 0, 0, 'gone', '', 0}
     local held = lease and redis.call('GET', lease)
     -- A cancel bound to the lease meanwhile leaves it ours: its holder ends it cancelled.
@@ -205,6 +205,7 @@ elseif budget > 0 then
   local function flush()
     ctl_bulk('ZREM', CTL.waiting, drops, 1)
     ctl_bulk('ZREM', CTL.active, gone, 1)
+    for _, key in ipairs(gone) do ctl_deactivated(key) end
     ctl_bulk('ZADD', CTL.active, bumps, 2)
     drops, gone, bumps = {}, {}, {}
   end
@@ -213,7 +214,9 @@ elseif budget > 0 then
     local tops = redis.call('ZRANGE', CTL.active, 0, careful and 0 or math.max(want, 2) - 1)
     if #tops == 0 then break end
     local per = 1
-    if #tops == 1 and not careful then per = want end
+    -- (Not under a key_rate: its room for several at once can round differently from
+    -- taking them one at a time.)
+    if #tops == 1 and not careful and not CTL.key_rate then per = want end
     -- Reads first: each key's first waiting entries (one more than it may give: whether
     -- it is left empty), and whether their ids are in todos.
     local round, ids = {}, {}
@@ -254,9 +257,11 @@ elseif budget > 0 then
         tries = tries - 1
         redis.call('ZREM', CTL.active, key)
         redis.call('ZADD', CTL.parked, park, key)
+        ctl_deactivated(key)
       elseif #entries == 0 then
         tries = tries - 1
         redis.call('ZREM', CTL.active, key)
+        ctl_deactivated(key)
       else
         local took, used = 0, 0
         for j = 1, math.min(m, #entries) do
