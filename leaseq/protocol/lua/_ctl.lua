@@ -182,10 +182,16 @@ local function ctl_activate(key)
   end
 end
 
--- The key just left the round-robin (or was parked): a job that waits under it later in
--- the same call must put it back, not find it activated already.
+-- Forget that this call put the key in the round-robin: it just left it (taken out, or
+-- parked), and a job that waits under it later in the same call must put it back.
 local function ctl_deactivated(key)
   if CTL.activated then CTL.activated[key] = nil end
+end
+
+-- Take the key out of the round-robin.
+local function ctl_deactivate(key)
+  redis.call('ZREM', CTL.active, key)
+  ctl_deactivated(key)
 end
 
 -- A waiting id of a fifo queue ranked now: its placed value and its waiting member (the
@@ -279,8 +285,7 @@ local function ctl_unwait(id)
   if rank then redis.call('ZREM', CTL.waiting, ctl_member(key, rank, id)) end
   if #redis.call('ZRANGEBYLEX', CTL.waiting, '[' .. key .. SEP, '(' .. key .. '\32',
                  'LIMIT', 0, 1) == 0 then
-    redis.call('ZREM', CTL.active, key)
-    ctl_deactivated(key)
+    ctl_deactivate(key)
     redis.call('ZREM', CTL.parked, key)
   end
 end
@@ -315,12 +320,17 @@ local function ctl_take(member, rate, k, now)
 end
 
 -- Start deadlines: a job not started by its deadline ends dead, counted apart. One
--- claimed before (its hash has claimed_at: retried, released) has started: it runs.
+-- claimed before (its hash has claimed_at: retried, released, requeued) has started:
+-- it runs. The job hash's two fields as read (nil when absent).
+local function ctl_deadline_passed(expires_at, claimed_at, now)
+  local at = not claimed_at and type(expires_at) == 'string' and tonumber(expires_at)
+  return at and now >= at or false
+end
+
 local function ctl_expired(job, now)
   local f = redis.pcall('HMGET', job, 'expires_at', 'claimed_at')
-  if type(f) ~= 'table' or f.err or f[2] then return false end
-  local at = type(f[1]) == 'string' and tonumber(f[1])
-  return at and now >= at
+  if type(f) ~= 'table' or f.err then return false end
+  return ctl_deadline_passed(f[1], f[2], now)
 end
 
 -- doom: the reason a failed dependency gave (ctl_doom, read by the caller), or nil for

@@ -70,6 +70,11 @@ end
 local named = {}
 for i = 1, m do named[ARGV[first - 1 + i]] = i end
 
+-- A lease's token: the fence number of its slot and the call's nonce.
+local function token_of(n)
+  return string.format('%d-%s', n, nonce)
+end
+
 local record = redis.call('GET', KEYS[7])
 if record then
   local r = cjson.decode(record)
@@ -83,7 +88,7 @@ if record then
     else
       job, lease = keys_of(id, 0)
     end
-    local token = string.format('%d-%s', r[1] + slot, nonce)  -- as the lease step writes it
+    local token = token_of(r[1] + slot)
     local entry = {id, token, 0, '', '', 0, 0, 0, 'gone', '', 0}
     local held = lease and redis.call('GET', lease)
     -- A cancel bound to the lease meanwhile leaves it ours: its holder ends it cancelled.
@@ -255,13 +260,11 @@ elseif budget > 0 then
       end
       if park then
         tries = tries - 1
-        redis.call('ZREM', CTL.active, key)
+        ctl_deactivate(key)
         redis.call('ZADD', CTL.parked, park, key)
-        ctl_deactivated(key)
       elseif #entries == 0 then
         tries = tries - 1
-        redis.call('ZREM', CTL.active, key)
-        ctl_deactivated(key)
+        ctl_deactivate(key)
       else
         local took, used = 0, 0
         for j = 1, math.min(m, #entries) do
@@ -359,9 +362,7 @@ for i, p in ipairs(picked) do
                         'attempts', 'expires_at', 'claimed_at')
   local wrong_type = type(f) == 'table' and f.err ~= nil
   local doomed = not wrong_type and ctl_doom(id)
-  -- A start deadline binds a job never claimed: one retried or released after it runs.
-  if doomed or (not wrong_type and f[6] and not f[7] and tonumber(f[6])
-                and now >= tonumber(f[6])) then
+  if doomed or (not wrong_type and ctl_deadline_passed(f[6], f[7], now)) then
     redis.call('SREM', KEYS[1], id)
     ctl_expire(id, job, KEYS[3], now, doomed or nil)
     for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, doomed and 'unmet' or 'expired', key,
@@ -392,7 +393,7 @@ for i, p in ipairs(picked) do
     local max_attempts = f[3]
     -- One HSET for the attempt count and the lease's fields (f[5] was checked a count).
     local attempt = (tonumber(f[5]) or 0) + 1
-    local token = string.format('%d-%s', fence + i, nonce)
+    local token = token_of(fence + i)
     local cap = caps[f[1]]
     moved[#moved + 1] = id
     -- SET PX, not PSETEX: the same on Redis, and fakeredis rounds PSETEX's expiry down
