@@ -557,7 +557,11 @@ async def crash_points(server: RedisServer, size: Size, logdir: Path) -> Outcome
     effect, before ack; between the ack's WATCH and EXEC) and are restarted."""
     q = _name("crash")
     start = time.monotonic()
-    ids = await _enqueue(server.url, q, _payloads(size.jobs // 2, 0.002))
+    # Each crash charges an attempt to every lease its worker held (up to 10), and a
+    # loaded machine adds expiries: jobs took up to 5 attempts in 12 loaded runs, and at
+    # the default 5 one ended dead in a CI run. 20 leaves exhaustion by chance out, so
+    # a dead job here means an attempt counted that should not have been.
+    ids = await _enqueue(server.url, q, _payloads(size.jobs // 2, 0.002), max_attempts=20)
     workers = [
         WorkerProcess(server.url, TARGET, q, concurrency=10, lease_timeout=1.0,
                       crash_point=f"{point}:0.03", log_path=logdir / f"{point}.log")
