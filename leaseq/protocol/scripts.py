@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from . import prelude
 from .resp import pack
 from .wire import AnyPipeline, AnyRedis, connection_errors, is_cluster
 
@@ -26,7 +27,8 @@ class Script:
     """One Lua script of the package, identified by its SHA1; with ``reply_record``,
     behind the reply-record prelude (``lua/_reply.lua``), with ``controls`` behind the
     controls prelude (``lua/_ctl.lua``), with ``creates_jobs`` behind both it and the
-    job-creation prelude (``lua/_job.lua``)."""
+    job-creation prelude (``lua/_job.lua``); of those two, only the statements the
+    script reaches (:func:`~leaseq.protocol.prelude.shake`)."""
 
     __slots__ = ("name", "sha", "source")
 
@@ -36,13 +38,18 @@ class Script:
     ) -> None:
         self.name = name
         files = resources.files(__package__)
-        self.source = files.joinpath(f"lua/{name}.lua").read_text()
-        # Lua scripts cannot import: the shared preludes are put in front of them.
-        if creates_jobs:
-            self.source = files.joinpath("lua/_job.lua").read_text() + self.source
+        body = files.joinpath(f"lua/{name}.lua").read_text()
+        # Lua scripts cannot import: the shared preludes are put in front of them, cut
+        # to the statements the script reaches (see prelude.py).
+        shared = ""
         if controls or creates_jobs:
-            self.source = files.joinpath("lua/_ctl.lua").read_text() + self.source
+            shared += files.joinpath("lua/_ctl.lua").read_text()
+        if creates_jobs:
+            shared += files.joinpath("lua/_job.lua").read_text()
+        self.source = prelude.shake(shared, body) + body
         if reply_record:
+            # Kept whole: it is statements that run (a reply record read back), not
+            # definitions.
             self.source = files.joinpath("lua/_reply.lua").read_text() + self.source
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
 

@@ -1,6 +1,8 @@
 -- The scheduling-controls prelude, put in front of every script whose header says
 -- "(controls prelude)": ordering, fair queueing by key, limits, start deadlines and
 -- pause (docs/protocol.md, "Scheduling controls").
+-- A script is sent only the statements below that it reaches (protocol/prelude.py):
+-- each is a top-level statement at column 0, a function ending at a line that is `end`.
 -- The control keys are one block of KEYS (QueueKeys.control, in this order): settings,
 -- waiting, active, parked, placed, holds, held, rates, deadlines, meta, wake, cancelled,
 -- stream, blocked, after, dependents, uses_after, todos (CTL_N keys); ctl_init(i)

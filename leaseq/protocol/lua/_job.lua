@@ -2,6 +2,7 @@
 -- "(job-creation prelude)" (after the controls prelude, which it uses): writing a new
 -- job's hash and placing its id, the one way a job comes into being (enqueue.lua,
 -- tick.lua); a caller runs flush_jobs(todos_key) after its last create_job.
+-- Cut like the controls prelude (protocol/prelude.py): statements at column 0.
 -- create_job(job_key, id, task, payload, max_attempts, delay_ms, lease_ms, now,
 --            delayed_key, trace, priority, key, expires, waits, dead_key): lease_ms ''
 -- is the queue's default; a delay > 0 puts the id in delayed (due at now + delay), else
