@@ -18,14 +18,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["defined", "missing", "shake"]
+__all__ = ["defined", "missing", "shake", "without_comments"]
 
 _TOP = re.compile(r"(?:local function (\w+)\(|local (\w+)\b|(\w+) = function\()")
 _WORD = re.compile(r"[A-Za-z_]\w*")
 
 
-def _code(text: str) -> str:
-    """``text`` without its comments (a ``--`` on a line that quotes nothing is one)."""
+def without_comments(text: str) -> str:
+    """``text`` without its comments: a ``--`` on a line that quotes nothing before it
+    starts one (a line that does is kept whole)."""
     out = []
     for line in text.splitlines():
         head, sep, _ = line.partition("--")
@@ -70,7 +71,7 @@ def defined(source: str) -> set[str]:
 
 
 def _named(text: str, names: Iterable[str]) -> set[str]:
-    words = set(_WORD.findall(_code(text)))
+    words = set(_WORD.findall(without_comments(text)))
     return words.intersection(names)
 
 

@@ -11,22 +11,24 @@
 -- Sent as EVAL with its source, never EVALSHA: inside MULTI a NOSCRIPT comes back in the
 -- EXEC reply after the rest of the ack committed, which would leave done jobs without
 -- their results (and a waiter woken by the same EXEC reading none).
+-- Sent short (scripts.RESULTS_SENT: no comments, no indentation), since Redis hashes it
+-- per call; the text stays readable here.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- Text once: Lua formats a number argument as a float each time it is sent.
-local now_s = string.format('%d', now)
-local events = tonumber(ARGV[1])
+-- Text once: Lua formats a number argument as a float each time it is sent (so is the
+-- stream's length, passed on as the text it came as).
+local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+local events = ARGV[1] ~= '' and ARGV[1]
 local scored = {}
 for i = 3, #KEYS do
-  local a = 4 * (i - 2) - 2  -- the job's first value
+  local a = 4 * i - 10  -- the job's values: id, result, token, attempt
   local id = ARGV[a]
-  redis.call('HSET', KEYS[i], 'result', ARGV[a + 1], 'finished_at', now_s,
+  redis.call('HSET', KEYS[i], 'result', ARGV[a + 1], 'finished_at', now,
              'settled', ARGV[a + 2], 'settled_by', 'ack')
   if events then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', events, '*', 'type', 'acked', 'job', id,
                'attempt', ARGV[a + 3])
   end
-  scored[#scored + 1] = now_s
+  scored[#scored + 1] = now
   scored[#scored + 1] = id
   -- unpack() is bounded by Lua's C stack (8,000 values): ZADD in slices.
   if #scored == 2000 then
