@@ -98,8 +98,11 @@ end
 -- its length, about). fields: more field/value pairs ('attempt', 3, ...).
 local function ctl_event(kind, id, fields)
   if not CTL.events then return end
-  local args = {'XADD', CTL.stream, 'MAXLEN', '~', CTL.events, '*', 'type', kind, 'job', id}
-  for _, v in ipairs(fields or {}) do args[#args + 1] = v end
+  local args = {'XADD', CTL.stream, 'MAXLEN', '~', ctl_int(CTL.events), '*', 'type', kind,
+                'job', id}
+  for _, v in ipairs(fields or {}) do
+    args[#args + 1] = type(v) == 'number' and ctl_int(v) or v  -- see ctl_int
+  end
   redis.call(unpack(args))
 end
 
@@ -111,7 +114,7 @@ local ctl_dependents
 local function ctl_push_wake(wake, n)
   local tokens = {}
   for _ = 1, math.min(n, 64) do tokens[#tokens + 1] = '1' end
-  if redis.call('LPUSH', wake, unpack(tokens)) > 64 then redis.call('LTRIM', wake, 0, 63) end
+  if redis.call('LPUSH', wake, unpack(tokens)) > 64 then redis.call('LTRIM', wake, '0', '63') end
 end
 
 -- One wake token per job that just became claimable, capped: idle workers block on the
@@ -166,7 +169,7 @@ end
 -- to grow; the numbers a call leaves unused are skipped).
 local function ctl_seq()
   if not CTL.seq or CTL.seq > CTL.seq_last then
-    CTL.seq_last = redis.call('HINCRBY', CTL.meta, 'seq', 64)
+    CTL.seq_last = redis.call('HINCRBY', CTL.meta, 'seq', '64')
     CTL.seq = CTL.seq_last - 63
   end
   CTL.seq = CTL.seq + 1
@@ -180,7 +183,7 @@ local function ctl_activate(key)
   if CTL.activated[key] then return end
   CTL.activated[key] = true
   if not redis.call('ZSCORE', CTL.parked, key) then
-    redis.call('ZADD', CTL.active, 'NX', 0, key)
+    redis.call('ZADD', CTL.active, 'NX', '0', key)
   end
 end
 
@@ -209,7 +212,7 @@ end
 local function ctl_rank(id, priority, key)
   local placed, member = ctl_ranked(id, priority, key)
   redis.call('HSET', CTL.placed, id, placed)
-  redis.call('ZADD', CTL.waiting, 0, member)
+  redis.call('ZADD', CTL.waiting, '0', member)
 end
 
 -- A new job's placement (fifo queues): ranked now when it waits, else when it does.
@@ -228,7 +231,7 @@ local function ctl_wait(id, keep)
   if not CTL.fifo then return end
   local priority, key, rank = ctl_place(id)
   if keep and rank then
-    redis.call('ZADD', CTL.waiting, 0, ctl_member(key, rank, id))
+    redis.call('ZADD', CTL.waiting, '0', ctl_member(key, rank, id))
     ctl_activate(key)
   else
     ctl_rank(id, priority, key)
@@ -260,10 +263,10 @@ ctl_dependents = function(dep, ok, state)
       if not ok and policy == 'd' then
         redis.call('HSET', CTL.after, id,
                    'dead' .. SEP .. 'dependency ' .. dep .. ' ended ' .. (state or 'dead'))
-        redis.call('ZADD', CTL.deadlines, 0, id)
+        redis.call('ZADD', CTL.deadlines, '0', id)
         left = 0
       elseif left > 0 then
-        redis.call('HSET', CTL.after, id, left .. SEP .. policy)
+        redis.call('HSET', CTL.after, id, ctl_int(left) .. SEP .. policy)
       else
         redis.call('HDEL', CTL.after, id)
       end
@@ -298,7 +301,7 @@ local function ctl_unhold(id)
   if redis.call('ZREM', CTL.holds, id) == 0 then return end
   local _, key = ctl_place(id)
   redis.call('ZREM', CTL.held, key .. SEP .. id)
-  redis.call('ZADD', CTL.parked, 'XX', 0, key)
+  redis.call('ZADD', CTL.parked, 'XX', '0', key)
   ctl_push_wake(CTL.wake, 1)
 end
 
@@ -343,10 +346,10 @@ local function ctl_expire(id, job, dead, now, doom)
     redis.call('HDEL', CTL.after, id)
   else
     reason = 'expired before start'
-    redis.call('HINCRBY', CTL.meta, 'expired', 1)
+    redis.call('HINCRBY', CTL.meta, 'expired', '1')
   end
   redis.call('SADD', dead, id)
-  redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
+  redis.call('HSET', job, 'dead_reason', reason, 'finished_at', ctl_int(now))
   redis.call('ZREM', CTL.deadlines, id)
   ctl_event('dead', id, {'reason', reason})
   ctl_finished(id, 'dead')

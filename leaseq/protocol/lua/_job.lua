@@ -42,6 +42,7 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
   if expires ~= '' then
     local at = tonumber(expires)
     if string.sub(expires, 1, 1) == '+' then at = now + tonumber(string.sub(expires, 2)) end
+    at = ctl_int(at)
     fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = at
     redis.call('ZADD', CTL.deadlines, at, id)
   end
@@ -51,7 +52,7 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
   redis.call('HSET', job, unpack(fields))
   ctl_event('enqueued', id, {'task', task})
   if waits and waits.failed then
-    redis.call('HSET', job, 'dead_reason', waits.failed, 'finished_at', now)
+    redis.call('HSET', job, 'dead_reason', waits.failed, 'finished_at', ctl_int(now))
     redis.call('SADD', dead_key, id)
     if expires ~= '' then redis.call('ZREM', CTL.deadlines, id) end
     ctl_event('dead', id, {'reason', waits.failed})
@@ -60,16 +61,16 @@ local function create_job(job, id, task, payload, max_attempts, delay_ms, lease_
   if waits and waits.pending then
     ctl_new(id, priority, key, false)
     for _, dep in ipairs(waits.pending) do
-      redis.call('ZADD', CTL.dependents, 0, dep .. SEP .. id)
+      redis.call('ZADD', CTL.dependents, '0', dep .. SEP .. id)
     end
-    redis.call('HSET', CTL.after, id, #waits.pending .. SEP .. waits.policy)
+    redis.call('HSET', CTL.after, id, ctl_int(#waits.pending) .. SEP .. waits.policy)
     redis.call('SADD', CTL.blocked, id)
     return 0
   end
   local delay = tonumber(delay_ms)
   if delay > 0 then
     ctl_new(id, priority, key, false)
-    redis.call('ZADD', delayed, now + delay, id)
+    redis.call('ZADD', delayed, ctl_int(now + delay), id)
     return 0
   end
   if CTL.fifo then  -- ctl_rank's writes, in bulk

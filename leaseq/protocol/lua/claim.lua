@@ -77,10 +77,12 @@ end
 
 local record = redis.call('GET', KEYS[7])
 if record then
+  -- Its numbers are written as '%d' text (JSON strings, see below).
   local r = cjson.decode(record)
-  local out = {now, r[1], 1, '', 0, 1}
+  local base = tonumber(r[1])
+  local out = {now, base, 1, '', 0, 1}
   for j = 2, #r, 2 do
-    local slot, id = r[j], r[j + 1]
+    local slot, id = tonumber(r[j]), r[j + 1]
     local job, lease
     if prefix == '' then
       local i = named[id]
@@ -88,7 +90,7 @@ if record then
     else
       job, lease = keys_of(id, 0)
     end
-    local token = token_of(r[1] + slot)
+    local token = token_of(base + slot)
     local entry = {id, token, 0, '', '', 0, 0, 0, 'gone', '', 0}
     local held = lease and redis.call('GET', lease)
     -- A cancel bound to the lease meanwhile leaves it ours: its holder ends it cancelled.
@@ -108,7 +110,7 @@ if record then
 end
 
 -- Promote due delayed jobs first (bounded), so delays work even without a reaper.
-local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 256)
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ctl_int(now), 'LIMIT', '0', '256')
 if #due > 0 then
   redis.call('ZREM', KEYS[4], unpack(due))
   redis.call('SADD', KEYS[1], unpack(due))
@@ -125,7 +127,7 @@ end
 
 -- Slots whose lease expired are free, whether or not a reaper has run.
 if CTL.holding then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', CTL.holds, '-inf', now, 'LIMIT', 0, 256)) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', CTL.holds, '-inf', ctl_int(now), 'LIMIT', '0', '256')) do
     ctl_unhold(id)
   end
 end
@@ -136,11 +138,11 @@ if CTL.max_in_flight then
     -- Full, or about to be: the worker waits for a freed slot before it asks again.
     budget = math.max(free, 0)
     out[4] = 'full'
-    out[5] = tonumber(redis.call('ZRANGE', CTL.holds, 0, 0, 'WITHSCORES')[2]) or 0
+    out[5] = tonumber(redis.call('ZRANGE', CTL.holds, '0', '0', 'WITHSCORES')[2]) or 0
   end
 end
 if CTL.rate or CTL.key_rate then
-  redis.call('ZREMRANGEBYSCORE', CTL.rates, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', CTL.rates, '-inf', ctl_int(now))
 end
 if budget > 0 and CTL.rate then
   local room, next_at = ctl_room('q', CTL.rate, budget, now)
@@ -156,7 +158,7 @@ end
 local picked = {}
 if budget > 0 and not CTL.fifo then
   if prefix ~= '' then
-    for _, id in ipairs(redis.call('SRANDMEMBER', KEYS[1], budget)) do
+    for _, id in ipairs(redis.call('SRANDMEMBER', KEYS[1], ctl_int(budget))) do
       local job, lease = keys_of(id, 0)
       picked[#picked + 1] = {id, job, lease, ''}
     end
@@ -173,9 +175,9 @@ if budget > 0 and not CTL.fifo then
   end
 elseif budget > 0 then
   -- Keys whose time to look again has come go back to the round-robin.
-  for _, key in ipairs(redis.call('ZRANGEBYSCORE', CTL.parked, '-inf', now, 'LIMIT', 0, 64)) do
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', CTL.parked, '-inf', ctl_int(now), 'LIMIT', '0', '64')) do
     redis.call('ZREM', CTL.parked, key)
-    redis.call('ZADD', CTL.active, 0, key)
+    redis.call('ZADD', CTL.active, '0', key)
   end
   local mine = {}  -- this call's picks per key, for the key's concurrency
   -- A key's turn: the next of a block of `budget` numbers reserved once per call (the
@@ -183,7 +185,7 @@ elseif budget > 0 then
   local turn, turn_last = 1, 0
   local function next_turn()
     if turn > turn_last then
-      turn_last = redis.call('HINCRBY', CTL.meta, 'turn', budget)
+      turn_last = redis.call('HINCRBY', CTL.meta, 'turn', ctl_int(budget))
       turn = turn_last - budget + 1
     end
     turn = turn + 1
@@ -216,7 +218,8 @@ elseif budget > 0 then
   end
   while #picked < budget and tries > 0 and not cut do
     local want = budget - #picked
-    local tops = redis.call('ZRANGE', CTL.active, 0, careful and 0 or math.max(want, 2) - 1)
+    local tops = redis.call('ZRANGE', CTL.active, '0',
+                            ctl_int(careful and 0 or math.max(want, 2) - 1))
     if #tops == 0 then break end
     local per = 1
     -- (Not under a key_rate: its room for several at once can round differently from
@@ -228,7 +231,7 @@ elseif budget > 0 then
     for r = 1, math.min(#tops, want) do
       local key = tops[r]
       local entries = redis.call('ZRANGEBYLEX', CTL.waiting, '[' .. key .. SEP,
-                                 '(' .. key .. '\32', 'LIMIT', 0, per + 1)
+                                 '(' .. key .. '\32', 'LIMIT', '0', ctl_int(per + 1))
       round[r] = {key, entries}
       for j = 1, math.min(per, #entries) do
         ids[#ids + 1] = string.sub(entries[j], #key + 19)  -- after '<key>\31<16 digits>\31'
@@ -261,7 +264,7 @@ elseif budget > 0 then
       if park then
         tries = tries - 1
         ctl_deactivate(key)
-        redis.call('ZADD', CTL.parked, park, key)
+        redis.call('ZADD', CTL.parked, ctl_int(park), key)
       elseif #entries == 0 then
         tries = tries - 1
         ctl_deactivate(key)
@@ -329,7 +332,7 @@ elseif budget > 0 then
   elseif #picked < budget and out[4] == '' and redis.call('SCARD', KEYS[1]) > #picked then
     -- Jobs wait, but every key that has them is at its limit (the claim parked them).
     out[4] = 'keys'
-    local soonest = redis.call('ZRANGE', CTL.parked, 0, 0, 'WITHSCORES')[2]
+    local soonest = redis.call('ZRANGE', CTL.parked, '0', '0', 'WITHSCORES')[2]
     if soonest and tonumber(soonest) < INF then out[5] = tonumber(soonest) end
   end
 end
@@ -375,15 +378,15 @@ for i, p in ipairs(picked) do
     if not wrong_type then
       local reason = 'job hash missing at claim'
       if redis.call('EXISTS', job) == 1 then reason = 'job hash corrupt at claim' end
-      redis.call('HSET', job, 'dead_reason', reason, 'finished_at', now)
+      redis.call('HSET', job, 'dead_reason', reason, 'finished_at', ctl_int(now))
     end
     ctl_finished(id, 'dead')
     ctl_event('dead', id, {'reason', 'job hash missing or corrupt at claim'})
     for _, v in ipairs({id, '', 0, '', '', 0, 0, 0, 'dead', key, 0}) do out[#out + 1] = v end
   else
     if not fence then
-      fence = redis.call('INCRBY', KEYS[6], #picked) - #picked
-      rec[1] = fence
+      fence = redis.call('INCRBY', KEYS[6], ctl_int(#picked)) - #picked
+      rec[1] = ctl_int(fence)
       out[2] = fence
     end
     local lease_ms = default_ms
@@ -415,8 +418,10 @@ for i, p in ipairs(picked) do
     end
     if CTL.fifo then held = held + 2 end
     leased = leased + 1
-    ctl_event('started', id, {'attempt', attempt, 'token', token, 'owner', ARGV[5]})
-    rec[#rec + 1] = i
+    if CTL.events then
+      ctl_event('started', id, {'attempt', attempt, 'token', token, 'owner', ARGV[5]})
+    end
+    rec[#rec + 1] = ctl_int(i)
     rec[#rec + 1] = id
     if lease_ms > longest then longest = lease_ms end
     -- Written in place: a table per job to copy from cost more than the job's SET.
@@ -438,7 +443,9 @@ ctl_bulk('ZADD', CTL.held, held_by_key, 2)
 ctl_bulk('ZREM', CTL.deadlines, started, 1)
 if CTL.rate then ctl_take('q', CTL.rate, leased, now) end
 if longest > 0 then
-  redis.call('SET', KEYS[7], cjson.encode(rec), 'PX', longest)
+  -- Numbers as '%d' text: cjson would format each with '%.14g' (a float formatting per
+  -- job, as a number argument of redis.call is).
+  redis.call('SET', KEYS[7], cjson.encode(rec), 'PX', ctl_int(longest))
 end
 -- An empty todos makes any wake tokens stale; dropping them keeps idle workers asleep.
 if redis.call('SCARD', KEYS[1]) == 0 then

@@ -11,6 +11,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {now}
 local ms = tonumber(ARGV[1])
+local ms_s = ctl_int(ms)  -- text once: see ctl_int
 -- lease keys are '<prefix>lease:<id>', and the settings key is '<prefix>settings'
 local skip = #CTL.settings - #'settings' + #'lease:' + 1
 for i = CTL_N + 1, #KEYS do
@@ -18,9 +19,9 @@ for i = CTL_N + 1, #KEYS do
   local held = redis.call('GET', key)
   local token = ARGV[i - CTL_N + 1]
   if held == token or held == token .. '!' then
-    redis.call('PEXPIRE', key, ms)
+    redis.call('PEXPIRE', key, ms_s)
     if CTL.holding then
-      redis.call('ZADD', CTL.holds, 'XX', now + ms, string.sub(key, skip))
+      redis.call('ZADD', CTL.holds, 'XX', ctl_int(now + ms), string.sub(key, skip))
     end
     out[#out + 1] = held == token and 1 or 2
   else

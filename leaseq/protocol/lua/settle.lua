@@ -45,20 +45,20 @@ local outcome
 if cancel then
   outcome = 'cancelled'
 elseif mode == 'release' then
-  redis.call('HSET', KEYS[2], 'attempts', math.max(attempts - 1, 0),
-    'releases', (tonumber(c[4]) or 0) + 1)
+  redis.call('HSET', KEYS[2], 'attempts', ctl_int(math.max(attempts - 1, 0)),
+    'releases', ctl_int((tonumber(c[4]) or 0) + 1))
   outcome = 'todo'
 elseif mode == 'bury' then
   redis.call('HSET', KEYS[2], 'dead_reason', ARGV[4])
   outcome = 'dead'
 else
   local failures = (tonumber(c[3]) or 0) + 1
-  redis.call('HSET', KEYS[2], 'failures', failures, 'error', ARGV[4])
+  redis.call('HSET', KEYS[2], 'failures', ctl_int(failures), 'error', ARGV[4])
   local max_attempts = tonumber(c[2]) or 1
   if tonumber(ARGV[6]) then max_attempts = math.min(max_attempts, tonumber(ARGV[6])) end
   if attempts >= max_attempts then
     redis.call('HSET', KEYS[2], 'dead_reason',
-      'failed ' .. failures .. ' times, last error: ' .. ARGV[4])
+      'failed ' .. ctl_int(failures) .. ' times, last error: ' .. ARGV[4])
     outcome = 'dead'
   elseif tonumber(ARGV[5]) > 0 then
     outcome = 'delayed'
@@ -80,14 +80,14 @@ if outcome == 'todo' then
   ctl_wait(id, mode == 'release')
   ctl_push_wake(KEYS[7], 1)
 elseif outcome == 'delayed' then
-  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), id)
+  redis.call('ZADD', KEYS[5], ctl_int(now + tonumber(ARGV[5])), id)
 elseif outcome == 'cancelled' then
   redis.call('SADD', CTL.cancelled, id)
-  redis.call('HSET', KEYS[2], 'finished_at', now)
+  redis.call('HSET', KEYS[2], 'finished_at', ctl_int(now))
   ctl_finished(id, 'cancelled')
 else
   redis.call('SADD', KEYS[6], id)
-  redis.call('HSET', KEYS[2], 'finished_at', now)
+  redis.call('HSET', KEYS[2], 'finished_at', ctl_int(now))
   ctl_finished(id, 'dead')
 end
 local history = token .. ':' .. mode .. ':' .. outcome .. ';'
