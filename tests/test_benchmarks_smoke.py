@@ -7,8 +7,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
+import redis as syncredis
+
+from benchmarks import client_instructions
 
 ROOT = Path(__file__).parent.parent
 
@@ -119,3 +124,31 @@ def test_instructions_benchmark_smoke(tmp_path: Path):
     assert rows["drain_1"] > rows["drain_50"] > rows["bare_brpop"]
     assert "| claim + ack, one at a time (set queue) |" in (
         tmp_path / "instructions.md").read_text()
+
+
+@pytest.mark.real_redis
+@pytest.mark.parametrize("case", ["bare_lpush", "bare_brpop", "enqueue", "worker_default",
+                                  "worker_200"])
+def test_client_instructions_cases_run(case: str, redis_server: Any):
+    """Each case of ``benchmarks.client_instructions`` runs as the process callgrind would
+    count (here without valgrind: under it one case takes a minute or more), and does its
+    jobs: a drain's worker acks every job it was given, the bare loop's BRPOP takes every
+    one pushed, or the child exits non-zero."""
+    anyio.run(client_instructions._prepare, redis_server.url, case, 30)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.client_instructions", "--child", case,
+         redis_server.url, "30"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    r = syncredis.Redis.from_url(redis_server.url)
+    try:
+        if case == "bare_lpush":
+            assert r.llen("bare") == 30
+        elif case == "bare_brpop":
+            assert r.llen("bare") == 0
+        elif case == "enqueue":
+            assert r.scard("leaseq:{cins}:todos") == 30
+        else:
+            assert r.scard("leaseq:{cins}:done") == 30
+    finally:
+        r.close()
