@@ -127,7 +127,9 @@ end
 
 -- Slots whose lease expired are free, whether or not a reaper has run.
 if CTL.holding then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', CTL.holds, '-inf', ctl_int(now), 'LIMIT', '0', '256')) do
+  local expired = redis.call('ZRANGEBYSCORE', CTL.holds, '-inf', ctl_int(now), 'LIMIT', '0',
+                             '256')
+  for _, id in ipairs(expired) do
     ctl_unhold(id)
   end
 end
@@ -175,7 +177,9 @@ if budget > 0 and not CTL.fifo then
   end
 elseif budget > 0 then
   -- Keys whose time to look again has come go back to the round-robin.
-  for _, key in ipairs(redis.call('ZRANGEBYSCORE', CTL.parked, '-inf', ctl_int(now), 'LIMIT', '0', '64')) do
+  local due_keys = redis.call('ZRANGEBYSCORE', CTL.parked, '-inf', ctl_int(now), 'LIMIT', '0',
+                              '64')
+  for _, key in ipairs(due_keys) do
     redis.call('ZREM', CTL.parked, key)
     redis.call('ZADD', CTL.active, '0', key)
   end
