@@ -25,8 +25,6 @@ import argparse
 import json
 import logging
 import os
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,18 +39,16 @@ import structlog
 from leaseq import JobContext, Queue, Worker
 
 from . import _results
-from .instructions import _CallgrindServer
+from .instructions import JOB, KEYS, _CallgrindServer, callgrind_total, fill_keys, require_valgrind
 
-_JOB = b'{"task":"t","payload":null}'
-_KEYS = 200
 CASES: list[tuple[str, str]] = [
     ("bare_lpush", "bare loop: an awaited LPUSH"),
     ("bare_brpop", "bare loop: BRPOP + JSON decode (one coroutine)"),
     ("enqueue", "Queue.enqueue, one at a time"),
     ("worker_default", "Worker(queue, handlers), defaults (set queue)"),
     ("worker_200", "Worker at concurrency 200 (set queue)"),
-    ("worker_fifo_keys", f"Worker, defaults, fifo queue with {_KEYS} keys"),
-    ("worker_fifo_kc", f"Worker, defaults, fifo, {_KEYS} keys, key_concurrency=1,000"),
+    ("worker_fifo_keys", f"Worker, defaults, fifo queue with {KEYS} keys"),
+    ("worker_fifo_kc", f"Worker, defaults, fifo, {KEYS} keys, key_concurrency=1,000"),
     ("worker_fifo_kc_skiplist", "the same, the server at zset-max-listpack-entries 16"),
 ]
 _DRAINS = {"bare_brpop", "worker_default", "worker_200", "worker_fifo_keys", "worker_fifo_kc",
@@ -79,7 +75,7 @@ async def _child(case: str, url: str, n: int) -> None:
     q = Queue(r, "cins", **_QUEUES.get(case, {}))
     if case == "bare_lpush":
         for _ in range(n):
-            await r.lpush("bare", _JOB)
+            await r.lpush("bare", JOB)
     elif case == "bare_brpop":
         for _ in range(n):
             _, raw = await r.brpop(["bare"], timeout=0)  # type: ignore[misc]
@@ -101,13 +97,9 @@ async def _prepare(url: str, case: str, n: int) -> None:
     await r.flushall()
     await r.config_set("zset-max-listpack-entries", _LISTPACK.get(case, _LISTPACK_DEFAULT))
     if case == "bare_brpop":
-        await r.lpush("bare", *[_JOB] * n)
+        await r.lpush("bare", *[JOB] * n)
     elif case in _QUEUES:
-        q = Queue(r, "cins", **_QUEUES[case])
-        for k in range(_KEYS):
-            share = n // _KEYS + (1 if k < n % _KEYS else 0)
-            if share:
-                await q.enqueue_many("t", [None] * share, key=f"k{k}")
+        await fill_keys(Queue(r, "cins", **_QUEUES[case]), n)
     elif case in _DRAINS:
         await Queue(r, "cins").enqueue_many("t", [None] * n)
     await r.aclose()
@@ -126,12 +118,7 @@ def _counted(case: str, server: _CallgrindServer, n: int, workdir: Path) -> tupl
          sys.executable, "-m", "benchmarks.client_instructions", "--child", case, url, str(n)],
         check=True, capture_output=True, env=env, cwd=Path(__file__).parent.parent)
     served = server.count()
-    text = subprocess.check_output(["callgrind_annotate", str(out)],
-                                   stderr=subprocess.DEVNULL).decode()
-    found = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text)
-    if found is None:
-        raise RuntimeError(f"no total in {out}")
-    return int(found.group(1).replace(",", "")), served
+    return callgrind_total(str(out)), served
 
 
 def run(n: int, only: list[str] | None = None) -> dict[str, Any]:
@@ -217,9 +204,7 @@ def main() -> None:
         case, url, count = args.child
         anyio.run(_child, case, url, int(count))
         return
-    for tool in ("valgrind", "callgrind_annotate"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found: install valgrind (apt-get install valgrind)")
+    require_valgrind()
     started = time.time()
     results = run(args.jobs, args.only)
     _results.write("benchmarks.client_instructions", "client_instructions", results, started,

@@ -38,7 +38,36 @@ from leaseq.testing import RedisServer
 
 from . import _results
 
-_KEYS = 200
+KEYS = 200
+"""The keys a keyed case spreads its jobs over."""
+JOB = b'{"task":"t","payload":null}'
+"""The bare loop's job."""
+
+
+def callgrind_total(path: str) -> int:
+    """The instructions a callgrind output file counts in all."""
+    text = subprocess.check_output(["callgrind_annotate", path],
+                                   stderr=subprocess.DEVNULL).decode()
+    found = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text)
+    if found is None:
+        raise RuntimeError(f"no total in {path}")
+    return int(found.group(1).replace(",", ""))
+
+
+def require_valgrind() -> None:
+    """Exit with a one-line error unless valgrind's callgrind tools are installed."""
+    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: install valgrind (apt-get install valgrind)")
+
+
+async def fill_keys(q: Queue, n: int) -> None:
+    """Enqueue ``n`` no-op jobs on ``q`` spread evenly over :data:`KEYS` keys, one batch
+    per key."""
+    for k in range(KEYS):
+        share = n // KEYS + (1 if k < n % KEYS else 0)
+        if share:
+            await q.enqueue_many("t", [None] * share, key=f"k{k}")
 
 
 class _CallgrindServer(RedisServer):
@@ -63,12 +92,7 @@ class _CallgrindServer(RedisServer):
         self._control("--dump")
         new = max(set(glob.glob(str(self.dir / "callgrind.out.*"))) - before,
                   key=os.path.getmtime)
-        text = subprocess.check_output(["callgrind_annotate", new],
-                                       stderr=subprocess.DEVNULL).decode()
-        found = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text)
-        if found is None:
-            raise RuntimeError(f"no total in {new}")
-        return int(found.group(1).replace(",", ""))
+        return callgrind_total(new)
 
 
 Case = Callable[[aioredis.Redis, _CallgrindServer, int], Awaitable[int]]
@@ -77,12 +101,12 @@ Case = Callable[[aioredis.Redis, _CallgrindServer, int], Awaitable[int]]
 async def _bare_lpush(r: aioredis.Redis, server: _CallgrindServer, n: int) -> int:
     server.zero()
     for _ in range(n):
-        await r.lpush("bare", b'{"task":"t","payload":null}')
+        await r.lpush("bare", JOB)
     return server.count()
 
 
 async def _bare_brpop(r: aioredis.Redis, server: _CallgrindServer, n: int) -> int:
-    await r.lpush("bare", *[b'{"task":"t","payload":null}'] * n)
+    await r.lpush("bare", *[JOB] * n)
     server.zero()
     for _ in range(n):
         await r.brpop(["bare"], timeout=0)
@@ -105,11 +129,11 @@ def _enqueue(kind: str, batch: int) -> Case:
         server.zero()
         if batch == 1:
             for i in range(n):
-                await q.enqueue("t", None, **({"key": f"k{i % _KEYS}"} if keyed else {}))
+                await q.enqueue("t", None, **({"key": f"k{i % KEYS}"} if keyed else {}))
         else:
             for i, start in enumerate(range(0, n, batch)):
                 await q.enqueue_many("t", [None] * min(batch, n - start),
-                                     **({"key": f"k{i % _KEYS}"} if keyed else {}))
+                                     **({"key": f"k{i % KEYS}"} if keyed else {}))
         return server.count()
     return case
 
@@ -118,9 +142,7 @@ def _drain(kind: str, batch: int) -> Case:
     async def case(r: aioredis.Redis, server: _CallgrindServer, n: int) -> int:
         q = _queue(r, kind)
         if kind in ("fifo_keys", "fifo_kc"):
-            for k in range(_KEYS):
-                share = n // _KEYS + (1 if k < n % _KEYS else 0)
-                await q.enqueue_many("t", [None] * share, key=f"k{k}")
+            await fill_keys(q, n)
         else:
             await q.enqueue_many("t", [None] * n)
         await q.enqueue("t", None)
@@ -160,10 +182,10 @@ CASES: list[tuple[str, str, Case]] = [
     ("drain_1", "claim + ack, one at a time (set queue)", _drain("set", 1)),
     ("drain_50", "claim_many(50) + ack_many (set queue)", _drain("set", 50)),
     ("drain_50_fifo", "claim_many(50) + ack_many (fifo, one key)", _drain("fifo", 50)),
-    ("drain_50_fifo_keys", f"claim_many(50) + ack_many (fifo, {_KEYS} keys)",
+    ("drain_50_fifo_keys", f"claim_many(50) + ack_many (fifo, {KEYS} keys)",
      _drain("fifo_keys", 50)),
     ("drain_50_fifo_kc",
-     f"claim_many(50) + ack_many (fifo, {_KEYS} keys, key_concurrency=1,000)",
+     f"claim_many(50) + ack_many (fifo, {KEYS} keys, key_concurrency=1,000)",
      _drain("fifo_kc", 50)),
 ]
 
@@ -225,9 +247,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found: install valgrind (apt-get install valgrind)")
+    require_valgrind()
     started = time.time()
     results = anyio.run(run, args.jobs)
     _results.write("benchmarks.instructions", "instructions", results, started, args.dir,
