@@ -422,7 +422,7 @@ for i, p in ipairs(picked) do
     end
     if CTL.fifo then held = held + 2 end
     leased = leased + 1
-    if CTL.events then
+    if CTL.events then  -- (ctl_event checks too: here the fields' table is not built)
       ctl_event('started', id, {'attempt', attempt, 'token', token, 'owner', ARGV[5]})
     end
     rec[#rec + 1] = ctl_int(i)

@@ -11,7 +11,6 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {now}
 local ms = tonumber(ARGV[1])
-local ms_s = ctl_int(ms)  -- text once: see ctl_int
 -- lease keys are '<prefix>lease:<id>', and the settings key is '<prefix>settings'
 local skip = #CTL.settings - #'settings' + #'lease:' + 1
 for i = CTL_N + 1, #KEYS do
@@ -19,7 +18,7 @@ for i = CTL_N + 1, #KEYS do
   local held = redis.call('GET', key)
   local token = ARGV[i - CTL_N + 1]
   if held == token or held == token .. '!' then
-    redis.call('PEXPIRE', key, ms_s)
+    redis.call('PEXPIRE', key, ctl_int(ms))  -- text: see ctl_int
     if CTL.holding then
       redis.call('ZADD', CTL.holds, 'XX', ctl_int(now + ms), string.sub(key, skip))
     end
