@@ -177,7 +177,8 @@ async def test_a_claim_of_many_serves_keys_in_turn_and_the_only_key_all_it_may(
 async def test_a_fifo_claim_reads_its_keys_in_rounds_not_one_job_at_a_time(
         real_redis: aioredis.Redis):
     """A claim of 100 from one key reads the key's jobs once; one of 50 from 50 keys
-    reads the round-robin once and writes it once, whatever the number of jobs."""
+    reads the round-robin once and writes it in one command, whatever the number of
+    jobs."""
     q = Queue(real_redis, "rounds", ordering="fifo")
     await q.enqueue_many("t", [None] * 101)
     await q.claim_many(1)  # scripts loaded
@@ -192,7 +193,9 @@ async def test_a_fifo_claim_reads_its_keys_in_rounds_not_one_job_at_a_time(
     leases = await q.claim_many(50)
     assert sorted(lease.key for lease in leases) == sorted(f"k{k}" for k in range(50))
     calls = await command_calls(real_redis)
-    assert (calls["zrange"], calls["zadd"], calls["zrem"]) == (1, 1, 1), calls
+    # One ZADD of the new turns and one ZREM of the claimed index entries; the second of
+    # each brings in and takes out the member that keeps the round-robin a skiplist.
+    assert (calls["zrange"], calls["zadd"], calls["zrem"]) == (1, 2, 2), calls
 
 
 @pytest.mark.real_redis
@@ -689,3 +692,30 @@ async def test_a_key_limit_that_cannot_bind_costs_no_count_per_job(
     assert len(await q.claim_many(100)) == 49
     calls = await command_calls(real_redis)
     assert calls["evalsha"] == 1 and "zlexcount" not in calls, calls
+
+
+async def test_the_slot_sets_stay_skiplists_and_hold_only_the_slots(
+        real_redis: aioredis.Redis):
+    """holds and held gain and lose a member per running job, the round-robin one per
+    served key: a claim keeps them in Redis's skiplist encoding (a listpack's insert
+    scans the whole set), whatever their size or how they were loaded, and leaves
+    nothing in them but their members."""
+    q = Queue(real_redis, "wide", ordering="fifo", key_concurrency=5)
+    k = q.keys
+    await q.enqueue_many("t", [None] * 4, key="a")
+    await real_redis.zadd(k.holds, {"older": 1e15})  # a small set, as Redis loads one
+    assert await real_redis.object("encoding", k.holds) == b"listpack"
+    leases = await q.claim_many(3)
+    assert sorted(await real_redis.zrange(k.holds, 0, -1)) == sorted(
+        [b"older", *(lease.job_id.encode() for lease in leases)])
+    assert sorted(await real_redis.zrange(k.held, 0, -1)) == sorted(
+        f"a\x1f{lease.job_id}".encode() for lease in leases)
+    assert await real_redis.zrange(k.active, 0, -1) == [b"a"]  # a job of a is left
+    for name in (k.holds, k.held, k.active):
+        assert await real_redis.object("encoding", name) == b"skiplist"
+    for lease in leases:
+        await q.ack(lease)
+    await real_redis.zrem(k.holds, "older")
+    assert await real_redis.exists(k.holds, k.held) == 0
+    assert len(await q.claim_many(3)) == 1  # a new set is made a skiplist too
+    assert await real_redis.object("encoding", k.holds) == b"skiplist"

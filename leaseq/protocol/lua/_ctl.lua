@@ -41,6 +41,24 @@ local function ctl_bulk(command, key, list, width)
   end
 end
 
+-- Add members (score, member pairs) to a sorted set a claim writes per job: holds and
+-- held (a member per running job), active (a new turn per served key). Redis keeps a
+-- sorted set of up to 128 short members as a listpack, where each insert and removal
+-- scans the whole set: at 100 members an add and a remove cost 6 times what they cost
+-- in a skiplist (46,000 instructions against 7,000), a quarter of what Redis spent per
+-- job of a drain under key_concurrency (benchmarks/README.md).
+-- A member longer than zset-max-listpack-value (64 bytes unless configured) makes Redis
+-- convert the set to a skiplist, and it stays one when that member leaves, until the set
+-- is emptied or reloaded: so each add brings one in and takes it out again. It starts
+-- with a control character, which no id or key holds, so it is no one's member.
+local function ctl_add_wide(key, list)
+  if #list == 0 then return end
+  local wide = SEP .. string.rep('w', 255)
+  redis.call('ZADD', key, '0', wide)
+  ctl_bulk('ZADD', key, list, 2)
+  redis.call('ZREM', key, wide)
+end
+
 -- An integer as a command argument. Redis turns a number passed to redis.call into
 -- text with '%.17g', float formatting that was a tenth of its instructions per claimed
 -- and acked job (callgrind); '%d' costs a fraction of it, and a value a call sends many

@@ -217,7 +217,7 @@ elseif budget > 0 then
     ctl_bulk('ZREM', CTL.waiting, drops, 1)
     ctl_bulk('ZREM', CTL.active, gone, 1)
     for _, key in ipairs(gone) do ctl_deactivated(key) end
-    ctl_bulk('ZADD', CTL.active, bumps, 2)
+    ctl_add_wide(CTL.active, bumps)
     drops, gone, bumps = {}, {}, {}
   end
   while #picked < budget and tries > 0 and not cut do
@@ -442,8 +442,8 @@ else
   ctl_bulk('SREM', KEYS[1], moved, 1)
   ctl_bulk('SADD', KEYS[2], moved, 1)
 end
-ctl_bulk('ZADD', CTL.holds, holds, 2)
-ctl_bulk('ZADD', CTL.held, held_by_key, 2)
+ctl_add_wide(CTL.holds, holds)
+ctl_add_wide(CTL.held, held_by_key)
 ctl_bulk('ZREM', CTL.deadlines, started, 1)
 if CTL.rate then ctl_take('q', CTL.rate, leased, now) end
 if longest > 0 then
