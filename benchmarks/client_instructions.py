@@ -13,10 +13,12 @@ set-up drop out. ``PYTHONHASHSEED=0`` for every run, so that both runs hash alik
 Cases: the bare loop (an awaited ``LPUSH`` of a job; a ``BRPOP`` and a JSON decode of
 one), a single ``Queue.enqueue``, and a drain of no-op jobs by ``Worker(queue,
 handlers)`` with its defaults (and by one at concurrency 200), logging at ERROR as in
-``benchmarks._worker``; and the same drains of a fifo queue with 200 keys, with and
-without ``key_concurrency``. Needs ``valgrind``
-(Debian: ``apt-get install valgrind``). Writes ``results/client_instructions.json`` and
-``client_instructions.md``.
+``benchmarks._worker``; and the same drain with each scheduling control and service hook
+switched on but not binding (as ``benchmarks.controls`` and ``benchmarks.hooks`` run
+them): fifo ordering, priorities, 200 keys with and without ``key_concurrency``,
+``max_in_flight``, ``rate_limit``, a start deadline on every job, the lifecycle stream,
+a typed task and a middleware. Needs ``valgrind`` (Debian: ``apt-get install
+valgrind``). Writes ``results/client_instructions.json`` and ``client_instructions.md``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import argparse
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,7 @@ import anyio
 import redis.asyncio as aioredis
 import structlog
 
-from leaseq import JobContext, Queue, Worker
+from leaseq import JobContext, Queue, Rate, Worker, task
 
 from . import _results
 from .instructions import JOB, KEYS, _CallgrindServer, callgrind_total, fill_keys, require_valgrind
@@ -47,22 +52,43 @@ CASES: list[tuple[str, str]] = [
     ("enqueue", "Queue.enqueue, one at a time"),
     ("worker_default", "Worker(queue, handlers), defaults (set queue)"),
     ("worker_200", "Worker at concurrency 200 (set queue)"),
+    ("worker_fifo", "Worker, defaults, fifo queue (no keys)"),
+    ("worker_fifo_priorities", "Worker, defaults, fifo, 21 priorities (-1,000 to 1,000)"),
     ("worker_fifo_keys", f"Worker, defaults, fifo queue with {KEYS} keys"),
     ("worker_fifo_kc", f"Worker, defaults, fifo, {KEYS} keys, key_concurrency=1,000"),
-    ("worker_fifo_kc_skiplist", "the same, the server at zset-max-listpack-entries 16"),
+    ("worker_max_in_flight", "Worker, defaults, max_in_flight=10,000"),
+    ("worker_rate_limit", "Worker, defaults, rate_limit=Rate(1,000,000, burst=1,000)"),
+    ("worker_expires_in", "Worker, defaults, expires_in=1 day on every job"),
+    ("worker_events", "Worker, defaults, events=100,000 (the lifecycle stream)"),
+    ("worker_typed", "Worker, defaults, a typed task"),
+    ("worker_middleware", "Worker, defaults, one no-op middleware"),
 ]
-_DRAINS = {"bare_brpop", "worker_default", "worker_200", "worker_fifo_keys", "worker_fifo_kc",
-           "worker_fifo_kc_skiplist"}
+_DRAINS = {name for name, _ in CASES if name.startswith("worker_")} | {"bare_brpop"}
 _QUEUES: dict[str, dict[str, Any]] = {
+    "worker_fifo": {"ordering": "fifo"},
+    "worker_fifo_priorities": {"ordering": "fifo"},
     "worker_fifo_keys": {"ordering": "fifo"},
     "worker_fifo_kc": {"ordering": "fifo", "key_concurrency": 1000},
-    "worker_fifo_kc_skiplist": {"ordering": "fifo", "key_concurrency": 1000},
+    "worker_max_in_flight": {"max_in_flight": 10_000},
+    "worker_rate_limit": {"rate_limit": Rate(1_000_000, burst=1000)},
+    "worker_events": {"events": 100_000},
 }
-# Sorted sets of up to this many members are kept as a listpack, which an insert walks
-# from the start: for the holds of a few dozen leases in flight that walk cost Redis
-# ~20,000 instructions per insert. Redis's default, and the one case's setting.
-_LISTPACK_DEFAULT = "128"
-_LISTPACK: dict[str, str] = {"worker_fifo_kc_skiplist": "16"}
+_KEYED = {"worker_fifo_keys", "worker_fifo_kc"}
+_PRIORITIES = range(-1000, 1001, 100)
+
+
+def _typed(q: Queue) -> Any:
+    """The typed case's task (the same in the process that enqueues and the worker)."""
+
+    async def t(ctx: JobContext, x: int) -> None:
+        return None
+
+    return task(q, name="t")(t)
+
+
+@asynccontextmanager
+async def _nothing(ctx: JobContext) -> AsyncIterator[None]:
+    yield
 
 
 async def _noop(ctx: JobContext, payload: Any) -> None:
@@ -84,8 +110,13 @@ async def _child(case: str, url: str, n: int) -> None:
         for _ in range(n):
             await q.enqueue("t", None)
     else:
-        worker = Worker(q, {"t": _noop}, reaper=False,
-                        **({"concurrency": 200} if case == "worker_200" else {}))
+        options: dict[str, Any] = {}
+        if case == "worker_200":
+            options["concurrency"] = 200
+        if case == "worker_middleware":
+            options["middleware"] = [_nothing]
+        handler = _typed(q) if case == "worker_typed" else _noop
+        worker = Worker(q, {"t": handler}, reaper=False, **options)
         await worker.run(burst=True, handle_signals=False)
         if worker.counters["acked"] != n:
             raise SystemExit(f"the worker acked {worker.counters['acked']} of {n} jobs")
@@ -95,13 +126,25 @@ async def _child(case: str, url: str, n: int) -> None:
 async def _prepare(url: str, case: str, n: int) -> None:
     r = aioredis.Redis.from_url(url)
     await r.flushall()
-    await r.config_set("zset-max-listpack-entries", _LISTPACK.get(case, _LISTPACK_DEFAULT))
+    q = Queue(r, "cins", **_QUEUES.get(case, {}))
     if case == "bare_brpop":
         await r.lpush("bare", *[JOB] * n)
-    elif case in _QUEUES:
-        await fill_keys(Queue(r, "cins", **_QUEUES[case]), n)
+    elif case in _KEYED:
+        await fill_keys(q, n)
+    elif case == "worker_fifo_priorities":
+        # A batch per level, the levels in a fixed shuffled order.
+        levels = list(_PRIORITIES)
+        random.Random(7).shuffle(levels)
+        for i, p in enumerate(levels):
+            share = n // len(levels) + (1 if i < n % len(levels) else 0)
+            if share:
+                await q.enqueue_many("t", [None] * share, priority=p)
+    elif case == "worker_typed":
+        typed = _typed(q)
+        await typed.enqueue_many([typed.call(i) for i in range(n)])
     elif case in _DRAINS:
-        await Queue(r, "cins").enqueue_many("t", [None] * n)
+        await q.enqueue_many("t", [None] * n,
+                             **({"expires_in": 86_400} if case == "worker_expires_in" else {}))
     await r.aclose()
 
 

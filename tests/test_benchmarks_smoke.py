@@ -127,8 +127,7 @@ def test_instructions_benchmark_smoke(tmp_path: Path):
 
 
 @pytest.mark.real_redis
-@pytest.mark.parametrize("case", ["bare_lpush", "bare_brpop", "enqueue", "worker_default",
-                                  "worker_200", "worker_fifo_keys", "worker_fifo_kc"])
+@pytest.mark.parametrize("case", [name for name, _ in client_instructions.CASES])
 def test_client_instructions_cases_run(case: str, redis_server: Any):
     """Each case of ``benchmarks.client_instructions`` runs as the process callgrind would
     count (here without valgrind: under it one case takes a minute or more), and does its
