@@ -341,6 +341,12 @@ async def _call(worker: JobHost, task: Task, ctx: JobContext, payload: Any) -> t
         if not worker.middleware:
             return True, await _invoke(worker, task, ctx, payload)
         result = None  # a middleware that suppresses the handler's exception: no result
+        if len(worker.middleware) == 1:
+            # The common case without the exit stack, which cost a no-op middleware's
+            # drain a third of its extra Python instructions per job.
+            async with worker.middleware[0](ctx):
+                result = await _invoke(worker, task, ctx, payload)
+            return True, result
         async with AsyncExitStack() as stack:
             for middleware in worker.middleware:
                 await stack.enter_async_context(middleware(ctx))
