@@ -694,6 +694,7 @@ async def test_a_key_limit_that_cannot_bind_costs_no_count_per_job(
     assert calls["evalsha"] == 1 and "zlexcount" not in calls, calls
 
 
+@pytest.mark.real_redis
 async def test_the_slot_sets_stay_skiplists_and_hold_only_the_slots(
         real_redis: aioredis.Redis):
     """holds and held gain and lose a member per running job, the round-robin one per
