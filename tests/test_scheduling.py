@@ -695,28 +695,29 @@ async def test_a_key_limit_that_cannot_bind_costs_no_count_per_job(
 
 
 @pytest.mark.real_redis
-async def test_the_slot_sets_stay_skiplists_and_hold_only_the_slots(
+async def test_the_slot_sets_become_skiplists_when_large_and_hold_only_the_slots(
         real_redis: aioredis.Redis):
     """holds and held gain and lose a member per running job, the round-robin one per
-    served key: a claim keeps them in Redis's skiplist encoding (a listpack's insert
-    scans the whole set), whatever their size or how they were loaded, and leaves
-    nothing in them but their members."""
+    served key: a claim that leaves one of them over 32 members makes it a skiplist (a
+    listpack's insert scans the whole set), however it was loaded, and leaves nothing in
+    it but its members; a smaller one stays a listpack, cheaper to make and empty."""
     q = Queue(real_redis, "wide", ordering="fifo", key_concurrency=5)
     k = q.keys
-    await q.enqueue_many("t", [None] * 4, key="a")
+    for n in range(40):
+        await q.enqueue_many("t", [None] * 2, key=f"k{n}")
     await real_redis.zadd(k.holds, {"older": 1e15})  # a small set, as Redis loads one
     assert await real_redis.object("encoding", k.holds) == b"listpack"
-    leases = await q.claim_many(3)
+    leases = await q.claim_many(40)
     assert sorted(await real_redis.zrange(k.holds, 0, -1)) == sorted(
         [b"older", *(lease.job_id.encode() for lease in leases)])
     assert sorted(await real_redis.zrange(k.held, 0, -1)) == sorted(
-        f"a\x1f{lease.job_id}".encode() for lease in leases)
-    assert await real_redis.zrange(k.active, 0, -1) == [b"a"]  # a job of a is left
+        f"{lease.key}\x1f{lease.job_id}".encode() for lease in leases)
+    assert await real_redis.zcard(k.active) == 40  # a job of each key is left
     for name in (k.holds, k.held, k.active):
         assert await real_redis.object("encoding", name) == b"skiplist"
-    for lease in leases:
-        await q.ack(lease)
+    await q.ack_many([(lease, None) for lease in leases])
     await real_redis.zrem(k.holds, "older")
     assert await real_redis.exists(k.holds, k.held) == 0
-    assert len(await q.claim_many(3)) == 1  # a new set is made a skiplist too
-    assert await real_redis.object("encoding", k.holds) == b"skiplist"
+    assert len(await q.claim_many(3)) == 3
+    assert await real_redis.zcard(k.holds) == 3
+    assert await real_redis.object("encoding", k.holds) == b"listpack"

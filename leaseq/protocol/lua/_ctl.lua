@@ -49,12 +49,19 @@ end
 -- job of a drain under key_concurrency (benchmarks/README.md).
 -- A member longer than zset-max-listpack-value (64 bytes unless configured) makes Redis
 -- convert the set to a skiplist, and it stays one when that member leaves, until the set
--- is emptied or reloaded: so each add brings one in and takes it out again. It starts
+-- is emptied or reloaded: so an add that leaves the set over 32 members brings one in
+-- and takes it out again. A smaller set stays a listpack: an idle worker's claim of one
+-- job makes and empties its sets each time, and a skiplist's making cost that claim +
+-- ack 50,000 instructions more (8 %) than the listpack it replaced. The member starts
 -- with a control character, which no id or key holds, so it is no one's member. It is
 -- written out: string.rep('w', 255) cost 12,500 instructions a call, the literals' join
 -- about 500; and it is built only here, not in a top-level statement every call runs.
 local function ctl_add_wide(key, list)
   if #list == 0 then return end
+  if redis.call('ZCARD', key) + #list / 2 <= 32 then
+    ctl_bulk('ZADD', key, list, 2)
+    return
+  end
   local wide = SEP .. 'wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww'
     .. 'wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww'
     .. 'wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww'
