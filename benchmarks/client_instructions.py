@@ -46,6 +46,9 @@ from leaseq import JobContext, Queue, Rate, Worker, task
 from . import _results
 from .instructions import JOB, KEYS, _CallgrindServer, callgrind_total, fill_keys, require_valgrind
 
+_PRIORITIES = range(-1000, 1001, 100)
+"""The priority levels of the priorities case (one batch per level)."""
+
 CASES: list[tuple[str, str]] = [
     ("bare_lpush", "bare loop: an awaited LPUSH"),
     ("bare_brpop", "bare loop: BRPOP + JSON decode (one coroutine)"),
@@ -53,7 +56,8 @@ CASES: list[tuple[str, str]] = [
     ("worker_default", "Worker(queue, handlers), defaults (set queue)"),
     ("worker_200", "Worker at concurrency 200 (set queue)"),
     ("worker_fifo", "Worker, defaults, fifo queue (no keys)"),
-    ("worker_fifo_priorities", "Worker, defaults, fifo, 21 priorities (-1,000 to 1,000)"),
+    ("worker_fifo_priorities", (f"Worker, defaults, fifo, {len(_PRIORITIES)} priorities "
+                                f"({_PRIORITIES[0]:,} to {_PRIORITIES[-1]:,})")),
     ("worker_fifo_keys", f"Worker, defaults, fifo queue with {KEYS} keys"),
     ("worker_fifo_kc", f"Worker, defaults, fifo, {KEYS} keys, key_concurrency=1,000"),
     ("worker_max_in_flight", "Worker, defaults, max_in_flight=10,000"),
@@ -74,7 +78,6 @@ _QUEUES: dict[str, dict[str, Any]] = {
     "worker_events": {"events": 100_000},
 }
 _KEYED = {"worker_fifo_keys", "worker_fifo_kc"}
-_PRIORITIES = range(-1000, 1001, 100)
 
 
 def _typed(q: Queue) -> Any:
