@@ -17,8 +17,10 @@ handlers)`` with its defaults (and by one at concurrency 200), logging at ERROR 
 switched on but not binding (as ``benchmarks.controls`` and ``benchmarks.hooks`` run
 them): fifo ordering, priorities, 200 keys with and without ``key_concurrency``,
 ``max_in_flight``, ``rate_limit``, a start deadline on every job, the lifecycle stream,
-a typed task and a middleware. Needs ``valgrind`` (Debian: ``apt-get install
-valgrind``). Writes ``results/client_instructions.json`` and ``client_instructions.md``.
+a typed task and a middleware; and the default drain logging as the command line does
+by default (a JSON line per acked job, at INFO, to stderr). Needs ``valgrind`` (Debian:
+``apt-get install valgrind``). Writes ``results/client_instructions.json`` and
+``client_instructions.md``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from leaseq import JobContext, Queue, Rate, Worker, task
+from leaseq.cli import logsetup
 
 from . import _results
 from .instructions import JOB, KEYS, _CallgrindServer, callgrind_total, fill_keys, require_valgrind
@@ -66,6 +69,7 @@ CASES: list[tuple[str, str]] = [
     ("worker_events", "Worker, defaults, events=100,000 (the lifecycle stream)"),
     ("worker_typed", "Worker, defaults, a typed task"),
     ("worker_middleware", "Worker, defaults, one no-op middleware"),
+    ("worker_json_logs", "Worker, defaults, logging as `leaseq worker` does (JSON, INFO)"),
 ]
 _DRAINS = {name for name, _ in CASES if name.startswith("worker_")} | {"bare_brpop"}
 _QUEUES: dict[str, dict[str, Any]] = {
@@ -246,8 +250,12 @@ def main() -> None:
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
         case, url, count = args.child
+        if case == "worker_json_logs":
+            logsetup.configure("json", "info")
+        else:
+            structlog.configure(
+                wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
         anyio.run(_child, case, url, int(count))
         return
     require_valgrind()

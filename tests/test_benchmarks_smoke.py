@@ -151,3 +151,10 @@ def test_client_instructions_cases_run(case: str, redis_server: Any):
             assert r.scard("leaseq:{cins}:done") == 30
     finally:
         r.close()
+    acked = [line for line in result.stderr.splitlines() if '"job_acked"' in line]
+    if case == "worker_json_logs":
+        # The command line's logging: one JSON object per line, one line per acked job.
+        assert len(acked) == 30
+        assert all(json.loads(line)["event"] == "job_acked" for line in acked)
+    else:
+        assert acked == []  # filtered at ERROR
