@@ -18,7 +18,9 @@ switched on but not binding (as ``benchmarks.controls`` and ``benchmarks.hooks``
 them): fifo ordering, priorities, 200 keys with and without ``key_concurrency``,
 ``max_in_flight``, ``rate_limit``, a start deadline on every job, the lifecycle stream,
 a typed task and a middleware; and the default drain logging as the command line does
-by default (a JSON line per acked job, at INFO, to stderr). Needs ``valgrind`` (Debian:
+by default (a JSON line per acked job, at INFO, to stderr), and as it logs in an
+application that never configured structlog (structlog's own defaults: a console line
+per acked job, to stdout). Needs ``valgrind`` (Debian:
 ``apt-get install valgrind``). Writes ``results/client_instructions.json`` and
 ``client_instructions.md``.
 """
@@ -70,6 +72,8 @@ CASES: list[tuple[str, str]] = [
     ("worker_typed", "Worker, defaults, a typed task"),
     ("worker_middleware", "Worker, defaults, one no-op middleware"),
     ("worker_json_logs", "Worker, defaults, logging as `leaseq worker` does (JSON, INFO)"),
+    ("worker_structlog_defaults",
+     "Worker, defaults, structlog not configured (its console renderer, INFO)"),
 ]
 _DRAINS = {name for name, _ in CASES if name.startswith("worker_")} | {"bare_brpop"}
 _QUEUES: dict[str, dict[str, Any]] = {
@@ -253,7 +257,7 @@ def main() -> None:
         case, url, count = args.child
         if case == "worker_json_logs":
             logsetup.configure("json", "info")
-        else:
+        elif case != "worker_structlog_defaults":
             structlog.configure(
                 wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
         anyio.run(_child, case, url, int(count))

@@ -152,9 +152,13 @@ def test_client_instructions_cases_run(case: str, redis_server: Any):
     finally:
         r.close()
     acked = [line for line in result.stderr.splitlines() if '"job_acked"' in line]
+    console = [line for line in result.stdout.splitlines() if " job_acked " in line]
     if case == "worker_json_logs":
         # The command line's logging: one JSON object per line, one line per acked job.
-        assert len(acked) == 30
+        assert len(acked) == 30 and console == []
         assert all(json.loads(line)["event"] == "job_acked" for line in acked)
+    elif case == "worker_structlog_defaults":
+        # structlog's own defaults: a console line per acked job, on stdout.
+        assert acked == [] and len(console) == 30
     else:
-        assert acked == []  # filtered at ERROR
+        assert acked == [] and console == []  # filtered at ERROR
