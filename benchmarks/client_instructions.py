@@ -20,8 +20,8 @@ them): fifo ordering, priorities, 200 keys with and without ``key_concurrency``,
 a typed task and a middleware; and the default drain logging as the command line does
 by default (a JSON line per acked job, at INFO, to stderr), and as it logs in an
 application that never configured structlog (structlog's own defaults: a console line
-per acked job, to stdout). Needs ``valgrind`` (Debian:
-``apt-get install valgrind``). Writes ``results/client_instructions.json`` and
+per acked job, to stdout); and one worker over ten queues under ``Weighted``. Needs
+``valgrind`` (Debian: ``apt-get install valgrind``). Writes ``results/client_instructions.json`` and
 ``client_instructions.md``.
 """
 
@@ -45,7 +45,7 @@ import anyio
 import redis.asyncio as aioredis
 import structlog
 
-from leaseq import JobContext, Queue, Rate, Worker, task
+from leaseq import JobContext, Queue, Rate, Weighted, Worker, task
 from leaseq.cli import logsetup
 
 from . import _results
@@ -53,6 +53,8 @@ from .instructions import JOB, KEYS, _CallgrindServer, callgrind_total, fill_key
 
 _PRIORITIES = range(-1000, 1001, 100)
 """The priority levels of the priorities case (one batch per level)."""
+_QUEUE_COUNT = 10
+"""The queues of the weighted case (its jobs spread evenly over them)."""
 
 CASES: list[tuple[str, str]] = [
     ("bare_lpush", "bare loop: an awaited LPUSH"),
@@ -74,6 +76,8 @@ CASES: list[tuple[str, str]] = [
     ("worker_json_logs", "Worker, defaults, logging as `leaseq worker` does (JSON, INFO)"),
     ("worker_structlog_defaults",
      "Worker, defaults, structlog not configured (its console renderer, INFO)"),
+    ("worker_weighted", (f"Worker over {_QUEUE_COUNT} queues, Weighted (weights 1 to "
+                         f"{_QUEUE_COUNT}), defaults")),
 ]
 _DRAINS = {name for name, _ in CASES if name.startswith("worker_")} | {"bare_brpop"}
 _QUEUES: dict[str, dict[str, Any]] = {
@@ -95,6 +99,11 @@ def _typed(q: Queue) -> Any:
         return None
 
     return task(q, name="t")(t)
+
+
+def _several(r: aioredis.Redis) -> list[Queue]:
+    """The weighted case's queues."""
+    return [Queue(r, f"cins{i}") for i in range(_QUEUE_COUNT)]
 
 
 @asynccontextmanager
@@ -127,7 +136,12 @@ async def _child(case: str, url: str, n: int) -> None:
         if case == "worker_middleware":
             options["middleware"] = [_nothing]
         handler = _typed(q) if case == "worker_typed" else _noop
-        worker = Worker(q, {"t": handler}, reaper=False, **options)
+        if case == "worker_weighted":
+            served = _several(r)
+            worker = Worker({s: {"t": handler} for s in served}, reaper=False, policy=Weighted(
+                {s.name: i + 1 for i, s in enumerate(served)}), **options)
+        else:
+            worker = Worker(q, {"t": handler}, reaper=False, **options)
         await worker.run(burst=True, handle_signals=False)
         if worker.counters["acked"] != n:
             raise SystemExit(f"the worker acked {worker.counters['acked']} of {n} jobs")
@@ -150,6 +164,11 @@ async def _prepare(url: str, case: str, n: int) -> None:
             share = n // len(levels) + (1 if i < n % len(levels) else 0)
             if share:
                 await q.enqueue_many("t", [None] * share, priority=p)
+    elif case == "worker_weighted":
+        for i, s in enumerate(_several(r)):
+            share = n // _QUEUE_COUNT + (1 if i < n % _QUEUE_COUNT else 0)
+            if share:
+                await s.enqueue_many("t", [None] * share)
     elif case == "worker_typed":
         typed = _typed(q)
         await typed.enqueue_many([typed.call(i) for i in range(n)])

@@ -147,6 +147,8 @@ def test_client_instructions_cases_run(case: str, redis_server: Any):
             assert r.llen("bare") == 0
         elif case == "enqueue":
             assert r.scard("leaseq:{cins}:todos") == 30
+        elif case == "worker_weighted":
+            assert sum(r.scard(f"leaseq:{{cins{i}}}:done") for i in range(10)) == 30
         else:
             assert r.scard("leaseq:{cins}:done") == 30
     finally:
