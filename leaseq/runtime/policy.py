@@ -42,9 +42,9 @@ class Weighted:
     """Slots shared in proportion to weights (smooth weighted round robin), e.g.
     ``Weighted({"high": 3, "low": 1})``. Every queue with a positive weight gets its share
     whenever it has work, so none starves; slots a queue cannot use go to the others.
-    The slots free at one time go out in chunks of up to 8: over many claims
-    the shares follow the weights slot for slot, within one claim a queue may get a
-    chunk where its share was less."""
+    The slots free at one time go out in chunks of up to 8: over many claims the shares
+    follow the weights slot for slot, while within one claim a queue may get a chunk
+    where its share was less."""
 
     def __init__(self, weights: Mapping[str, int]) -> None:
         if not weights:
@@ -69,9 +69,9 @@ class Weighted:
         return best
 
     def plan(self, free: int, queues: Sequence[str]) -> list[tuple[str, int]]:
-        """The slots in chunks of up to 8, each chunk to the queue that is
-        furthest behind its share; then, in case some cannot use theirs, every queue
-        again for all slots (work-conserving)."""
+        """The slots in chunks of up to 8, each chunk to the queue that is furthest
+        behind its share; then, in case some cannot use theirs, every queue again for
+        all slots (work-conserving)."""
         names = [q for q in queues if q in self.weights]
         if not names:
             return [(q, free) for q in queues]
