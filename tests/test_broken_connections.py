@@ -1,8 +1,9 @@
 """A pooled connection torn down while a command is being written (a cluster client
-replacing a node whose slots moved, a peer's reset) makes redis-py raise
+replacing a node whose slots moved, a peer's reset) makes redis-py before 8.2 raise
 ``AttributeError: 'NoneType' object has no attribute 'writelines'`` instead of a
-``ConnectionError``. It once stopped a worker in the middle of a resharding; it is now
-a connection failure like any other: retried, logged once, nothing lost or run twice.
+``ConnectionError`` (8.2 raises "Connection closed by the server before write"). It
+once stopped a worker in the middle of a resharding; it is now a connection failure
+like any other: retried, logged once, nothing lost or run twice.
 
 The tear-down is reproduced the way it happens: the connection's writer is gone by the
 time redis-py writes the command."""
@@ -26,6 +27,9 @@ from leaseq.testing import RedisServer
 from leaseq.testing._cluster import RedisClusterServers
 
 pytestmark = pytest.mark.real_redis
+
+TORN = ("connection broke", "Connection closed by the server before write")
+"""How the failure reads: the leaked error as leaseq reports it, or redis-py's own."""
 
 
 class Breaker:
@@ -68,9 +72,11 @@ async def test_the_leaked_error_is_recognised_and_nothing_else_is(
     client = aioredis.Redis.from_url(redis_server.url)
     try:
         breaker.armed = True
-        with pytest.raises(AttributeError) as leaked:
+        with pytest.raises((AttributeError, RedisConnectionError)) as leaked:
             await client.ping()
-        assert broken_connection(leaked.value) and retryable(leaked.value)
+        if isinstance(leaked.value, AttributeError):  # redis-py before 8.2
+            assert broken_connection(leaked.value)
+        assert retryable(leaked.value)
         breaker.armed = False
         assert await client.ping()  # redis-py dropped the connection: the next one works
     finally:
@@ -92,8 +98,9 @@ async def test_a_claim_on_a_broken_connection_raises_a_connection_error(
         q = Queue(client, "torn")
         job = await q.enqueue("t", 1)
         breaker.armed = True
-        with pytest.raises(RedisConnectionError, match="connection broke"):
+        with pytest.raises(RedisConnectionError) as raised:
             await q.claim()
+        assert any(text in str(raised.value) for text in TORN), raised.value
         breaker.armed = False
         lease = await q.claim()
         assert lease is not None and lease.job_id == job
@@ -133,7 +140,7 @@ async def test_a_worker_rides_out_connections_torn_down_mid_write(
         stats = await q.stats()
         assert (stats.todos, stats.in_progress, stats.done) == (0, 0, 40)
         down = [e for e in logs if e["event"] == "redis_unavailable"]
-        assert down and all("connection broke" in e["error"] for e in down)
+        assert down and all(any(text in e["error"] for text in TORN) for e in down)
         assert not [e for e in logs if e["log_level"] in ("error", "critical")]
     finally:
         await client.aclose()

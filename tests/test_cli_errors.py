@@ -28,6 +28,7 @@ from typing import IO, Any
 import pytest
 import redis as syncredis
 
+from leaseq.cli.errors import _short_sentinel
 from leaseq.testing import RedisServer, free_port
 
 from .helpers.reaping import reaped
@@ -280,6 +281,25 @@ def test_an_http_port_is_one_line_and_exit_3_for_every_command(http_port: int,
     result = leaseq(f"redis://127.0.0.1:{http_port}/0", *command, stdin="1\n")
     assert result.returncode == 3, result.stderr
     assert "does not speak the Redis protocol" in one_line(result.stderr)
+
+
+@pytest.mark.parametrize(("error", "kept"), [
+    ("Error 111 connecting to 127.0.0.1:{port}. Connection refused.",  # redis-py 8.1
+     "Error 111. Connection refused."),
+    (("network:ConnectionError: Error 111 connecting to 127.0.0.1:{port}. Connect call "
+      "failed ('127.0.0.1', {port})."),  # redis-py 8.2, the standard event loop
+     "Error 111. Connect call failed"),
+])
+def test_each_sentinels_error_is_kept_without_the_address_twice(error: str, kept: str):
+    """redis-py's list of sentinel clients (their reprs, ~1,000 characters each) becomes
+    each sentinel's address and its error, whichever way redis-py words the error."""
+    clients = ", ".join(
+        "<redis.asyncio.client.Redis(<redis.asyncio.connection.ConnectionPool(<redis."
+        f"asyncio.connection.Connection(db=0,host=127.0.0.1,port={port},socket_timeout=5)>)>)>"
+        f" - {error.format(port=port)}" for port in (26379, 26380))
+    assert _short_sentinel(f"No master found for 'mymaster' : {clients}") == (
+        f"No master found for 'mymaster' (sentinel 127.0.0.1:26379: {kept}; "
+        f"sentinel 127.0.0.1:26380: {kept})")
 
 
 def test_a_sentinel_that_cannot_be_reached_is_one_short_line():

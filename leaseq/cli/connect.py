@@ -75,7 +75,8 @@ class _Sentinel(Sentinel):
     """
 
     def __init__(self, sentinels: list[tuple[str, int]], **kwargs: Any) -> None:
-        super().__init__(sentinels, **kwargs)  # type: ignore[no-untyped-call]
+        # Untyped before redis-py 8.2.
+        super().__init__(sentinels, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         self._every = tuple(self.sentinels)
 
     async def discover_master(self, service_name: str) -> Any:

@@ -117,8 +117,18 @@ def _short_sentinel(message: str) -> str:
     asked = re.findall(r"host=([^,>]+),port=(\d+),.*?\)>\)>\)> - ([^,]+)", rest)
     if not asked:
         return head
-    return f"{head} (" + "; ".join(f"sentinel {h}:{p}: {e.strip()[:80]}"
+    return f"{head} (" + "; ".join(f"sentinel {h}:{p}: {_sentinel_error(e, h, p)}"
                                    for h, p, e in asked) + ")"
+
+
+def _sentinel_error(error: str, host: str, port: str) -> str:
+    """One sentinel's error without what the line says already: redis-py 8.2's
+    category and class ("network:ConnectionError: "), the address again."""
+    error = re.sub(r"^\w+:\w+: ", "", error.strip())
+    error = error.replace(f" connecting to {host}:{port}", "")
+    # The address as a tuple too ("Connect call failed ('127.0.0.1', 1)"); the list
+    # was split at commas, so the tuple may be cut short.
+    return re.sub(r" \('[^']*'(?:, \d+\))?", "", error)[:80]
 
 
 _PIPELINE_ERROR = re.compile(r"^Command # \d+ \((?P<command>.*?)\) of pipeline caused error: "
