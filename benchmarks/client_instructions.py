@@ -20,7 +20,8 @@ them): fifo ordering, priorities, 200 keys with and without ``key_concurrency``,
 a typed task and a middleware; and the default drain logging as the command line does
 by default (a JSON line per acked job, at INFO, to stderr), and as it logs in an
 application that never configured structlog (structlog's own defaults: a console line
-per acked job, to stdout); and one worker over ten queues under ``Weighted``. Needs
+per acked job, to stdout); one worker over ten queues under ``Weighted``, and one
+over two under ``Priority`` whose first queue stays empty. Needs
 ``valgrind`` (Debian: ``apt-get install valgrind``). Writes ``results/client_instructions.json`` and
 ``client_instructions.md``.
 """
@@ -78,6 +79,7 @@ CASES: list[tuple[str, str]] = [
      "Worker, defaults, structlog not configured (its console renderer, INFO)"),
     ("worker_weighted", (f"Worker over {_QUEUE_COUNT} queues, Weighted (weights 1 to "
                          f"{_QUEUE_COUNT}), defaults")),
+    ("worker_priority", "Worker over 2 queues, Priority, the first one empty, defaults"),
 ]
 _DRAINS = {name for name, _ in CASES if name.startswith("worker_")} | {"bare_brpop"}
 _QUEUES: dict[str, dict[str, Any]] = {
@@ -140,6 +142,9 @@ async def _child(case: str, url: str, n: int) -> None:
             served = _several(r)
             worker = Worker({s: {"t": handler} for s in served}, reaper=False, policy=Weighted(
                 {s.name: i + 1 for i, s in enumerate(served)}), **options)
+        elif case == "worker_priority":
+            worker = Worker({Queue(r, "cins_high"): {"t": handler}, q: {"t": handler}},
+                            reaper=False, **options)
         else:
             worker = Worker(q, {"t": handler}, reaper=False, **options)
         await worker.run(burst=True, handle_signals=False)

@@ -10,6 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from leaseq import InvalidInput, JobContext, Priority, Queue, Router, Weighted, Worker
+from leaseq.runtime.claims import Claims
+from leaseq.runtime.served import Served
 from leaseq.testing import (
     RedisServer,
     WorkerProcess,
@@ -18,6 +20,10 @@ from leaseq.testing import (
 )
 
 pytestmark = pytest.mark.real_redis
+
+
+async def noop(ctx: JobContext, payload: Any) -> None:
+    return None
 
 
 def recorder(order: list[str], name: str) -> Any:
@@ -37,6 +43,86 @@ async def test_strict_priority_drains_high_before_low(real_redis: aioredis.Redis
     with anyio.fail_after(60):
         await worker.run(burst=True, handle_signals=False)
     assert order == ["high"] * 50 + ["low"] * 50
+
+
+def count_claims(monkeypatch: pytest.MonkeyPatch, queue: Queue) -> list[int]:
+    """The claim calls a worker sends ``queue`` (their ``n``), as a list that grows."""
+    calls: list[int] = []
+    claim_many = queue.claim_many
+
+    async def counted(n: int, **options: Any) -> Any:
+        calls.append(n)
+        return await claim_many(n, **options)
+
+    monkeypatch.setattr(queue, "claim_many", counted)
+    return calls
+
+
+@pytest.mark.parametrize("recheck", [0.0, 3600.0])
+async def test_an_empty_queue_ahead_is_not_asked_at_every_claim(
+    real_redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, recheck: float,
+):
+    """Under Priority, an empty high queue was claimed from before every claim of the
+    low queue with the work. Found empty, it is passed over for EMPTY_RECHECK (here an
+    hour, against none at all: no clock decides the outcome) while the low queue has
+    work, and asked again once every queue is empty."""
+    monkeypatch.setattr("leaseq.runtime.claims.EMPTY_RECHECK", recheck)
+    high, low = Queue(real_redis, "high"), Queue(real_redis, "low")
+    await low.enqueue_many("t", [None] * 300)
+    high_calls, low_calls = count_claims(monkeypatch, high), count_claims(monkeypatch, low)
+    order: list[str] = []
+    worker = Worker({high: recorder(order, "high"), low: recorder(order, "low")},
+                    concurrency=4, reaper=False)
+    with anyio.fail_after(60):
+        await worker.run(burst=True, handle_signals=False)
+    assert order == ["low"] * 300
+    assert len(low_calls) >= 300 // 4
+    if recheck:
+        assert len(high_calls) <= 4  # the first claim, then the ones after the drain
+    else:
+        assert len(high_calls) >= len(low_calls)
+
+
+async def test_work_for_a_passed_over_queue_still_runs(
+    real_redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch,
+):
+    """A job enqueued to a queue while it is passed over starts once the other queues
+    run dry, at the latest (here EMPTY_RECHECK is an hour): late, never lost."""
+    monkeypatch.setattr("leaseq.runtime.claims.EMPTY_RECHECK", 3600.0)
+    high, low = Queue(real_redis, "high"), Queue(real_redis, "low")
+    await low.enqueue_many("t", list(range(200)))
+    order: list[str] = []
+
+    async def low_job(ctx: JobContext, payload: Any) -> None:
+        order.append("low")
+        if payload == 20:
+            await high.enqueue("t", None)
+
+    worker = Worker({high: recorder(order, "high"), low: {"t": low_job}}, concurrency=4,
+                    reaper=False)
+    with anyio.fail_after(60):
+        await worker.run(burst=True, handle_signals=False)
+    assert sorted(order) == ["high"] + ["low"] * 200
+    assert worker.counters["acked"] == 201
+    assert (await high.stats()).done == 1
+
+
+async def test_a_claim_that_finds_nothing_elsewhere_asks_the_passed_over_queues(
+    real_redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch,
+):
+    """No claim comes back empty without having asked every queue, so a burst worker
+    never ends while a passed-over queue has work."""
+    monkeypatch.setattr("leaseq.runtime.claims.EMPTY_RECHECK", 3600.0)
+    high, low = Queue(real_redis, "high"), Queue(real_redis, "low")
+    claims = Claims({"high": Served(high, {"t": noop}), "low": Served(low, {"t": noop})},
+                    Priority())
+    await low.enqueue_many("t", [None, None])
+    [first] = await claims.claim(1)  # high found empty (passed over from now), low had 2
+    assert first.queue == "low"
+    assert await Queue(real_redis, "low").claim() is not None  # another worker's
+    job = await high.enqueue("t", None)
+    [second] = await claims.claim(1)  # low has nothing now: high is asked after all
+    assert (second.queue, second.job_id) == ("high", job)
 
 
 async def test_weighted_shares_follow_the_weights(real_redis: aioredis.Redis):
