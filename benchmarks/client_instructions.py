@@ -50,7 +50,15 @@ from leaseq import JobContext, Queue, Rate, Weighted, Worker, task
 from leaseq.cli import logsetup
 
 from . import _results
-from .instructions import JOB, KEYS, _CallgrindServer, callgrind_total, fill_keys, require_valgrind
+from .instructions import (
+    JOB,
+    KEYS,
+    _CallgrindServer,
+    callgrind_total,
+    even_shares,
+    fill_keys,
+    require_valgrind,
+)
 
 _PRIORITIES = range(-1000, 1001, 100)
 """The priority levels of the priorities case (one batch per level)."""
@@ -165,13 +173,11 @@ async def _prepare(url: str, case: str, n: int) -> None:
         # A batch per level, the levels in a fixed shuffled order.
         levels = list(_PRIORITIES)
         random.Random(7).shuffle(levels)
-        for i, p in enumerate(levels):
-            share = n // len(levels) + (1 if i < n % len(levels) else 0)
+        for p, share in zip(levels, even_shares(n, len(levels)), strict=True):
             if share:
                 await q.enqueue_many("t", [None] * share, priority=p)
     elif case == "worker_weighted":
-        for i, s in enumerate(_several(r)):
-            share = n // _QUEUE_COUNT + (1 if i < n % _QUEUE_COUNT else 0)
+        for s, share in zip(_several(r), even_shares(n, _QUEUE_COUNT), strict=True):
             if share:
                 await s.enqueue_many("t", [None] * share)
     elif case == "worker_typed":

@@ -61,11 +61,15 @@ def require_valgrind() -> None:
             raise SystemExit(f"{tool} not found: install valgrind (apt-get install valgrind)")
 
 
+def even_shares(n: int, parts: int) -> list[int]:
+    """``n`` split into ``parts`` counts that differ by at most one, the larger first."""
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
 async def fill_keys(q: Queue, n: int) -> None:
     """Enqueue ``n`` no-op jobs on ``q`` spread evenly over :data:`KEYS` keys, one batch
     per key."""
-    for k in range(KEYS):
-        share = n // KEYS + (1 if k < n % KEYS else 0)
+    for k, share in enumerate(even_shares(n, KEYS)):
         if share:
             await q.enqueue_many("t", [None] * share, key=f"k{k}")
 
