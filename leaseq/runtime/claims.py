@@ -54,7 +54,9 @@ class Claims:
         With several queues a Redis error is handled per queue: the leases already
         claimed from other queues are kept (dropping them would cost their jobs an attempt
         and a lease timeout), and the failing queue is skipped for a growing backoff while
-        the others are served. Raises only when every queue it tried failed.
+        the others are served. Raises only when every queue it tried failed. A queue whose
+        last claim left nothing waiting is asked only if the others give nothing, for
+        :data:`EMPTY_RECHECK` after that claim.
         """
         if len(self._names) == 1:
             only = self.served[self._names[0]]
