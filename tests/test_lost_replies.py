@@ -38,6 +38,7 @@ from leaseq import Lease, Queue, Reaper
 from leaseq.protocol import scripts
 from leaseq.protocol.doctor import Report, check_queue
 from leaseq.protocol.keys import QueueKeys
+from leaseq.protocol.settling import ack_together
 from leaseq.protocol.wire import text
 from leaseq.testing import RedisServer
 
@@ -386,6 +387,26 @@ async def test_ack_many_whose_reply_was_lost_reports_every_lease_acked(
     assert oks == [True, True, True]
     state = await assert_consistent(direct, "ackmany", attempts=dict.fromkeys(ids, 1))
     assert state.sets["done"] == set(ids)
+
+
+async def test_ack_of_two_queues_in_one_transaction_whose_reply_was_lost_reports_both_acked(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    """A worker serving several queues through one client acks them together
+    (``ack_together``): one EXEC, whose lost reply must not lose either queue's acks."""
+    first = await Queue(direct, "acktwo1").enqueue_many("t", list(range(2)))
+    second = await Queue(direct, "acktwo2").enqueue_many("t", list(range(2)))
+    async with proxied(redis_server) as (proxy, client):
+        q1, q2 = Queue(client, "acktwo1"), Queue(client, "acktwo2")
+        l1, l2 = await q1.claim_many(2), await q2.claim_many(2)
+        oks = await lose_reply(proxy, b"EXEC", lambda: ack_together(
+            [(q1, [(lease, lease.payload) for lease in l1]),
+             (q2, [(lease, lease.payload) for lease in l2])]))
+    assert oks == [[True, True], [True, True]]
+    for name, ids, leases in (("acktwo1", first, l1), ("acktwo2", second, l2)):
+        state = await assert_consistent(direct, name, attempts=dict.fromkeys(ids, 1))
+        assert state.sets["done"] == set(ids)
+        assert {state.field(lease.job_id, "settled") for lease in leases} == {
+            lease.token for lease in leases}
 
 
 @pytest.mark.parametrize(("retry_in", "cap", "outcome", "where"), [

@@ -3,7 +3,9 @@
 ``ProtocolMachine`` (a set queue, no controls). Rules: enqueue, claim, a claim whose reply
 is lost (its leases held by nobody until the next claim recovers them), ack / fail /
 release / extend with any lease ever issued (stale ones included, and retries of calls
-that already committed, even after the job was claimed and settled again), expire a live
+that already committed, even after the job was claimed and settled again), acks of up to
+three such leases in one transaction (off a cluster, with another queue's job in it, as a
+worker serving several queues of one client sends them), expire a live
 lease (what the server does when time runs out), sweep, a schedule's tick (fired on a
 fresh or a stale reading of its state, sent twice, with overlap allowed or skipped), and
 pause / resume, and enqueue ``after=`` up to three known jobs (either policy). The model
@@ -56,8 +58,9 @@ from hypothesis.stateful import (
 )
 from redis.asyncio.cluster import RedisCluster
 
-from leaseq import Every, Lease, LeaseLost, Queue, Reaper
+from leaseq import Every, InvalidInput, Lease, LeaseLost, Queue, Reaper
 from leaseq.protocol import scheduling
+from leaseq.protocol.settling import ack_together
 from leaseq.testing import RedisServer
 from leaseq.testing._cluster import RedisClusterServers
 
@@ -209,6 +212,43 @@ class LeaseMachine(RuleBasedStateMachine):
         else:
             with pytest.raises(LeaseLost):
                 self.run(self.q.ack(lease, result="stale"))
+
+    @precondition(lambda self: self.leases)
+    @rule(picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=3))
+    def ack_batch(self, picks: list[int]) -> None:
+        """Several leases (live, stale, or acked already) acked in one transaction, as a
+        worker's ack batcher sends them; off a cluster, together with a job of another
+        queue of the same client (a worker serving several queues)."""
+        leases = list({lease.token: lease for lease in map(self._choose, picks)}.values())
+        parts: list[tuple[Queue, list[tuple[Lease, Any]]]] = [
+            (self.q, [(lease, lease.token) for lease in leases])]
+        side = Queue(self.client, "model_side")
+        if self.names_candidates:
+            with pytest.raises(InvalidInput, match="cluster"):
+                self.run(ack_together([*parts, (side, [])]))
+        else:
+            self.run(side.enqueue("t", None))
+            other = self.run(side.claim())
+            assert other is not None
+            parts.append((side, [(other, "side")]))
+        expected = []
+        for lease in leases:
+            m = self.jobs[lease.job_id]
+            if self._owned(lease) and not m.cancel_pending(lease.token):
+                m.state, m.acked_by = "done", lease.token
+                self._drop_lease(m)
+                self._ended(m)
+                expected.append(True)
+            else:
+                # A cancel marked the lease, or it is stale: lost, unless this very lease
+                # acked the job before (a retry).
+                expected.append(m.acked_by == lease.token)
+        replies = self.run(ack_together(parts))
+        assert replies[0] == expected, (leases, replies)
+        if len(parts) > 1:
+            assert replies[1] == [True]
+            info = self.run(side.job(parts[1][1][0][0].job_id))
+            assert info is not None and (info.state, info.result) == ("done", "side")
 
     def _settle(self, i: int, mode: str) -> None:
         lease = self._choose(i)

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from leaseq import InvalidInput, JobContext, Priority, Queue, Router, Weighted, Worker
+from leaseq.runtime.acks import ack_batchers
 from leaseq.runtime.claims import Claims
 from leaseq.runtime.served import Served
 from leaseq.testing import (
@@ -120,8 +121,9 @@ async def test_a_claim_that_finds_nothing_elsewhere_asks_the_passed_over_queues(
     never ends while a passed-over queue has work."""
     monkeypatch.setattr("leaseq.runtime.claims.EMPTY_RECHECK", 3600.0)
     high, low = Queue(real_redis, "high"), Queue(real_redis, "low")
-    claims = Claims({"high": Served(high, {"t": noop}), "low": Served(low, {"t": noop})},
-                    Priority())
+    acks = ack_batchers([high, low])
+    claims = Claims({"high": Served(high, {"t": noop}, acks["high"]),
+                     "low": Served(low, {"t": noop}, acks["low"])}, Priority())
     await low.enqueue_many("t", [None, None])
     [first] = await claims.claim(1)  # high found empty (passed over from now), low had 2
     assert first.queue == "low"

@@ -20,9 +20,9 @@ from .codec import encode
 from .core import QueueCore
 from .keys import QueueKeys
 from .validate import storable
-from .wire import CONNECTION_ERRORS, text
+from .wire import CONNECTION_ERRORS, is_cluster, text
 
-__all__ = ["Settling"]
+__all__ = ["Settling", "ack_together"]
 
 # An ack transaction is retried when a watched lease key changed (a heartbeat of the same
 # worker renewing it, for example); more retries than this means something is wrong.
@@ -59,62 +59,7 @@ class Settling(QueueCore):
         ``False`` means the lease was lost (see :meth:`ack`); those jobs are untouched.
         Results are serialised (and rejected on error) before anything is written.
         """
-        data = [encode(self.serializer, result, "result") for _, result in acks]
-        if not acks:
-            return []
-        leases = [lease for lease, _ in acks]
-        # The queue's uses_after key is read (and watched) with the leases: once set,
-        # the ack also releases the jobs waiting for these (resolve.lua, in the MULTI).
-        watched = [*(self.keys.lease(lease.job_id) for lease in leases), self.keys.uses_after]
-        owned: list[int] = []
-
-        def commands(current: list[Any]) -> list[tx.Command] | None:
-            # Runs after WATCH and the read: a change after the read aborts the EXEC.
-            nonlocal owned
-            owned = [i for i, v in enumerate(current[:-1])
-                     if v is not None and text(v) == leases[i].token]
-            if not owned:
-                return None
-            crash.point("in_ack")
-            out = _ack_commands(self.keys, [(leases[i], data[i]) for i in owned],
-                                self.publish, self.controls.events)
-            if current[-1] is not None:
-                out.append(("EVALSHA", scripts.RESOLVE.sha, len(self.keys.control),
-                            *self.keys.control, *(leases[i].job_id for i in owned)))
-            return out
-
-        dropped = 0
-        for _ in range(_MAX_WATCH_RETRIES):
-            try:
-                if await tx.watch_read_exec(self.redis, watched, commands) is not False:
-                    break
-            except NoScriptError:
-                # The ack committed; only the release of the jobs waiting for it did not
-                # run (the script was not loaded): run it alone, loading it first.
-                await scripts.RESOLVE(self.redis, self.keys.control,
-                                      [leases[i].job_id for i in owned])
-                break
-            except CONNECTION_ERRORS:
-                # The reply (or the request) was lost with the connection: start again
-                # from the WATCH, which finds an ack that committed (its leases gone).
-                dropped += 1
-                if dropped > _MAX_DROPPED:
-                    raise
-                await anyio.sleep(0.01 * dropped)
-        else:
-            raise LeaseqError(
-                f"ack of {len(acks)} jobs in queue {self.name!r} did not commit after "
-                f"{_MAX_WATCH_RETRIES} tries: their lease keys kept changing")
-        if owned:
-            await self._replicated("ack")
-        acked = set(owned)
-        ok = [i in acked for i in range(len(acks))]
-        lost = [i for i in range(len(acks)) if not ok[i]]
-        if lost:
-            # An ack retried after a lost reply finds its own settlement recorded.
-            before = await self._acked_before([leases[i] for i in lost])
-            for i, was_acked in zip(lost, before, strict=True):
-                ok[i] = was_acked
+        (ok,) = await ack_together([(self, acks)])
         return ok
 
     async def _acked_before(self, leases: Sequence[Lease]) -> list[bool]:
@@ -245,6 +190,105 @@ class Settling(QueueCore):
             if int(ok) else None
             for lease, ok in zip(leases, reply[1:], strict=True)
         ]
+
+
+async def ack_together(
+    parts: Sequence[tuple[Settling, Sequence[tuple[Lease, Any]]]],
+) -> list[list[bool]]:
+    """Ack the leases of one or more queues in one transaction (:meth:`Settling.ack_many`
+    of each, as one step); return, per queue and lease, whether it was acked.
+
+    The queues must share one client, and on a cluster there must be one queue: a
+    transaction runs on one node, and each queue has its own slot. A worker serving
+    several queues through one client acks their jobs together this way, so its
+    batches do not split by queue (two round trips per batch, whatever the queues).
+    """
+    first = parts[0][0]
+    if any(q.redis is not first.redis for q, _ in parts) or (
+            len(parts) > 1 and is_cluster(first.redis)):
+        raise InvalidInput("acks go together only for queues of one client, not on a cluster")
+    data = [[encode(q.serializer, result, "result") for _, result in acks]
+            for q, acks in parts]
+    leases = [[lease for lease, _ in acks] for _, acks in parts]
+    # Each queue's lease keys, then its uses_after key, read (and watched) together:
+    # once uses_after is set, the ack also releases the jobs waiting for these
+    # (resolve.lua, in the MULTI).
+    watched: list[str] = []
+    for (q, _), held in zip(parts, leases, strict=True):
+        watched += [q.keys.lease(lease.job_id) for lease in held]
+        watched.append(q.keys.uses_after)
+    if len(watched) == len(parts):
+        return [[] for _ in parts]
+    owned: list[list[int]] = []
+    resolving: list[int] = []  # the parts whose MULTI ends with resolve.lua
+
+    def commands(current: list[Any]) -> list[tx.Command] | None:
+        # Runs after WATCH and the read: a change after the read aborts the EXEC.
+        nonlocal owned, resolving
+        owned, resolving = [], []
+        at = 0
+        for held in leases:
+            owned.append([i for i, v in enumerate(current[at:at + len(held)])
+                          if v is not None and text(v) == held[i].token])
+            at += len(held) + 1
+        if not any(owned):
+            return None
+        crash.point("in_ack")
+        out: list[tx.Command] = []
+        at = 0
+        for p, (q, _) in enumerate(parts):
+            mine, at = owned[p], at + len(leases[p]) + 1
+            if not mine:
+                continue
+            out += _ack_commands(q.keys, [(leases[p][i], data[p][i]) for i in mine],
+                                 q.publish, q.controls.events)
+            if current[at - 1] is not None:
+                resolving.append(p)
+                out.append(("EVALSHA", scripts.RESOLVE.sha, len(q.keys.control),
+                            *q.keys.control, *(leases[p][i].job_id for i in mine)))
+        return out
+
+    dropped = 0
+    for _ in range(_MAX_WATCH_RETRIES):
+        try:
+            if await tx.watch_read_exec(first.redis, watched, commands) is not False:
+                break
+        except NoScriptError:
+            # The ack committed; only the release of the jobs waiting for it did not
+            # run (the script was not loaded; every resolve of the EXEC met the same
+            # script cache): run each alone, loading it first.
+            for p in resolving:
+                q = parts[p][0]
+                await scripts.RESOLVE(q.redis, q.keys.control,
+                                      [leases[p][i].job_id for i in owned[p]])
+            break
+        except CONNECTION_ERRORS:
+            # The reply (or the request) was lost with the connection: start again
+            # from the WATCH, which finds an ack that committed (its leases gone).
+            dropped += 1
+            if dropped > _MAX_DROPPED:
+                raise
+            await anyio.sleep(0.01 * dropped)
+    else:
+        count = sum(len(held) for held in leases)
+        names = ", ".join(repr(q.name) for q, _ in parts)
+        raise LeaseqError(
+            f"ack of {count} jobs in queue{'s' if len(parts) > 1 else ''} {names} did not "
+            f"commit after {_MAX_WATCH_RETRIES} tries: their lease keys kept changing")
+    out: list[list[bool]] = []
+    for p, (q, _) in enumerate(parts):
+        if owned and owned[p]:
+            await q._replicated("ack")
+        acked = set(owned[p]) if owned else set()
+        ok = [i in acked for i in range(len(leases[p]))]
+        lost = [i for i in range(len(ok)) if not ok[i]]
+        if lost:
+            # An ack retried after a lost reply finds its own settlement recorded.
+            before = await q._acked_before([leases[p][i] for i in lost])
+            for i, was_acked in zip(lost, before, strict=True):
+                ok[i] = was_acked
+        out.append(ok)
+    return out
 
 
 def _ack_commands(

@@ -389,7 +389,7 @@ async def _ack(
     result that cannot be encoded, or ``lease_lost``)."""
     log = worker.job_log
     try:
-        acked = await job.acks.ack(job.current, result)
+        acked = await job.acks.ack(job.queue, job.current, result)
     except SerializationError as exc:
         return await _fail(worker, job, fields, storable(f"SerializationError: {exc}"), task)
     except Exception as exc:

@@ -35,14 +35,16 @@ _OWN_CONNECTIONS = REDIS_SLOTS + 5
 
 
 class Served:
-    """One queue a worker serves: the queue, its handlers and its ack batcher."""
+    """One queue a worker serves: the queue, its handlers and its ack batcher (which the
+    queues of one client share: :func:`~leaseq.runtime.acks.ack_batchers`)."""
 
     __slots__ = ("acks", "caps", "queue", "tasks")
 
-    def __init__(self, queue: Queue, handlers: Mapping[str, HandlerSpec]) -> None:
+    def __init__(self, queue: Queue, handlers: Mapping[str, HandlerSpec],
+                 acks: AckBatcher) -> None:
         self.queue = queue
         self.tasks = normalise_handlers(handlers)
-        self.acks = AckBatcher(queue)
+        self.acks = acks
         # Per-task attempt limits, applied (and stored with each job) at claim time.
         self.caps = {name: t.max_attempts for name, t in self.tasks.items()
                      if t.max_attempts is not None}

@@ -24,6 +24,7 @@ from ..protocol import crash, validate
 from ..protocol.queue import Queue
 from ..protocol.schedule import Schedule
 from ..protocol.wire import error_text, redis_failure
+from .acks import AckBatcher, ack_batchers
 from .cancels import listen_for_cancels
 from .claims import Claims
 from .handoff import Handoff
@@ -127,7 +128,8 @@ class Worker:
         tracer: RunTracer | None = None,
     ) -> None:
         routes = routes_of(queue, handlers)
-        self.served = {q.name: Served(q, h) for q, h in routes.items()}
+        acks = ack_batchers(list(routes))
+        self.served = {q.name: Served(q, h, acks[q.name]) for q, h in routes.items()}
         self.queues = [s.queue for s in self.served.values()]
         self.queue = self.queues[0]
         """The (first) served queue."""
@@ -392,8 +394,8 @@ class Worker:
             await root.start(self._watch_signals)
         if self.reaper is not None:
             root.start_soon(self.reaper.run)
-        for served in self.served.values():
-            root.start_soon(served.acks.run)
+        for batcher in self._ack_batchers():
+            root.start_soon(batcher.run)
         root.start_soon(self.heartbeat.run)
         root.start_soon(self._stop_when_cancelled)
         root.start_soon(listen_for_cancels, self.queues, lambda: list(self.heartbeat.jobs))
@@ -423,8 +425,8 @@ class Worker:
         same way), the unstarted leases and the acks."""
         end = min(min(anyio.current_time(), drained_by) + RELEASE_TIMEOUT, self._cleanup_by)
         self._cleanup_by = end
-        for served in self.served.values():
-            served.acks.limit(end - anyio.current_time())
+        for batcher in self._ack_batchers():
+            batcher.limit(end - anyio.current_time())
         with anyio.CancelScope(shield=True, deadline=end):
             await self._release_unstarted(handoff)
 
@@ -573,6 +575,10 @@ class Worker:
                     wait_first = True
                     continue
                 await wait_for_work(self.queues, wait, self.outages["wait"])
+
+    def _ack_batchers(self) -> list[AckBatcher]:
+        """Each ack batcher once (the queues of one client share one)."""
+        return list({id(s.acks): s.acks for s in self.served.values()}.values())
 
     def _held_back(self) -> tuple[set[str], float]:
         """Whether a limit or the pause held claims back, and how long to wait for work:
