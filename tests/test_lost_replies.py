@@ -36,6 +36,7 @@ from redis.exceptions import WatchError
 
 from leaseq import Lease, Queue, Reaper
 from leaseq.protocol import scripts
+from leaseq.protocol.claiming import claim_together
 from leaseq.protocol.doctor import Report, check_queue
 from leaseq.protocol.keys import QueueKeys
 from leaseq.protocol.settling import ack_together
@@ -314,6 +315,48 @@ async def test_claim_whose_reply_was_lost_leases_one_job_with_one_attempt(
     assert lease is not None and lease.attempt == 1
     state = await assert_consistent(direct, "claim1", held=[lease])
     assert state.sets["in_progress"] == {lease.job_id}
+
+
+async def test_claims_of_two_queues_in_one_round_trip_whose_reply_was_lost_lease_each_once(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    """``claim_together`` writes both claims in one packet; redis-py's retry sends both
+    again, and each answers from its claim record."""
+    await Queue(direct, "claimtwo1").enqueue_many("t", list(range(3)))
+    await Queue(direct, "claimtwo2").enqueue_many("t", list(range(3)))
+    async with proxied(redis_server) as (proxy, client):
+        q1, q2 = Queue(client, "claimtwo1"), Queue(client, "claimtwo2")
+        await q1.prepare()
+        await q2.prepare()
+        got = await lose_reply(proxy, sha(scripts.CLAIM),
+                               lambda: claim_together([(q1, 2, None), (q2, 1, None)]))
+    l1, l2 = got
+    assert isinstance(l1, list) and isinstance(l2, list)
+    assert (len(l1), len(l2)) == (2, 1)
+    for name, leases in (("claimtwo1", l1), ("claimtwo2", l2)):
+        assert all(lease.attempt == 1 for lease in leases)
+        state = await assert_consistent(direct, name, held=leases)
+        assert state.sets["in_progress"] == {lease.job_id for lease in leases}
+
+
+async def test_claims_of_two_queues_whose_reply_was_lost_without_retries_are_recovered(
+        direct: aioredis.Redis, redis_server: RedisServer):
+    await Queue(direct, "recovertwo1").enqueue_many("t", list(range(3)))
+    await Queue(direct, "recovertwo2").enqueue_many("t", list(range(3)))
+    async with proxied(redis_server, retry=Retry(NoBackoff(), 0)) as (proxy, client):
+        q1, q2 = Queue(client, "recovertwo1"), Queue(client, "recovertwo2")
+        await q1.prepare()
+        await q2.prepare()
+        proxy.arm(sha(scripts.CLAIM))
+        with pytest.raises(RedisConnectionError):
+            await claim_together([(q1, 2, None), (q2, 2, None)])
+        assert proxy.dropped == 1
+        for q in (q1, q2):
+            taken = {text(i) for i in await direct.smembers(q.keys.in_progress)}
+            assert len(taken) == 2  # the server ran both claims
+            leases = await q.claim_many(2)
+            assert {lease.job_id for lease in leases} == taken
+            assert q.recovered_leases == 2
+            await assert_consistent(direct, q.name, held=leases)
 
 
 async def test_a_waiting_claim_whose_reply_was_lost_is_taken_over_by_the_next_claim(

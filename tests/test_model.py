@@ -5,7 +5,8 @@ is lost (its leases held by nobody until the next claim recovers them), ack / fa
 release / extend with any lease ever issued (stale ones included, and retries of calls
 that already committed, even after the job was claimed and settled again), acks of up to
 three such leases in one transaction (off a cluster, with another queue's job in it, as a
-worker serving several queues of one client sends them), expire a live
+worker serving several queues of one client sends them), the claim written together
+with another queue's (as a worker's claims under ``Weighted`` are), expire a live
 lease (what the server does when time runs out), sweep, a schedule's tick (fired on a
 fresh or a stale reading of its state, sent twice, with overlap allowed or skipped), and
 pause / resume, and enqueue ``after=`` up to three known jobs (either policy). The model
@@ -40,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -60,6 +61,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from leaseq import Every, InvalidInput, Lease, LeaseLost, Queue, Reaper
 from leaseq.protocol import scheduling
+from leaseq.protocol.claiming import claim_together
 from leaseq.protocol.settling import ack_together
 from leaseq.testing import RedisServer
 from leaseq.testing._cluster import RedisClusterServers
@@ -500,15 +502,42 @@ class ProtocolMachine(LeaseMachine):
     def claim(self, n: int) -> None:
         self._claim(n)
 
-    def _claim(self, n: int) -> list[Lease]:
-        """claim_many(n) against the model; returns the freshly claimed leases."""
+    @precondition(lambda self: not self.lost_claims)
+    @rule(n=st.integers(1, 4))
+    def claim_with_another_queue(self, n: int) -> None:
+        """The same claim written together with another queue's (``claim_together``, a
+        worker's claim under ``Weighted`` over several queues of one client); refused on
+        a cluster."""
+        side = Queue(self.client, "model_side")
+        if self.names_candidates:
+            with pytest.raises(InvalidInput, match="one pooled client"):
+                self.run(claim_together([(self.q, n, None), (side, 1, None)]))
+            return
+        self.run(side.enqueue("t", None))
+        got: list[Any] = []
+
+        async def together() -> list[Lease]:
+            mine, theirs = await claim_together([(self.q, n, None), (side, 1, None)])
+            assert not isinstance(mine, Exception) and not isinstance(theirs, Exception)
+            got.extend(theirs)
+            return mine
+
+        self._claim(n, together)
+        assert len(got) == 1 and got[0].queue == "model_side"
+        self.run(side.ack(got[0]))
+
+    def _claim(self, n: int,
+               call: Callable[[], Coroutine[Any, Any, list[Lease]]] | None = None,
+               ) -> list[Lease]:
+        """claim_many(n) (or ``call()``, a claim of n written otherwise) against the
+        model; returns the freshly claimed leases."""
         # Leases of lost claims that are still held come back first (claim.lua's record),
         # paused or not: they were claimed before.
         recovered = [lease for lost in self.lost_claims for lease in lost if self._owned(lease)]
         self.lost_claims = []
         todo = [j for j, m in self.jobs.items() if m.state == "todo"]
         doomed = {j for j in todo if self.jobs[j].doomed_by}
-        leases = self.run(self.q.claim_many(n))
+        leases = self.run(self.q.claim_many(n) if call is None else call())
         back = min(n, len(recovered))
         for lease in recovered[back:]:  # beyond n: released
             m = self.jobs[lease.job_id]

@@ -15,7 +15,7 @@ import structlog
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..exceptions import LeaseLost, LeaseqError
+from ..exceptions import InvalidInput, LeaseLost, LeaseqError
 from ..models import Lease
 from . import scripts, validate
 from .settling import Settling
@@ -31,7 +31,7 @@ from .wire import (
     text,
 )
 
-__all__ = ["Claiming"]
+__all__ = ["Claiming", "can_claim_together", "claim_together"]
 
 log = structlog.get_logger("leaseq.queue")
 
@@ -86,9 +86,7 @@ class Claiming(Settling):
         """
         validate.positive_int(n, "n", _MAX_CLAIM)
         wait_s = None if wait is None else validate.seconds(wait, "wait", allow_zero=False)
-        caps: list[scripts.ArgT] = []
-        for task, limit in (max_attempts or {}).items():
-            caps += (validate.task_name(task), validate.positive_int(limit, "max_attempts"))
+        caps = _caps_of(max_attempts)
         await self.prepare()
         leases = await self._recover_claims() if self._lost_claims else []
         if len(leases) >= n:
@@ -132,6 +130,7 @@ class Claiming(Settling):
         a cluster, whose claim takes two steps, nor on a single-connection client)."""
         return (not is_cluster(self.redis)
                 and getattr(self.redis, "connection", None) is None
+                and not getattr(self.redis, "single_connection_client", False)
                 and getattr(self.redis, "connection_pool", None) is not None)
 
     async def _claim_after_wake(
@@ -365,3 +364,75 @@ class Claiming(Settling):
 async def _cancel_on(interrupt: anyio.Event, scope: anyio.CancelScope) -> None:
     await interrupt.wait()
     scope.cancel()
+
+
+def _caps_of(max_attempts: Mapping[str, int] | None) -> list[scripts.ArgT]:
+    """claim.lua's per-task attempt limits (task, limit pairs), checked."""
+    caps: list[scripts.ArgT] = []
+    for task, limit in (max_attempts or {}).items():
+        caps += (validate.task_name(task), validate.positive_int(limit, "max_attempts"))
+    return caps
+
+
+def can_claim_together(queues: Sequence[Claiming]) -> bool:
+    """Whether :func:`claim_together` can claim from ``queues`` in one round trip: one
+    plain or Sentinel client with a pool, and no claim whose reply was lost waiting to
+    be recovered (its queue recovers it through ``claim_many``)."""
+    first = queues[0]
+    return (first._pipelines_wait()
+            and all(q.redis is first.redis and not q._lost_claims for q in queues))
+
+
+async def claim_together(
+    parts: Sequence[tuple[Claiming, int, Mapping[str, int] | None]],
+) -> list[list[Lease] | Exception]:
+    """``claim_many(n, max_attempts=...)`` of each ``(queue, n, max_attempts)``, the
+    claim calls written together on one connection: one round trip for all, where
+    ``claim_many`` takes one per queue (see :func:`can_claim_together`).
+
+    Each queue's answer is its leases, or the error its claim met (a refusal), not
+    raised, so one queue's error costs the others nothing. A connection error is
+    raised, after every call is remembered as one whose reply may be lost (each queue
+    recovers its own leases on its next claim). A call re-sent after a lost reply
+    answers from its claim record, as ``claim_many``'s does."""
+    if not can_claim_together([q for q, _, _ in parts]):
+        raise InvalidInput("claims go together only for queues of one pooled client, "
+                           "with no lost claim to recover")
+    calls: list[tuple[str, list[scripts.ArgT]]] = []
+    commands: list[tuple[Any, ...]] = []
+    for q, n, max_attempts in parts:
+        validate.positive_int(n, "n", _MAX_CLAIM)
+        caps = _caps_of(max_attempts)
+        await q.prepare()
+        nonce = os.urandom(6).hex()
+        keys, args = q._claim_call(n, None, nonce, caps)
+        calls.append((nonce, caps))
+        commands.append(("EVALSHA", scripts.CLAIM.sha, len(keys), *keys, *args))
+    client = parts[0][0].redis
+    t0 = time.monotonic()
+    try:
+        with connection_errors():
+            replies = await scripts.evalsha_many(client, commands)
+    except RETRYABLE:
+        for (q, _, _), (nonce, _) in zip(parts, calls, strict=True):
+            q._remember_lost(nonce)
+        raise
+    t1 = time.monotonic()
+    out: list[list[Lease] | Exception] = []
+    for (q, n, _), (_, caps), reply in zip(parts, calls, replies, strict=True):
+        try:
+            if isinstance(reply, NoScriptError):  # it did not run: load it and claim now
+                with connection_errors():
+                    await client.script_load(scripts.CLAIM.source)
+                out.append(await q._claim(n, None, caps=caps))
+            elif isinstance(reply, Exception):
+                out.append(reply)
+            else:
+                q._held_back(reply, t1)
+                leases, _ = await q._leases_of(reply, t0, t1)
+                out.append(leases)
+        except Exception as exc:
+            # This queue's claim only (a burial that failed, the claim after a load):
+            # the other queues' leases are kept.
+            out.append(exc)
+    return out

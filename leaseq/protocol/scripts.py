@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from . import prelude
 from .resp import pack
@@ -106,6 +106,34 @@ async def _evalsha(client: AnyRedis, command: tuple[Any, ...]) -> Any:
             return await conn.read_response()
 
         return await conn.retry.call_with_retry(exchange, lambda _: conn.disconnect())
+    finally:
+        await pool.release(conn)
+
+
+async def evalsha_many(client: AnyRedis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Several ``EVALSHA`` calls on one pooled connection of a plain or Sentinel client,
+    written together (one round trip), packed as :func:`_evalsha` packs one; each reply
+    in order, an error reply (``NOSCRIPT``, a refusal) as its exception, not raised.
+    Re-sent whole after a connection error, as :func:`_evalsha` is: every call must be
+    safe when re-sent after it ran."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        packed = pack(list(commands), conn.encoder)
+
+        async def exchange() -> list[Any]:
+            await conn.send_packed_command(packed)
+            replies: list[Any] = []
+            for _ in commands:  # every reply read, so the connection stays usable
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+            return replies
+
+        replies: list[Any] = await conn.retry.call_with_retry(
+            exchange, lambda _: conn.disconnect())
+        return replies
     finally:
         await pool.release(conn)
 

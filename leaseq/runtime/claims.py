@@ -9,6 +9,7 @@ import anyio
 import structlog
 
 from ..models import Lease
+from ..protocol.claiming import can_claim_together, claim_together
 from ..protocol.wire import error_text, redis_failure
 from .policy import Policy
 from .served import Served
@@ -76,19 +77,37 @@ class Claims:
         for entries in rounds:
             if leases:
                 break
+            entries = [(name, n) for name, n in entries
+                       if n > 0 and self._down_until.get(name, 0.0) <= now]
+            together = self._together(entries, free)
+            if together:
+                # The planned shares (Weighted's) go out in one round trip; what the
+                # plan lists after them is asked one queue at a time, for what is left.
+                tried += len(together)
+                for (name, _), got in zip(together, await self._claim_together(together),
+                                          strict=True):
+                    if isinstance(got, Exception):
+                        if not redis_failure(got):
+                            raise got
+                        failed, error = failed + 1, got
+                        self._down(name, now, got)
+                    else:
+                        self._claimed(name)
+                        leases += got
+                entries = entries[len(together):]
             for name, n in entries:
-                want = min(n, free - len(leases))
-                if want > 0 and self._down_until.get(name, 0.0) <= now:
-                    tried += 1
-                    try:
-                        leases += await self._claim_from(name, want)
-                    except Exception as exc:
-                        if not redis_failure(exc):
-                            raise
-                        failed, error = failed + 1, exc
-                        self._down(name, now, exc)
                 if len(leases) >= free:
                     break
+                if self._down_until.get(name, 0.0) > now:
+                    continue  # failed just now (a queue may be listed twice)
+                tried += 1
+                try:
+                    leases += await self._claim_from(name, min(n, free - len(leases)))
+                except Exception as exc:
+                    if not redis_failure(exc):
+                        raise
+                    failed, error = failed + 1, exc
+                    self._down(name, now, exc)
         if error is not None and failed == tried and not leases:
             raise error
         return leases
@@ -114,9 +133,39 @@ class Claims:
         empty = {name for name, until in self._empty_until.items() if until > now}
         return set() if len(empty) == len(self._names) else empty
 
+    def _together(self, entries: list[tuple[str, int]], free: int) -> list[tuple[str, int]]:
+        """The longest start of ``entries`` (two or more) that can be claimed in one
+        round trip: together they ask for no more than ``free`` (so none of them needs
+        to know what the others got), on queues :func:`can_claim_together` can serve."""
+        asked, count = 0, 0
+        for _, n in entries:
+            if asked + n > free:
+                break
+            asked, count = asked + n, count + 1
+        head = entries[:count]
+        if count < 2 or not can_claim_together([self.served[name].queue for name, _ in head]):
+            return []
+        return head
+
+    async def _claim_together(self, entries: list[tuple[str, int]]
+                              ) -> list[list[Lease] | Exception]:
+        """:func:`claim_together` over ``entries``; a connection error is each one's."""
+        try:
+            return await claim_together(
+                [(self.served[name].queue, n, self.served[name].caps) for name, n in entries])
+        except Exception as exc:
+            return [exc for _ in entries]
+
     async def _claim_from(self, name: str, want: int) -> list[Lease]:
         served = self.served[name]
         leases = await served.queue.claim_many(want, max_attempts=served.caps)
+        self._claimed(name)
+        return leases
+
+    def _claimed(self, name: str) -> None:
+        """After a claim from ``name`` that did not fail: whether it was left empty,
+        and the end of an outage."""
+        served = self.served[name]
         if served.queue.nothing_waiting and not served.queue.held_back:
             self._empty_until[name] = anyio.current_time() + EMPTY_RECHECK
         else:
@@ -125,7 +174,6 @@ class Claims:
         if name in self._down_logged:
             self._down_logged.discard(name)
             log.info("redis_recovered", component="claim", queue=name)
-        return leases
 
     def _down(self, name: str, now: float, exc: BaseException) -> None:
         backoff = self._down_backoff.get(name, 0.05)
